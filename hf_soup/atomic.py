@@ -1,0 +1,121 @@
+"""Write a whole output folder or file so that it appears complete or not at all.
+
+Why: a sweep, merge or publish can be killed at any moment (SIGKILL, full disk, Ctrl-C). Every
+stage writes into a hidden temporary sibling of the destination and renames it into place as
+its last step, so a reader (the next stage, a rerun, a user) never sees half-written weights.
+The temporary name starts with `.tmp-` so finders skip it and a rerun can clear leftovers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hf_soup.errors import SoupError
+
+TMP_PREFIX = ".tmp-"
+LOCK_SUFFIX = ".lock"
+
+
+def _describe_os_error(err: OSError, path: Path) -> str:
+    if err.errno == errno.ENOSPC:
+        return f"{path}: no space left on device"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{path}: not writable ({err.strerror})"
+    return f"{path}: {err.strerror or err}"
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `dest`; on success rename it to `dest`.
+
+    On any exception the temporary folder is removed and `dest` is untouched. With
+    `overwrite=False` an existing `dest` is an error (checked before and again at rename time, so
+    of two concurrent writers one wins and the other refuses).
+    """
+    dest = Path(dest)
+    if dest.exists() and not overwrite:
+        raise SoupError(f"{dest}: already exists (refusing to overwrite)")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{dest.name}-", dir=dest.parent))
+    except OSError as err:
+        raise SoupError(_describe_os_error(err, dest.parent)) from err
+    try:
+        yield tmp
+        _rename_into_place(tmp, dest, overwrite)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise SoupError(_describe_os_error(err, dest)) from err
+        raise
+
+
+def _rename_into_place(tmp: Path, dest: Path, overwrite: bool) -> None:
+    if overwrite and dest.exists():
+        old = dest.with_name(f"{TMP_PREFIX}{dest.name}-old-{os.getpid()}")
+        os.rename(dest, old)
+        os.rename(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    try:
+        # rename() onto an existing non-empty directory fails, which is what makes the race safe.
+        os.rename(tmp, dest)
+    except OSError as err:
+        if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise SoupError(f"{dest}: another process wrote it first (refusing to overwrite)") from err
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
+    """Write JSON to `path` via a temporary file + rename (readers never see a partial file)."""
+    path = Path(path)
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise SoupError(_describe_os_error(err, path)) from err
+
+
+def clear_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove `.tmp-*` leftovers of killed writers in `folder`; return what was removed."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for child in folder.iterdir():
+            if child.name.startswith(TMP_PREFIX):
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+                removed.append(child)
+    return removed
+
+
+@contextlib.contextmanager
+def exclusive_lock(target: str | os.PathLike) -> Iterator[None]:
+    """Hold an advisory lock `<target>.lock` so two writers of the same output cannot both run.
+
+    Uses `fcntl.flock` (released by the kernel when a process dies, so SIGKILL leaves no stale
+    lock). The second writer is refused with a clear error rather than made to wait.
+    """
+    import fcntl
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.with_name(target.name + LOCK_SUFFIX)
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the context
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise SoupError(f"{target}: another process is writing it right now ({lock_path})") from err
+        yield
+    finally:
+        handle.close()

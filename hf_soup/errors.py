@@ -1,0 +1,31 @@
+"""The one exception type for user mistakes, and the wrapper that turns it into one line + exit 2.
+
+Why: the brief promises "a clear one-line error naming the file/field and a non-zero exit, never
+a traceback for user mistakes". Library code raises `SoupError`; every CLI entry point runs
+through `cli_main`, which prints `error: <message>` to stderr and exits with status 2 (argparse's
+own convention for bad usage). Programming errors still raise normally, with a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+class SoupError(Exception):
+    """A user-facing error: bad input, bad files, a refused operation. Message is one line."""
+
+    exit_code = 2
+
+
+def cli_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Run a CLI `main(argv)`; map SoupError (and Ctrl-C) to one stderr line and a non-zero code."""
+    try:
+        return int(main(argv) or 0)
+    except SoupError as err:
+        message = " ".join(str(err).split())  # guarantee a single line
+        print(f"error: {message}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
