@@ -1,0 +1,109 @@
+"""`ingredient.json`: the contract between whatever fine-tunes a model and the merge.
+
+Why a module of its own: the sweep (`train.py`), the Trainer callback any user can add to their own
+script (`callbacks.IngredientExportCallback`) and the merge (`checkpoints.py`) all read or write
+this file; one reader/writer keeps them agreeing. The schema is documented in docs/FORMATS.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hf_soup.atomic import write_json_atomic
+from hf_soup.errors import SoupError
+
+INGREDIENT_FILE = "ingredient.json"
+FORMAT = "hf_soup.ingredient"
+FORMAT_VERSION = 1
+REQUIRED_FIELDS = ("run_id", "task", "base_model", "head_init_seed", "seed", "hyperparameters", "split", "metrics")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the weights (recorded in every output)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("hf_soup", "transformers", "torch", "datasets", "accelerate", "safetensors", "huggingface_hub"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            if name == "hf_soup":
+                from hf_soup import __version__
+
+                found[name] = __version__
+    return found
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def weights_sha256(model_dir: str | os.PathLike) -> str | None:
+    """sha256 over a folder's `*.safetensors` files (sorted by name): identifies a base checkpoint.
+
+    None when the folder holds no safetensors (e.g. a Hub id not downloaded; the revision then
+    identifies it).
+    """
+    files = sorted(Path(model_dir).glob("*.safetensors")) if Path(model_dir).is_dir() else []
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_ingredient(**fields: Any) -> dict[str, Any]:
+    """An ingredient record: `fields` (see docs/FORMATS.md) plus format, versions and time."""
+    missing = [name for name in REQUIRED_FIELDS if name not in fields]
+    if missing:
+        raise ValueError(f"ingredient record is missing {missing}")
+    record: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
+    record.update(fields)
+    record.setdefault("versions", library_versions())
+    record.setdefault("created", utc_now())
+    return record
+
+
+def write_ingredient(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
+    path = Path(folder) / INGREDIENT_FILE
+    write_json_atomic(path, record)
+    return path
+
+
+def read_ingredient(folder: str | os.PathLike) -> dict[str, Any]:
+    """Read and check `<folder>/ingredient.json`; a SoupError names the file and field on problems."""
+    path = Path(folder) / INGREDIENT_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SoupError(f"{path}: not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SoupError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise SoupError(f"{path}: field 'format' must be {FORMAT!r}")
+    if not isinstance(record.get("format_version"), int) or record["format_version"] > FORMAT_VERSION:
+        raise SoupError(f"{path}: field 'format_version' {record.get('format_version')!r} is not supported")
+    for name in REQUIRED_FIELDS:
+        if name not in record:
+            raise SoupError(f"{path}: missing field {name!r}")
+    for split in ("heldout",):
+        if "primary" not in record["metrics"].get(split, {}):
+            raise SoupError(f"{path}: missing field 'metrics.{split}.primary'")
+    return record
+
+
+def is_ingredient(folder: str | os.PathLike) -> bool:
+    """True when `folder` holds a readable, valid ingredient.json (used to skip finished runs)."""
+    try:
+        read_ingredient(folder)
+    except SoupError:
+        return False
+    return True
