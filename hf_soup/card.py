@@ -1,0 +1,570 @@
+"""The model card (README.md) and plot (soup.png) of a soup folder, generated from its soup.json.
+
+    python -m hf_soup.card soups/rte-greedy                              # (re)write README.md + soup.png
+    python -m hf_soup.card soups/rte-greedy --repo_id you/rte-soup --license apache-2.0
+
+Why a generator: a soup's card must say what was averaged, how it compares with the obvious
+baselines (best single model, uniform soup, logit ensemble) on held-out *and* test data, and how
+to rebuild it. All of that is already in `soup.json` (docs/FORMATS.md), so the card is a pure
+function of it: the same soup.json gives byte-identical README.md and soup.png, which is what
+makes a re-push of an unchanged soup a no-op on the Hub.
+
+Metadata goes through `huggingface_hub.ModelCardData` / `EvalResult` (so the Hub's parser reads
+it back, `model-index` included); the body is the Jinja template `hf_soup/templates/soup_card.md`
+(shipped as package data; pass `template=` to use your own, e.g. one kept in `model_cards/`).
+The last line of a generated card carries a hash of its content: `is_generated_card` tells an
+untouched generated card (safe to regenerate) from one a person edited (never overwritten).
+
+Imports nothing of ours except the error type (like `tasks`), so any tool can call it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hf_soup.errors import SoupError, cli_main
+
+SOUP_FORMAT = "hf_soup.soup"
+SUPPORTED_FORMAT_MAJOR = 1
+DEFAULT_TEMPLATE = Path(__file__).with_name("templates") / "soup_card.md"
+GLUE_DATASET = "nyu-mll/glue"
+MARKER_PREFIX = "<!-- hf_soup.card sha256:"
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+@dataclass(frozen=True)
+class TaskCard:
+    """What the card says about a GLUE task (the card imports nothing of ours, so not `tasks.Task`)."""
+
+    display: str
+    description: str
+    example: tuple[str, ...]  # one sentence, or a pair
+    test_split: str = "validation"
+    regression: bool = False
+
+
+# fmt: off
+TASK_CARDS: dict[str, TaskCard] = {
+    "cola": TaskCard("CoLA", "grammatical acceptability", ("The book was written by John.",)),
+    "sst2": TaskCard("SST-2", "sentiment of movie-review sentences", ("A gripping, beautifully acted film.",)),
+    "mrpc": TaskCard("MRPC", "paraphrase detection", ("The company said profits rose.", "Profits went up, the company said.")),
+    "stsb": TaskCard("STS-B", "semantic textual similarity, a 0-5 regression", ("A man is playing a guitar.", "A person plays the guitar."), regression=True),
+    "qqp": TaskCard("QQP", "duplicate-question detection", ("How do I learn Python quickly?", "What is the fastest way to learn Python?")),
+    "mnli": TaskCard("MNLI", "natural language inference", ("A man is playing a guitar on stage.", "A person is making music."), "validation_matched"),
+    "qnli": TaskCard("QNLI", "question-answer entailment", ("Where is the Eiffel Tower?", "The Eiffel Tower is in Paris.")),
+    "rte": TaskCard("RTE", "textual entailment", ("A cat is sleeping on the mat.", "An animal is on the mat.")),
+    "wnli": TaskCard("WNLI", "Winograd-schema entailment", ("The trophy didn't fit in the suitcase because it was too big.", "The trophy was too big.")),
+}
+# fmt: on
+
+METRIC_NAMES = {
+    "accuracy": "accuracy",
+    "f1": "F1",
+    "matthews_correlation": "Matthews correlation",
+    "pearson": "Pearson",
+    "spearmanr": "Spearman",
+    "f1_accuracy_mean": "mean of F1 and accuracy",
+    "pearson_spearmanr_mean": "mean of Pearson and Spearman",
+    "loss": "loss",
+}
+RECIPES = {
+    "uniform": ("uniform soup", "uniform-soup"),
+    "greedy": ("greedy soup", "greedy-soup"),
+    "learned": ("learned soup", "learned-soup"),
+    "average-last": ("checkpoint average", "checkpoint-averaging"),
+}
+RESULT_ROWS = ("best_single", "uniform", "greedy", "learned", "ensemble", "oracle_best_single")
+
+
+# ----------------------------------------------------------------------------- reading soup.json
+
+
+def read_soup(folder: str | os.PathLike) -> dict[str, Any]:
+    """Read and check `<folder>/soup.json` (docs/FORMATS.md); errors name the file and field."""
+    path = Path(folder) / "soup.json"
+    try:
+        soup = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise SoupError(f"{path}: not found (a soup folder is written by `python -m hf_soup.merge`)") from err
+    except (OSError, ValueError) as err:
+        raise SoupError(f"{path}: not readable JSON ({err})") from err
+    if not isinstance(soup, dict) or soup.get("format") != SOUP_FORMAT:
+        raise SoupError(f"{path}: field 'format' must be {SOUP_FORMAT!r}")
+    version = soup.get("format_version")
+    if not isinstance(version, int) or version > SUPPORTED_FORMAT_MAJOR:
+        raise SoupError(f"{path}: field 'format_version' {version!r} is newer than this hf_soup understands (1)")
+    for key, kind in (
+        ("name", str),
+        ("recipe", str),
+        ("task", str),
+        ("primary_metric", str),
+        ("base_model", dict),
+        ("ingredients", list),
+        ("results", dict),
+    ):
+        if not isinstance(soup.get(key), kind):
+            raise SoupError(f"{path}: field '{key}' is missing or not a {kind.__name__}")
+    if not isinstance(soup["results"].get("soup"), dict) or not isinstance(soup["results"]["soup"].get("test"), dict):
+        raise SoupError(f"{path}: field 'results.soup.test' is missing")
+    for i, ingredient in enumerate(soup["ingredients"]):
+        if not isinstance(ingredient, dict) or not isinstance(ingredient.get("name"), str):
+            raise SoupError(f"{path}: field 'ingredients[{i}].name' is missing")
+    return soup
+
+
+# ----------------------------------------------------------------------------- formatting helpers
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
+
+
+def _metric_name(name: str) -> str:
+    return METRIC_NAMES.get(name, name.replace("_", " "))
+
+
+def _primary(scores: dict[str, Any] | None) -> Any:
+    return (scores or {}).get("primary")
+
+
+def _reported_metrics(scores: dict[str, Any] | None) -> dict[str, float]:
+    """The task's metrics in a score dict: everything but the ranking alias `primary` and `loss`."""
+    return {k: v for k, v in (scores or {}).items() if k not in ("primary", "loss") and isinstance(v, (int, float))}
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    def escape(cell: str) -> str:
+        return str(cell).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _hp(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+# ----------------------------------------------------------------------------- what the card says
+
+
+def task_card(task: str) -> TaskCard:
+    return TASK_CARDS.get(task, TaskCard(task.upper(), f"GLUE task {task}", ("Hello world.",)))
+
+
+def local_base_license(base_path: str) -> str | None:
+    """`license:` from the YAML block of a local base model's README.md, if any."""
+    readme = Path(base_path) / "README.md"
+    if not Path(base_path).is_dir() or not readme.is_file():
+        return None
+    from huggingface_hub import ModelCard
+
+    try:
+        value = ModelCard.load(readme, ignore_metadata_errors=True).data.get("license")
+    except Exception:  # a malformed base card just means no inferred license
+        return None
+    return value if isinstance(value, str) else None
+
+
+def hub_base_model(name_or_path: str) -> str | None:
+    """The base model's Hub id, or None when it is a local folder (the Hub rejects paths)."""
+    if not name_or_path or Path(name_or_path).is_dir() or not HUB_ID.match(name_or_path):
+        return None
+    return name_or_path
+
+
+def card_metadata(soup: dict[str, Any], *, license: str | None, base_model: str | None, model_name: str):
+    """The YAML block: library, pipeline, base model, dataset, tags, license, model-index (test scores)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    task = task_card(soup["task"])
+    test = _reported_metrics(soup["results"]["soup"]["test"])
+    eval_results = [
+        EvalResult(
+            task_type="text-classification",
+            task_name="Text Classification",
+            dataset_type=GLUE_DATASET,
+            dataset_name=f"GLUE {task.display}",
+            dataset_config=soup["task"],
+            dataset_split=task.test_split,
+            metric_type=metric,
+            metric_value=float(value),
+            metric_name=f"{_metric_name(metric)} (GLUE {task.test_split}, used as test set)",
+        )
+        for metric, value in test.items()
+    ]
+    tags = [
+        "model-soup",
+        RECIPES.get(soup["recipe"], (None, f"{soup['recipe']}-soup"))[1],
+        "merge",
+        "glue",
+        soup["task"],
+    ]
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        base_model=base_model,
+        datasets=[GLUE_DATASET],
+        metrics=list(test) or None,
+        tags=tags,
+        license=license,
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+
+
+def usage_snippet(model_ref: str, task: TaskCard) -> str:
+    """from_pretrained + pipeline, runnable as written (tested against the local hub)."""
+    pipe_args = ', function_to_apply="none"' if task.regression else ""
+    if len(task.example) == 2:
+        call = f"classifier({json.dumps({'text': task.example[0], 'text_pair': task.example[1]})})"
+    else:
+        call = f"classifier({json.dumps(task.example[0])})"
+    return "\n".join(
+        [
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline",
+            "",
+            f"model = AutoModelForSequenceClassification.from_pretrained({json.dumps(model_ref)})",
+            f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(model_ref)})",
+            f'classifier = pipeline("text-classification", model=model, tokenizer=tokenizer{pipe_args})',
+            f"print({call})",
+        ]
+    )
+
+
+def recipe_sentences(soup: dict[str, Any]) -> str:
+    n = len(soup["ingredients"])
+    criterion = _metric_name(soup["primary_metric"]) if soup.get("criterion", "metric") == "metric" else "loss"
+    if soup["recipe"] == "greedy":
+        return (
+            f"**Greedy soup**: the {n} fine-tuned ingredients are sorted by held-out {criterion}, best first; each is "
+            f"added to the running uniform average only if that does not lower the soup's held-out {criterion}."
+        )
+    if soup["recipe"] == "learned":
+        granularity = (soup.get("learned") or {}).get("granularity", "model")
+        return (
+            f"**Learned soup**: the {n} ingredients are mixed with one coefficient per {granularity}, optimised on "
+            "the held-out split (softmax-normalised), then the weights are averaged with those coefficients."
+        )
+    if soup["recipe"] == "average-last":
+        return (
+            f"**Checkpoint averaging**: the last {n} checkpoints of one fine-tuning run are averaged with equal "
+            "weights, smoothing the end of the optimisation trajectory."
+        )
+    return f"**Uniform soup**: the weights of all {n} fine-tuned ingredients are averaged with equal weights."
+
+
+def results_table(soup: dict[str, Any]) -> str:
+    results, primary = soup["results"], _metric_name(soup["primary_metric"])
+    n = len(soup["ingredients"])
+    recipe_title = RECIPES.get(soup["recipe"], (f"{soup['recipe']} soup",))[0]
+
+    def label(key: str, row: dict[str, Any]) -> str:
+        name = f" (`{row['name']}`)" if row.get("name") else ""
+        return {
+            "best_single": f"best single ingredient{name}, chosen on held-out",
+            "uniform": f"uniform soup ({n} ingredients)",
+            "greedy": f"greedy soup ({len(row.get('kept') or [])} of {n} kept)" if row.get("kept") else "greedy soup",
+            "learned": "learned soup",
+            "ensemble": f"logit ensemble ({row.get('members', n)} models)",
+            "oracle_best_single": f"oracle best single{name}, chosen **on test**: reference only",
+        }.get(key, key)
+
+    def row(title: str, scores: dict[str, Any], cost: str) -> list[str]:
+        metrics = " · ".join(f"{_metric_name(k)} {_num(v)}" for k, v in _reported_metrics(scores.get("test")).items())
+        return [title, _num(_primary(scores.get("heldout"))), _num(_primary(scores.get("test"))), metrics or "—", cost]
+
+    rows = [row(f"**this model** ({recipe_title})", results["soup"], "1×")]
+    for key in RESULT_ROWS:
+        if isinstance(results.get(key), dict):
+            entry = results[key]
+            cost = f"{entry.get('inference_cost', entry.get('members', n))}×" if key == "ensemble" else "1×"
+            rows.append(row(label(key, entry), entry, cost))
+    header = ["model", f"held-out {primary}", f"test {primary}", "test metrics", "inference cost"]
+    return _table(header, rows)
+
+
+def ingredients_table(soup: dict[str, Any]) -> str:
+    ingredients = soup["ingredients"]
+    hp_keys: list[str] = []
+    for ingredient in ingredients:
+        hp_keys += [k for k in (ingredient.get("hyperparameters") or {}) if k not in hp_keys]
+    primary = _metric_name(soup["primary_metric"])
+    header = ["#", "ingredient", *hp_keys, "seed", f"held-out {primary}", f"test {primary}", "kept", "weight"]
+    rows = []
+    for i, ingredient in enumerate(ingredients, 1):
+        hps = ingredient.get("hyperparameters") or {}
+        rows.append(
+            [
+                str(i),
+                f"`{ingredient['name']}`",
+                *(_hp(hps[k]) if k in hps else "—" for k in hp_keys),
+                _hp(ingredient.get("seed", "—")),
+                _num(_primary(ingredient.get("heldout"))),
+                _num(_primary(ingredient.get("test"))),
+                "yes" if ingredient.get("kept") else "no",
+                _num(ingredient.get("weight"), 3),
+            ]
+        )
+    return _table(header, rows)
+
+
+def trace_table(soup: dict[str, Any]) -> str | None:
+    trace = soup.get("greedy_trace")
+    if not trace:
+        return None
+    primary = _metric_name(soup["primary_metric"])
+    header = ["step", "candidate", f"soup held-out {primary} with it", "accepted", "soup size"]
+    rows = [
+        [
+            _hp(step.get("step", i)),
+            f"`{step.get('candidate', '?')}`",
+            _num(_primary(step.get("heldout"))),
+            "yes" if step.get("accepted") else "no",
+            _hp(step.get("soup_size", "—")),
+        ]
+        for i, step in enumerate(trace, 1)
+    ]
+    return _table(header, rows)
+
+
+def learned_text(soup: dict[str, Any]) -> str | None:
+    learned = soup.get("learned")
+    if not isinstance(learned, dict):
+        return None
+    coefficients = learned.get("coefficients") or []
+    granularity = learned.get("granularity", "model")
+    if granularity == "model" and len(coefficients) == len(soup["ingredients"]):
+        return _table(
+            ["ingredient", "coefficient"],
+            [[f"`{ing['name']}`", _num(c)] for ing, c in zip(soup["ingredients"], coefficients)],
+        )
+    return f"Granularity: {granularity}; {len(coefficients)} coefficients (see `soup.json` → `learned`)."
+
+
+def commands_text(soup: dict[str, Any], soup_dir: str, repo_id: str | None) -> str:
+    commands = soup.get("commands") or {}
+    lines = []
+    for stage, command in commands.items():
+        lines += [f"# {stage}", str(command)]
+    if repo_id and "publish" not in commands:
+        lines += ["# publish", f"python -m hf_soup.publish {soup_dir} --repo_id {repo_id}"]
+    return "\n".join(lines) or "# soup.json records no commands"
+
+
+# ----------------------------------------------------------------------------- the plot
+
+
+def render_plot(soup: dict[str, Any], path: str | os.PathLike) -> Path:
+    """soup.png: every ingredient and every soup, held-out vs test primary score (Agg, no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    primary = _metric_name(soup["primary_metric"])
+    figure = Figure(figsize=(6.4, 4.8), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    points: list[tuple[float, float]] = []
+
+    def scatter(items: list[dict[str, Any]], **style: Any) -> None:
+        xy = [(_primary(i.get("heldout")), _primary(i.get("test"))) for i in items]
+        xy = [(x, y) for x, y in xy if isinstance(x, (int, float)) and isinstance(y, (int, float))]
+        if xy:
+            points.extend(xy)
+            axes.scatter([x for x, _ in xy], [y for _, y in xy], **style)
+
+    ingredients = soup["ingredients"]
+    scatter([i for i in ingredients if i.get("kept")], s=36, color="tab:blue", label="ingredient (kept)", zorder=3)
+    scatter(
+        [i for i in ingredients if not i.get("kept")],
+        s=36,
+        facecolors="none",
+        edgecolors="tab:gray",
+        label="ingredient (not kept)",
+        zorder=3,
+    )
+    results = soup["results"]
+    styles = {
+        "uniform": {"marker": "s", "color": "tab:orange", "label": "uniform soup"},
+        "greedy": {"marker": "*", "color": "tab:red", "label": "greedy soup", "s": 160},
+        "learned": {"marker": "D", "color": "tab:purple", "label": "learned soup"},
+        "ensemble": {"marker": "^", "color": "tab:green", "label": "logit ensemble"},
+    }
+    for key, style in styles.items():
+        if isinstance(results.get(key), dict):
+            scatter([results[key]], zorder=4, **{"s": 80, **style})
+    if soup["recipe"] not in styles:
+        scatter([results["soup"]], marker="P", color="black", s=100, label="this model", zorder=5)
+    oracle = _primary((results.get("oracle_best_single") or {}).get("test"))
+    if isinstance(oracle, (int, float)):
+        axes.axhline(oracle, color="tab:gray", linestyle=":", linewidth=1, label="oracle best single (test)")
+    if points:
+        low = min(min(p) for p in points)
+        high = max(max(p) for p in points)
+        pad = max((high - low) * 0.08, 0.005)
+        axes.plot([low - pad, high + pad], [low - pad, high + pad], color="0.85", linewidth=1, zorder=1)
+        axes.set_xlim(low - pad, high + pad)
+    axes.set_xlabel(f"held-out {primary}")
+    axes.set_ylabel(f"test {primary} (GLUE {task_card(soup['task']).test_split})")
+    axes.set_title(f"{soup['name']}: ingredients and soups")
+    axes.grid(True, linewidth=0.3)
+    axes.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    # No "Software"/date metadata: the same soup.json must give the same bytes (re-push = no-op).
+    figure.savefig(tmp, format="png", metadata={"Software": None})
+    os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- the card
+
+
+def _with_marker(text: str) -> str:
+    text = text.rstrip("\n") + "\n"
+    return f"{text}{MARKER_PREFIX}{hashlib.sha256(text.encode()).hexdigest()} -->\n"
+
+
+def is_generated_card(path: str | os.PathLike) -> bool:
+    """True for a card written by `write_card` and not edited since (safe to regenerate)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    body, _, last = text.rstrip("\n").rpartition("\n")
+    return last.startswith(MARKER_PREFIX) and _with_marker(body + "\n") == text
+
+
+def build_card(
+    soup: dict[str, Any],
+    soup_dir: str | os.PathLike,
+    *,
+    license: str | None = None,
+    repo_id: str | None = None,
+    base_model: str | None = None,
+    template: str | os.PathLike | None = None,
+):
+    """The `huggingface_hub.ModelCard` for a soup (not written anywhere)."""
+    from huggingface_hub import ModelCard
+
+    soup_dir = Path(soup_dir)
+    task = task_card(soup["task"])
+    base_path = str(soup["base_model"].get("name_or_path") or "")
+    base_id = base_model or hub_base_model(base_path)
+    license = license or local_base_license(base_path)
+    model_ref = repo_id or str(soup_dir)
+    model_name = repo_id.split("/")[-1] if repo_id else soup["name"]
+    if base_id:
+        base_text = f"[{base_id}](https://huggingface.co/{base_id})"
+    else:
+        base_text = f"`{Path(base_path).name or base_path}` (a local checkpoint)"
+    architecture = "ForSequenceClassification model"
+    config_path = soup_dir / "config.json"
+    if config_path.is_file():
+        try:
+            architecture = (json.loads(config_path.read_text()).get("architectures") or [architecture])[0]
+        except ValueError as err:
+            raise SoupError(f"{config_path}: not readable JSON ({err})") from err
+    split = soup.get("split") or {}
+    heldout_size = split.get("heldout_size")
+    metadata = card_metadata(soup, license=license, base_model=base_id, model_name=model_name)
+    criterion = _metric_name(soup["primary_metric"]) if soup.get("criterion", "metric") == "metric" else "loss"
+    versions = soup.get("versions") or {}
+    content = ModelCard.from_template(
+        metadata,
+        template_path=str(template or DEFAULT_TEMPLATE),
+        model_name=model_name,
+        recipe_title=RECIPES.get(soup["recipe"], (f"{soup['recipe']} soup",))[0],
+        task_display=task.display,
+        task_description=task.description,
+        test_split=task.test_split,
+        base_model_text=base_text,
+        architecture=architecture,
+        n_ingredients=len(soup["ingredients"]),
+        n_kept=sum(1 for i in soup["ingredients"] if i.get("kept")) or len(soup["ingredients"]),
+        snippet=usage_snippet(model_ref, task),
+        recipe_sentences=recipe_sentences(soup),
+        has_learned=isinstance(soup.get("learned"), dict),
+        primary_name=_metric_name(soup["primary_metric"]),
+        criterion_name=criterion,
+        heldout_size=heldout_size if heldout_size is not None else "an unrecorded number of",
+        heldout_step=f"{1 / heldout_size:.4f}"
+        if isinstance(heldout_size, int) and heldout_size > 0
+        else "one example's worth",
+        test_size=split.get("test_size", "the"),
+        results_table=results_table(soup),
+        ingredients_table=ingredients_table(soup),
+        trace_table=trace_table(soup),
+        learned_text=learned_text(soup),
+        commands=commands_text(soup, str(soup_dir), repo_id),
+        versions="\n".join(f"- {lib} {version}" for lib, version in versions.items()) or "- not recorded",
+    ).content
+    return ModelCard(_with_marker(re.sub(r"\n{3,}", "\n\n", content)))
+
+
+def write_card(
+    soup_dir: str | os.PathLike,
+    *,
+    license: str | None = None,
+    repo_id: str | None = None,
+    base_model: str | None = None,
+    template: str | os.PathLike | None = None,
+) -> Path:
+    """Write `<soup_dir>/README.md` and `<soup_dir>/soup.png` from `<soup_dir>/soup.json`; return README's path.
+
+    `license`: wins over the one inferred from a local base model's card (else omitted).
+    `repo_id`: used in the usage snippet and the publish command (default: the folder path).
+    `base_model`: the base model's Hub id when soup.json only knows a local path.
+    """
+    soup_dir = Path(soup_dir)
+    soup = read_soup(soup_dir)
+    card = build_card(soup, soup_dir, license=license, repo_id=repo_id, base_model=base_model, template=template)
+    try:
+        render_plot(soup, soup_dir / "soup.png")
+        readme = soup_dir / "README.md"
+        tmp = readme.with_name(f".tmp-README.md-{os.getpid()}")
+        tmp.write_text(str(card))
+        os.replace(tmp, readme)  # README last: its presence means the card is complete
+    except OSError as err:
+        raise SoupError(f"{soup_dir}: cannot write the card ({err.strerror or err})") from err
+    return readme
+
+
+@dataclass
+class CardArguments:
+    repo_id: str | None = field(default=None, metadata={"help": "Hub repo id used in the usage snippet"})
+    license: str | None = field(default=None, metadata={"help": "License id (default: the local base model card's)"})
+    base_model: str | None = field(default=None, metadata={"help": "Base model Hub id when soup.json has a local path"})
+    template: str | None = field(
+        default=None, metadata={"help": "Jinja template (default: hf_soup/templates/soup_card.md)"}
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(CardArguments)
+    parser.add_argument("soup_dir", help="Soup folder with soup.json (written by python -m hf_soup.merge)")
+    args, positional = parser.parse_args_into_dataclasses(args=argv)
+    path = write_card(
+        positional.soup_dir,
+        license=args.license,
+        repo_id=args.repo_id,
+        base_model=args.base_model,
+        template=args.template,
+    )
+    print(f"wrote {path} and {path.with_name('soup.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli_main(main))
