@@ -150,15 +150,21 @@ def _prepare_card(folder: Path, repo_id: str, license: str | None, dry_run: bool
         except Exception as err:
             raise SoupError(f"{readme}: metadata does not load with huggingface_hub ({err})") from err
         return "README.md edited by hand: pushed as is"
+    base_model = None
+    if readme.is_file():  # an untouched generated card: keep what it was generated with
+        from huggingface_hub import ModelCard
+
+        previous = ModelCard.load(readme, ignore_metadata_errors=True).data
+        license, base_model = license or previous.license, previous.base_model
     action = "regenerated" if readme.is_file() else "generated"
     if not dry_run:
-        write_card(folder, license=license, repo_id=repo_id)
+        write_card(folder, license=license, repo_id=repo_id, base_model=base_model)
         return f"README.md and soup.png {action} from soup.json"
     with tempfile.TemporaryDirectory(prefix="hf_soup_card-") as scratch:
         for name in ("soup.json", "config.json"):
             if (folder / name).is_file():
                 shutil.copy(folder / name, scratch)
-        write_card(scratch, license=license, repo_id=repo_id)  # renders it, to fail now rather than later
+        write_card(scratch, license=license, repo_id=repo_id, base_model=base_model)  # fail now, not later
     return f"README.md and soup.png would be {action} from soup.json"
 
 
@@ -222,6 +228,14 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (httpx.TransportError, ConnectionError, TimeoutError)
 
 
+def _connect_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import httpx2 as httpx
+    except ImportError:  # pragma: no cover
+        import httpx
+    return (httpx.ConnectError,)
+
+
 def _causes(err: BaseException) -> list[BaseException]:
     chain, seen = [], set()
     while err is not None and id(err) not in seen and len(chain) < 10:
@@ -270,8 +284,10 @@ def _describe(err: BaseException, *, repo_id: str, endpoint: str, attempts: int,
     if status is not None:
         suffix = f" after {attempts} attempts" if attempts > 1 else ""
         return f"{repo_id}: the Hub answered {status}{suffix}: {detail}"
-    if any(isinstance(c, _transport_errors()) for c in _causes(err)):
+    if any(isinstance(c, (ConnectionRefusedError, *_connect_errors())) for c in _causes(err)):
         return f"{endpoint}: unreachable after {attempts} attempts ({type(err).__name__}: {detail})"
+    if any(isinstance(c, _transport_errors()) for c in _causes(err)):
+        return f"{endpoint}: connection failed after {attempts} attempts ({type(err).__name__}: {detail})"
     return f"{repo_id}: {detail}"
 
 

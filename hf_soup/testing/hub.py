@@ -377,7 +377,7 @@ class HubServer:
         self._slots = threading.BoundedSemaphore(max_concurrent_requests)
         self._secret = secrets.token_bytes(32)
         self._repos: dict[str, _Repo] = {}
-        self._pending_parts: dict[str, Path] = {}
+        self._connections: set[socket.socket] = set()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         (self.root / "objects").mkdir(parents=True, exist_ok=True)
@@ -414,6 +414,10 @@ class HubServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        with self._lock:  # keep-alive connections outlive serve_forever(): cut them too
+            for connection in list(self._connections):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
@@ -697,6 +701,14 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.hub.socket_timeout_s
         super().setup()
+        with self.hub._lock:
+            self.hub._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.hub._lock:
+            self.hub._connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the hub keeps its own log
         pass
