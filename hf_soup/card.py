@@ -452,6 +452,7 @@ def build_card(
     repo_id: str | None = None,
     base_model: str | None = None,
     template: str | os.PathLike | None = None,
+    local_path: str | os.PathLike | None = None,
 ):
     """The `huggingface_hub.ModelCard` for a soup (not written anywhere)."""
     from huggingface_hub import ModelCard
@@ -461,7 +462,9 @@ def build_card(
     base_path = str(soup["base_model"].get("name_or_path") or "")
     base_id = base_model or hub_base_model(base_path)
     license = license or local_base_license(base_path)
-    model_ref = repo_id or str(soup_dir)
+    if local_path is None:  # a merge writing into `.tmp-<name>-xxxx` (renamed afterwards) means `<name>`
+        local_path = soup_dir.parent / soup["name"] if soup_dir.name.startswith(".tmp-") else soup_dir
+    model_ref = repo_id or str(local_path)
     model_name = repo_id.split("/")[-1] if repo_id else soup["name"]
     if base_id:
         base_text = f"[{base_id}](https://huggingface.co/{base_id})"
@@ -505,7 +508,7 @@ def build_card(
         ingredients_table=ingredients_table(soup),
         trace_table=trace_table(soup),
         learned_text=learned_text(soup),
-        commands=commands_text(soup, str(soup_dir), repo_id),
+        commands=commands_text(soup, str(local_path), repo_id),
         versions="\n".join(f"- {lib} {version}" for lib, version in versions.items()) or "- not recorded",
     ).content
     return ModelCard(_with_marker(re.sub(r"\n{3,}", "\n\n", content)))
@@ -518,16 +521,27 @@ def write_card(
     repo_id: str | None = None,
     base_model: str | None = None,
     template: str | os.PathLike | None = None,
+    local_path: str | os.PathLike | None = None,
 ) -> Path:
     """Write `<soup_dir>/README.md` and `<soup_dir>/soup.png` from `<soup_dir>/soup.json`; return README's path.
 
     `license`: wins over the one inferred from a local base model's card (else omitted).
     `repo_id`: used in the usage snippet and the publish command (default: the folder path).
     `base_model`: the base model's Hub id when soup.json only knows a local path.
+    `local_path`: how the snippet names the folder when there is no repo id (default: `soup_dir`, or
+    `<parent>/<soup name>` when `soup_dir` is an `atomic_dir` temporary `.tmp-*` renamed afterwards).
     """
     soup_dir = Path(soup_dir)
     soup = read_soup(soup_dir)
-    card = build_card(soup, soup_dir, license=license, repo_id=repo_id, base_model=base_model, template=template)
+    card = build_card(
+        soup,
+        soup_dir,
+        license=license,
+        repo_id=repo_id,
+        base_model=base_model,
+        template=template,
+        local_path=local_path,
+    )
     try:
         render_plot(soup, soup_dir / "soup.png")
         readme = soup_dir / "README.md"

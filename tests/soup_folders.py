@@ -49,33 +49,18 @@ def soup_record(
     ]
     trace = [
         {
-            "step": 1,
-            "candidate": grid[0][0],
-            "heldout": {"accuracy": 0.6426, "primary": 0.6426},
-            "accepted": True,
-            "soup_size": 1,
-        },
-        {
-            "step": 2,
-            "candidate": grid[1][0],
-            "heldout": {"accuracy": 0.6546, "primary": 0.6546},
-            "accepted": True,
-            "soup_size": 2,
-        },
-        {
-            "step": 3,
-            "candidate": grid[2][0],
-            "heldout": {"accuracy": 0.6506, "primary": 0.6506},
-            "accepted": False,
-            "soup_size": 2,
-        },
-        {
-            "step": 4,
-            "candidate": grid[3][0],
-            "heldout": {"accuracy": 0.6386, "primary": 0.6386},
-            "accepted": False,
-            "soup_size": 2,
-        },
+            "step": step,
+            "candidate": grid[step - 1][0],
+            "heldout": {"accuracy": score, "primary": score},
+            "accepted": accepted,
+            "soup_size": size,
+        }
+        for step, score, accepted, size in (
+            (1, 0.6426, True, 1),
+            (2, 0.6546, True, 2),
+            (3, 0.6506, False, 2),
+            (4, 0.6386, False, 2),
+        )
     ]
     results: dict[str, Any] = {
         "soup": scores(0.6546, 0.6390),

@@ -120,6 +120,10 @@ def test_plot_and_determinism(tmp_path):
     assert (readme.read_bytes(), (folder / "soup.png").read_bytes()) == first  # same soup.json, same bytes
     assert is_generated_card(readme)
     assert f'from_pretrained("{folder}")' in readme.read_text()  # no repo id yet: the local folder
+    staging = folder.rename(tmp_path / ".tmp-rte-greedy-x1y2")  # how a merge writes before its rename
+    assert 'from_pretrained("' + str(tmp_path / "rte-greedy") + '")' in write_card(staging).read_text()
+    assert 'from_pretrained("soups/s")' in write_card(staging, local_path="soups/s").read_text()
+    readme = staging.rename(folder) / "README.md"
     readme.write_text(readme.read_text().replace("## Limitations", "## Limitations (edited)"))
     assert not is_generated_card(readme)
 
@@ -188,6 +192,12 @@ def test_card_cli(tmp_path, capsys):
     folder, _ = make_soup_dir(tmp_path)
     assert main([str(folder), "--repo-id", "ns/cli-soup", "--license", "mit"]) == 0
     assert "ns/cli-soup" in (folder / "README.md").read_text() and (folder / "soup.png").is_file()
+    custom = tmp_path / "my_card.md"
+    custom.write_text("---\n{{ card_data }}\n---\n# {{ model_name }}, custom\n\n{{ results_table }}\n")
+    assert main([str(folder), "--template", str(custom)]) == 0
+    text = (folder / "README.md").read_text()
+    assert "# rte-greedy, custom" in text and is_generated_card(folder / "README.md")
+    assert ModelCard.load(folder / "README.md").data.eval_results
     assert cli_main(main, [str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "soup.json: not found" in err and "\n" not in err

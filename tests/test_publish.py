@@ -20,8 +20,8 @@ import uuid
 
 import huggingface_hub
 import pytest
+from hub_client import call, client_env
 from soup_folders import build_soup_folder
-from test_hub_server import call, client_env
 
 from hf_soup.errors import SoupError
 from hf_soup.publish import publish_folder
@@ -210,12 +210,21 @@ def test_publish_to_the_real_hub(tmp_path, cli_env, soup_dir):
 # ----------------------------------------------------------------------------- failures (in-process)
 
 
-def test_dropped_connection_is_retried(tmp_path, soup_dir, online, capsys):
-    with HubServer(tmp_path / "hub") as hub:
-        fault = hub.add_fault(r"/commit/", method="POST", action="drop", times=2)
+@pytest.mark.parametrize("lfs", [False, True], ids=["commit-with-regular-files", "lfs-put"])
+def test_dropped_connection_mid_upload_is_retried(tmp_path, soup_dir, online, monkeypatch, capsys, lfs):
+    """Regular uploads travel in the commit (retried by the publisher); an LFS PUT is retried by the client."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", lfs)
+    with HubServer(tmp_path / "hub", lfs=lfs) as hub:
+        fault = hub.add_fault(
+            r"^/lfs-upload/" if lfs else r"/commit/",
+            method="PUT" if lfs else "POST",
+            action="drop",
+            times=1 if lfs else 2,
+        )
         url = publish(hub, soup_dir)
-        assert fault.hits == 2 and len(hub.commits(REPO)) == 2 and url.endswith(hub.commits(REPO)[0]["oid"])
-        assert "retrying" in capsys.readouterr().err
+        assert fault.hits == fault.times and len(hub.commits(REPO)) == 2 and url.endswith(hub.commits(REPO)[0]["oid"])
+        assert hub.read_file(REPO, "model.safetensors") == (soup_dir / "model.safetensors").read_bytes()
+        assert lfs or "retrying" in capsys.readouterr().err
 
 
 def test_lost_reply_after_a_landed_commit_is_not_a_duplicate(tmp_path, soup_dir, online):

@@ -5,6 +5,17 @@
 push, and download from it. `python -m hf_soup.testing.hub` runs it as an offline demo.
 """
 
-from hf_soup.testing.hub import Fault, HubServer, HubUser
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["Fault", "HubServer", "HubUser"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `python -m hf_soup.testing.hub` does not import the module twice.
+    if name in __all__:
+        from hf_soup.testing import hub
+
+        return getattr(hub, name)
+    raise AttributeError(name)

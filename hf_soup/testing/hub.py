@@ -637,13 +637,18 @@ class _Body:
         return b"".join(self.chunks())
 
     def lines(self) -> Iterator[bytes]:
-        pending = b""
+        """NDJSON lines; a line (a base64 file of 100+ MB) is joined once, not grown chunk by chunk."""
+        parts: list[bytes] = []
         for data in self.chunks():
-            pending += data
-            *complete, pending = pending.split(b"\n")
-            yield from (line for line in complete if line.strip())
-        if pending.strip():
-            yield pending
+            while (end := data.find(b"\n")) >= 0:
+                line = b"".join([*parts, data[:end]])
+                parts, data = [], data[end + 1 :]
+                if line.strip():
+                    yield line
+            parts.append(data)
+        line = b"".join(parts)
+        if line.strip():
+            yield line
 
     def drain(self) -> None:
         for _ in self.chunks():
