@@ -12,12 +12,12 @@ Then anyone can `AutoModelForSequenceClassification.from_pretrained("you/rte-sou
 What happens, in order (everything local comes before the first network call):
 1. Validate the folder: `config.json`, safetensors weights (pickled `pytorch_model*.bin` is refused;
    every shard of a sharded index present), tokenizer files, `soup.json` (docs/FORMATS.md).
-2. Card: README.md + soup.png are generated from soup.json when missing; a generated card nobody
-   edited is regenerated (so its snippet names the repo id; same soup.json, same bytes); a card a
-   person edited is pushed as is. Its metadata must load with `huggingface_hub.ModelCard.load`.
-3. Round trip: config, tokenizer and model load with transformers from the folder; a weight the
+2. Round trip: config, tokenizer and model load with transformers from the folder; a weight the
    model expects but the files lack (e.g. a classifier head that would be randomly initialised)
    is an error.
+3. Card: README.md + soup.png are generated from soup.json when missing; a generated card nobody
+   edited is regenerated (so its snippet names the repo id; same soup.json, same bytes); a card a
+   person edited is pushed as is. Its metadata must load with `huggingface_hub.ModelCard.load`.
 4. `create_repo(exist_ok=True)` (and `create_branch` for `--revision`), then ONE `create_commit`:
    the files that belong (config, weights, tokenizer, soup.json, card, plot), plus deletions of
    stale weight files left on the remote by an earlier push (e.g. old shards). The client skips
@@ -206,8 +206,8 @@ def prepare_folder(
             f"{folder}: no tokenizer files (tokenizer.json / tokenizer_config.json); save the tokenizer too"
         )
     soup = read_soup(folder)
-    card_note = _prepare_card(folder, repo_id, license, dry_run)
     _round_trip(folder)
+    card_note = _prepare_card(folder, repo_id, license, dry_run)
     names = {p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
     if dry_run and not (folder / "README.md").is_file():
         names |= {"README.md", "soup.png"}

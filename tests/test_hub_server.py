@@ -180,6 +180,10 @@ CLIENT_SCRIPT = textwrap.dedent(
     assert "model.safetensors" in api.list_repo_files("ns/pushed")
     api.create_branch("ns/client", branch="dev")
     assert {b.name for b in api.list_repo_refs("ns/client").branches} == {"main", "dev"}
+    api.update_repo_settings("ns/pushed", private=True)
+    assert api.model_info("ns/pushed").private
+    api.delete_repo("ns/pushed")
+    api.delete_repo("ns/pushed", missing_ok=True)
     print("CLIENT OK")
     """
 )
@@ -199,7 +203,7 @@ def test_real_client_round_trip(tmp_path, cli_env, lfs):
         assert result.returncode == 0, result.stderr[-3000:]
         assert "CLIENT OK" in result.stdout
         assert ("LFS" if lfs else "REGULAR") in result.stdout
-        assert hub.is_private("ns/client") and not hub.is_private("ns/pushed")
+        assert hub.is_private("ns/client") and not hub.repo_exists("ns/pushed")
         assert list(hub.unhandled) == []  # every request the clients made is implemented
         methods = {(method, path.split("/")[-1]) for method, path, _ in hub.requests}
         assert (("PUT", "1") in methods) == lfs  # multipart part 1 was uploaded only in LFS mode
