@@ -220,20 +220,16 @@ def prepare_folder(
 # ----------------------------------------------------------------------------- network
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def _httpx():
     try:
         import httpx2 as httpx  # huggingface_hub 2.x's HTTP client
-    except ImportError:  # pragma: no cover - older/newer huggingface_hub
+    except ImportError:  # pragma: no cover - other huggingface_hub versions
         import httpx
-    return (httpx.TransportError, ConnectionError, TimeoutError)
+    return httpx
 
 
-def _connect_errors() -> tuple[type[BaseException], ...]:
-    try:
-        import httpx2 as httpx
-    except ImportError:  # pragma: no cover
-        import httpx
-    return (httpx.ConnectError,)
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    return (_httpx().TransportError, ConnectionError, TimeoutError)
 
 
 def _causes(err: BaseException) -> list[BaseException]:
@@ -255,6 +251,10 @@ def _status(err: BaseException) -> int | None:
 
 
 def _is_transient(err: BaseException) -> bool:
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if any(isinstance(cause, OfflineModeIsEnabled) for cause in _causes(err)):
+        return False
     transport = _transport_errors()
     if any(isinstance(cause, transport) for cause in _causes(err)):
         return True
@@ -272,7 +272,7 @@ def _describe(err: BaseException, *, repo_id: str, endpoint: str, attempts: int,
         detail = detail.replace(token, "***")
     namespace = repo_id.split("/")[0]
     if any(isinstance(c, OfflineModeIsEnabled) for c in _causes(err)):
-        return "HF_HUB_OFFLINE is set: unset it (and HF_HUB_OFFLINE in your shell profile) to publish"
+        return "HF_HUB_OFFLINE is set (offline mode): unset it to publish"
     if status == 401:
         return f"{endpoint}: authentication failed (401): the token (token=, HF_TOKEN or the login cache) was rejected; check it or run `hf auth login`"
     if status == 403:
@@ -284,7 +284,7 @@ def _describe(err: BaseException, *, repo_id: str, endpoint: str, attempts: int,
     if status is not None:
         suffix = f" after {attempts} attempts" if attempts > 1 else ""
         return f"{repo_id}: the Hub answered {status}{suffix}: {detail}"
-    if any(isinstance(c, (ConnectionRefusedError, *_connect_errors())) for c in _causes(err)):
+    if any(isinstance(c, (ConnectionRefusedError, _httpx().ConnectError)) for c in _causes(err)):
         return f"{endpoint}: unreachable after {attempts} attempts ({type(err).__name__}: {detail})"
     if any(isinstance(c, _transport_errors()) for c in _causes(err)):
         return f"{endpoint}: connection failed after {attempts} attempts ({type(err).__name__}: {detail})"
@@ -367,6 +367,8 @@ def publish_folder(
 
     from hf_soup import __version__
 
+    if constants.is_offline_mode():
+        raise SoupError("HF_HUB_OFFLINE is set (offline mode): unset it to publish")
     token = _resolve_token(token)
     endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
     api = HfApi(endpoint=endpoint, token=token, library_name="hf_soup", library_version=__version__)

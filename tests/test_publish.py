@@ -345,7 +345,12 @@ def test_bad_folders_are_refused_before_any_network_call(tmp_path, soup_dir, bre
         publish_folder(soup_dir, REPO, endpoint="http://127.0.0.1:9", token="hf_unused")
 
 
-def test_missing_token_and_bad_repo_id(tmp_path, soup_dir, monkeypatch):
+def test_offline_mode_is_named_not_retried(tmp_path, soup_dir):
+    with pytest.raises(SoupError, match="HF_HUB_OFFLINE is set"):  # conftest keeps this process offline
+        publish_folder(soup_dir, REPO, endpoint="http://127.0.0.1:9", token="hf_unused")
+
+
+def test_missing_token_and_bad_repo_id(tmp_path, soup_dir, monkeypatch, online):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
     with pytest.raises(SoupError, match="no Hugging Face token"):
