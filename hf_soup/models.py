@@ -43,12 +43,6 @@ FAMILIES = (ENCODER, T5_CLASSIFICATION, T5_TEXT2TEXT)
 LABEL_WORDS_KEY = "hf_soup_label_words"
 LABEL_TOKEN_IDS_KEY = "hf_soup_label_token_ids"
 
-# Config keys that change shapes or identity: overriding them cannot reuse pretrained weights.
-_STRUCTURAL_CONFIG_KEYS = re.compile(
-    r"^(model_type|architectures|id2label|label2id|num_labels|vocab_size|.*_size|num_.*|d_.*|.*_token_id|"
-    r"transformers_version|dtype|torch_dtype|.*_layers|max_position_embeddings|is_encoder_decoder|problem_type|"
-    r"tie_word_embeddings|task_specific_params|_name_or_path|hf_soup_.*)$"
-)
 _WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "spiece*", "*.tiktoken"]
 
 
@@ -194,11 +188,17 @@ def check_task_labels(config: Any, task: Task) -> None:
 
 
 def config_override_keys(config: Any) -> dict[str, Any]:
-    """Model-config fields a sweep may fix or vary (dropouts, eps, ...) with their current values."""
+    """Model-config fields a sweep may fix or vary, with their current values: the model's own
+    float (or unset) fields, i.e. dropouts, layer-norm eps, init scales. Integer, string and bool
+    fields are sizes, ids, activations or switches that shape the architecture; generic fields
+    (return_dict, use_cache, ...) are not training knobs."""
+    from transformers import PretrainedConfig
+
+    generic = set(PretrainedConfig().to_dict())
     return {
         key: value
         for key, value in config.to_dict().items()
-        if (value is None or isinstance(value, (bool, int, float, str))) and not _STRUCTURAL_CONFIG_KEYS.match(key)
+        if key not in generic and (value is None or isinstance(value, float)) and not key.startswith("hf_soup_")
     }
 
 

@@ -298,14 +298,12 @@ def _checked_axes(parsed: ParsedSweep, config_values: dict[str, Any]) -> dict[st
 
 
 def _config_converter(current: Any):
-    """Type of a model-config value from its current value (bool/int/float), else a literal parse."""
+    """Model-config overrides are floats (see models.config_override_keys); unset fields take any literal."""
 
     def convert(value: Any) -> Any:
-        if not isinstance(value, str):
-            return float(value) if isinstance(current, float) and isinstance(value, int) else value
-        if isinstance(current, bool) or current is None or isinstance(current, str):
-            return parse_scalar(value) if not isinstance(current, str) else value
-        return type(current)(value)
+        if isinstance(current, float):
+            return float(value)
+        return parse_scalar(value) if isinstance(value, str) else value
 
     return convert
 
