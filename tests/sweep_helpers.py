@@ -67,3 +67,8 @@ def one_torch_thread():
 
 def single_thread_env(env: dict[str, str]) -> dict[str, str]:
     return {**env, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(name="tiny_glue", scope="module")
+def tiny_glue_fixture(tmp_path_factory) -> Path:
+    return write_tiny_rte(tmp_path_factory.mktemp("glue"))

@@ -18,7 +18,7 @@ from sweep_helpers import (
     one_torch_thread,  # noqa: F401 (autouse fixture)
     single_thread_env,
     tiny_flags,
-    write_tiny_rte,
+    tiny_glue_fixture,  # noqa: F401 (fixture `tiny_glue`)
 )
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -28,20 +28,13 @@ from hf_soup.grid import expand_grid, parse_sweep_args
 from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
 from hf_soup.tasks import TASKS, get_task
 
+sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process
+
+
 CONFIGS = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
 
 
-@pytest.fixture(scope="module")
-def sweep_main():
-    return load_sweep_main()
-
-
-@pytest.fixture(scope="module")
-def tiny_glue(tmp_path_factory):
-    return write_tiny_rte(tmp_path_factory.mktemp("glue"))
-
-
-def _refused(sweep_main, argv, capsys, *, match: str) -> str:
+def _refused(argv, capsys, *, match: str) -> str:
     """Run the CLI in-process; it must exit 2 with exactly one `error:` line naming the problem."""
     capsys.readouterr()
     assert cli_main(sweep_main, argv) == 2
@@ -51,42 +44,40 @@ def _refused(sweep_main, argv, capsys, *, match: str) -> str:
     return lines[0]
 
 
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(sweep_main, tiny_bert_dir, tiny_glue, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_bert_dir, tiny_glue, tmp_path, capsys):
     out = tmp_path / "out"
     ok = tiny_flags(tiny_bert_dir, tiny_glue, out)
-    line = _refused(
-        sweep_main, [*ok, "--grid", "learning_rat=1e-5,2e-5"], capsys, match="unknown grid axis 'learning_rat'"
-    )
+    line = _refused([*ok, "--grid", "learning_rat=1e-5,2e-5"], capsys, match="unknown grid axis 'learning_rat'")
     assert "did you mean 'learning_rate'" in line and "hidden_dropout_prob" in line  # lists model-config keys too
     config = tmp_path / "typo.yaml"
     config.write_text("lerning_rate: 1e-5\ngrid:\n  seed: [0, 1]\n")
-    _refused(sweep_main, [*ok, "--config", str(config)], capsys, match=f"{config}: unknown key 'lerning_rate'")
-    _refused(sweep_main, [*ok, "--grid", "seed="], capsys, match="empty grid")
+    _refused([*ok, "--config", str(config)], capsys, match=f"{config}: unknown key 'lerning_rate'")
+    _refused([*ok, "--grid", "seed="], capsys, match="empty grid")
     config.write_text("grid:\n  learning_rate: []\n")
-    _refused(sweep_main, [*ok, "--config", str(config)], capsys, match="empty grid")
-    _refused(sweep_main, [*ok, "--grid", "head_init_seed=1,2"], capsys, match="cannot be a grid axis")
+    _refused([*ok, "--config", str(config)], capsys, match="empty grid")
+    _refused([*ok, "--grid", "head_init_seed=1,2"], capsys, match="cannot be a grid axis")
     missing = tiny_flags(tmp_path / "no-such-model", tiny_glue, out)
-    _refused(sweep_main, missing, capsys, match="no-such-model: model folder does not exist")
+    _refused(missing, capsys, match="no-such-model: model folder does not exist")
     mnli = get_task("mnli")
     finetuned = tmp_path / "mnli-model"
     AutoModelForSequenceClassification.from_pretrained(
         tiny_bert_dir, num_labels=3, id2label=mnli.id2label, label2id=mnli.label2id
     ).save_pretrained(finetuned)
-    _refused(sweep_main, tiny_flags(finetuned, tiny_glue, out), capsys, match="fine-tuned for labels")
-    _refused(sweep_main, [*ok, "--shard", "2/2"], capsys, match="--shard")
-    _refused(sweep_main, [*ok, "--no_such_flag", "3"], capsys, match="no_such_flag")
+    _refused(tiny_flags(finetuned, tiny_glue, out), capsys, match="fine-tuned for labels")
+    _refused([*ok, "--shard", "2/2"], capsys, match="--shard")
+    _refused([*ok, "--no_such_flag", "3"], capsys, match="no_such_flag")
     assert not out.exists()
 
 
-def test_foreign_output_dir_is_refused_untouched(sweep_main, tiny_bert_dir, tiny_glue, tmp_path, capsys):
+def test_foreign_output_dir_is_refused_untouched(tiny_bert_dir, tiny_glue, tmp_path, capsys):
     out = tmp_path / "out"
     assert sweep_main(tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "seed=0,1")) == 0
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     other = tiny_flags(tiny_bert_dir, tiny_glue, out, "--weight_decay", "0.1", "--grid", "seed=0,1")
-    line = _refused(sweep_main, other, capsys, match="holds a different sweep")
+    line = _refused(other, capsys, match="holds a different sweep")
     assert "weight_decay" in line and "--output_dir" in line
     (out / "sweep.json").unlink()  # ingredients alone identify the sweep too
-    _refused(sweep_main, other, capsys, match="holds ingredients of a different sweep")
+    _refused(other, capsys, match="holds ingredients of a different sweep")
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == {p: t for p, t in before.items() if p.exists()}
 
 
@@ -119,7 +110,7 @@ def test_all_nine_glue_tasks_have_a_config():
 
 
 @pytest.mark.slow
-def test_sigkill_mid_sweep_then_rerun_resumes_to_identical_weights(sweep_main, tiny_bert_dir, tiny_glue, tmp_path,
+def test_sigkill_mid_sweep_then_rerun_resumes_to_identical_weights(tiny_bert_dir, tiny_glue, tmp_path,
                                                                    cli_env):  # fmt: skip
     out = tmp_path / "killed"
     flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--max_steps", "100", "--save_strategy", "steps",

@@ -13,27 +13,21 @@ from sweep_helpers import (
     load_sweep_main,
     one_torch_thread,  # noqa: F401 (autouse fixture)
     tiny_flags,
-    write_tiny_rte,
+    tiny_glue_fixture,  # noqa: F401 (fixture `tiny_glue`)
 )
 from transformers import AutoModelForSequenceClassification
 
 from hf_soup import models, train
 from hf_soup.data import DataArguments, load_glue
+from hf_soup.errors import SoupError
 from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
 from hf_soup.metrics import metrics_from_logits
 from hf_soup.tasks import get_task
 
+sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process
+
+
 RTE = get_task("rte")
-
-
-@pytest.fixture(scope="module")
-def sweep_main():
-    return load_sweep_main()
-
-
-@pytest.fixture(scope="module")
-def tiny_glue(tmp_path_factory):
-    return write_tiny_rte(tmp_path_factory.mktemp("glue"))
 
 
 def _score_folder(folder, glue, family):
@@ -48,9 +42,7 @@ def _score_folder(folder, glue, family):
     return metrics_from_logits(RTE, logits, labels)
 
 
-def test_encoder_sweep_writes_complete_ingredients_and_skips_them_on_rerun(
-    sweep_main, tiny_bert_dir, tiny_glue, tmp_path, capsys
-):
+def test_encoder_sweep_writes_complete_ingredients_and_skips_them_on_rerun(tiny_bert_dir, tiny_glue, tmp_path, capsys):
     out = tmp_path / "runs"
     flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "learning_rate=1e-4,3e-4", "seed=0,1")
     assert sweep_main(flags) == 0
@@ -92,7 +84,7 @@ def test_encoder_sweep_writes_complete_ingredients_and_skips_them_on_rerun(
     assert len(ingredient_dirs(out)) == 6
 
 
-def test_all_grid_points_share_one_head_initialisation(sweep_main, tiny_bert_dir, tiny_glue, tmp_path):
+def test_all_grid_points_share_one_head_initialisation(tiny_bert_dir, tiny_glue, tmp_path):
     """With learning_rate 0 the saved weights are the initial ones: the heads must match across seeds."""
     heads = {}
     for head_seed in (42, 7):
@@ -107,14 +99,12 @@ def test_all_grid_points_share_one_head_initialisation(sweep_main, tiny_bert_dir
     assert not torch.equal(heads[42], heads[7])
 
 
-def test_t5_classification_end_to_end_and_loadable_with_auto_class(sweep_main, tiny_t5_dir, tiny_glue, tmp_path):
+def test_t5_classification_end_to_end_and_loadable_with_auto_class(tiny_t5_dir, tiny_glue, tmp_path):
     out = tmp_path / "t5"
     flags = tiny_flags(tiny_t5_dir, tiny_glue, out, "--learning_rate", "1e-3", "--grid", "seed=0,1",
                        "hidden_dropout_prob=0.0")  # fmt: skip
-    with pytest.raises(SystemExit):  # hidden_dropout_prob is BERT's; T5 calls it dropout_rate
-        from hf_soup.errors import cli_main
-
-        raise SystemExit(cli_main(sweep_main, flags))
+    with pytest.raises(SoupError, match="unknown grid axis 'hidden_dropout_prob'"):  # BERT's; T5: dropout_rate
+        sweep_main(flags)
     flags[-1] = "dropout_rate=0.0"
     assert sweep_main(flags) == 0
     folders = ingredient_dirs(out)
@@ -129,7 +119,7 @@ def test_t5_classification_end_to_end_and_loadable_with_auto_class(sweep_main, t
     assert rescored["loss"] == pytest.approx(record["metrics"]["heldout"]["loss"], rel=1e-4)
 
 
-def test_text2text_with_warm_start_and_early_stopping(sweep_main, tiny_t5_dir, tiny_glue, tmp_path):
+def test_text2text_with_warm_start_and_early_stopping(tiny_t5_dir, tiny_glue, tmp_path):
     out = tmp_path / "t2t"
     flags = tiny_flags(tiny_t5_dir, tiny_glue, out, "--model_family", "t5-text2text", "--learning_rate", "1e-3",
                        "--warm_start_epochs", "0.2", "--max_steps", "4", "--eval_strategy", "steps",
@@ -150,7 +140,7 @@ def test_text2text_with_warm_start_and_early_stopping(sweep_main, tiny_t5_dir, t
         assert rescored["primary"] == pytest.approx(record["metrics"]["heldout"]["primary"])
 
 
-def test_lp_ft_fits_only_the_head_then_every_point_starts_from_it(sweep_main, tiny_bert_dir, tiny_glue, tmp_path):
+def test_lp_ft_fits_only_the_head_then_every_point_starts_from_it(tiny_bert_dir, tiny_glue, tmp_path):
     out = tmp_path / "lpft"
     flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--lp_ft_epochs", "1", "--lp_ft_learning_rate", "0.05",
                        "--freeze_layers", "1", "--grid", "seed=0,1")  # fmt: skip
@@ -170,7 +160,7 @@ def test_lp_ft_fits_only_the_head_then_every_point_starts_from_it(sweep_main, ti
         assert read_ingredient(folder)["start"]["kind"] == "lp-ft"
 
 
-def test_stale_temporaries_and_torn_checkpoints_are_cleared(sweep_main, tiny_bert_dir, tiny_glue, tmp_path):
+def test_stale_temporaries_and_torn_checkpoints_are_cleared(tiny_bert_dir, tiny_glue, tmp_path):
     """What a SIGKILL can leave behind: a half-renamed `.tmp-<run>-*` folder and a checkpoint whose
     trainer_state.json was never written. The rerun must ignore or clear both."""
     out = tmp_path / "stale"
