@@ -210,13 +210,20 @@ def main() -> None:
         f"| train-loop samples/s (Trainer's own figure) | {plain_loop:.1f} | {ours_loop:.1f} | "
         f"{ours_loop / plain_loop:.2f}x |",
         "",
+        "Per point, wall seconds plain / ours (ratio): "
+        + ", ".join(
+            f"lr {rate:g}: {r['plain']['wall_s']:.1f} / {r['ours']['wall_s']:.1f} ({r['plain']['wall_s'] / r['ours']['wall_s']:.2f}x)"
+            for rate, r in rows
+        )
+        + ".",
+        "",
         f"Our one-time planning (model check, tokenise all splits once) took {plan_s:.1f} s and is spread over "
         f"the {len(rates)} points above. Held-out {heldout} (plain/ours, per point): same recipe, different "
         "batch composition.",
         "",
         "Caveat: both sides ran in the same process, alternating, but other processes shared the machine "
-        f"(load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} cores); absolute figures move "
-        "with that load, the ratio much less. Rerun on a quiet machine for figures to quote.",
+        f"(load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} cores): every figure moves with "
+        "that load, the per-point ratios above show how much. Rerun on a quiet machine for figures to quote.",
     ]
     block = "\n".join(lines)
     print(block)

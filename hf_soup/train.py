@@ -43,7 +43,7 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -323,12 +323,13 @@ def _semantic(name: str) -> bool:
 def _sweep_identity(task, base, family, model_args, data_args, finetune, splits, parsed, config_overrides) -> dict:
     """What every ingredient of a sweep shares; its hash is `sweep_id`. Axes are left out, so a
     grid can be extended later; settings that do not change weights (logging, saving) too."""
-    values = {a.__class__: a for a in parsed.arguments}
     fixed = {}
-    for cls in (TrainingArguments, FineTuneArguments):
-        for name in sorted(parsed.explicit):
-            if hasattr(values[cls], name) and name in {f.name for f in fields(cls)} and _semantic(name):
-                fixed[name] = getattr(values[cls], name)
+    for arguments in parsed.arguments:
+        if isinstance(arguments, (TrainingArguments, FineTuneArguments)):
+            for f in fields(arguments):
+                value = getattr(arguments, f.name)
+                if f.name in parsed.explicit and _semantic(f.name) and _jsonable(value) != _default(f):
+                    fixed[f.name] = value
     start = {}
     if finetune.lp_ft_epochs > 0:
         start.update(lp_ft_epochs=finetune.lp_ft_epochs, lp_ft_learning_rate=finetune.lp_ft_learning_rate)
@@ -351,6 +352,12 @@ def _sweep_identity(task, base, family, model_args, data_args, finetune, splits,
         "fixed": {k: _jsonable(v) for k, v in fixed.items()},
         "config_overrides": config_overrides,
     }
+
+
+def _default(f: Any) -> Any:
+    """A dataclass field's default, as JSON would show it (a flag equal to it changes nothing)."""
+    default = f.default_factory() if f.default_factory is not MISSING else f.default
+    return _jsonable(SWEEP_DEFAULTS.get(f.name, default))
 
 
 def parsed_learning_rate(parsed: ParsedSweep) -> float:
