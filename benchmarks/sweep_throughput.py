@@ -123,6 +123,18 @@ def ours_point(sweep, index: int) -> dict:
     }
 
 
+def padding_ratio(sweep, batch_size: int) -> float:
+    """Tokens a fixed-length batch holds / tokens a length-grouped dynamic batch holds (train split)."""
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    lengths = [int(n) for n in sweep.context.features["train"]["length"]]
+    order = get_length_grouped_indices(lengths, batch_size, generator=torch.Generator().manual_seed(0))
+    grouped = sum(max(lengths[i] for i in order[s : s + batch_size]) * len(order[s : s + batch_size])
+                  for s in range(0, len(order), batch_size))  # fmt: skip
+    return sweep.context.data_args.max_seq_length * len(lengths) / grouped
+
+
 def machine() -> str:
     import torch
 
@@ -169,6 +181,8 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     try:
         sweep, plan_s = ours_plan(model_dir, args.glue_dir, rates, args, work / "ours")
+        lengths = [int(n) for n in sweep.context.features["train"]["length"]]
+        mean_length, padding = sum(lengths) / len(lengths), padding_ratio(sweep, args.batch_size)
         rows = []
         for i, rate in enumerate(rates):
             order = ("plain", "ours") if i % 2 == 0 else ("ours", "plain")
@@ -220,6 +234,9 @@ def main() -> None:
         f"Our one-time planning (model check, tokenise all splits once) took {plan_s:.1f} s and is spread over "
         f"the {len(rates)} points above. Held-out {heldout} (plain/ours, per point): same recipe, different "
         "batch composition.",
+        "",
+        f"Why: the training inputs average {mean_length:.0f} tokens, so fixed-{args.max_seq_length} batches hold "
+        f"{padding:.2f}x the tokens of length-grouped dynamic ones (scoring gains alike).",
         "",
         "Caveat: both sides ran in the same process, alternating, but other processes shared the machine "
         f"(load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} cores): every figure moves with "
