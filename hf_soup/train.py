@@ -336,7 +336,7 @@ def _sweep_identity(task, base, family, model_args, data_args, finetune, splits,
     if finetune.warm_start_epochs > 0:
         start.update(
             warm_start_epochs=finetune.warm_start_epochs,
-            warm_start_learning_rate=finetune.warm_start_learning_rate or parsed_learning_rate(parsed),
+            warm_start_learning_rate=finetune.warm_start_learning_rate or _parsed_learning_rate(parsed),
         )
     return {
         "task": task.name,
@@ -360,7 +360,7 @@ def _default(f: Any) -> Any:
     return _jsonable(SWEEP_DEFAULTS.get(f.name, default))
 
 
-def parsed_learning_rate(parsed: ParsedSweep) -> float:
+def _parsed_learning_rate(parsed: ParsedSweep) -> float:
     return next(a for a in parsed.arguments if isinstance(a, TrainingArguments)).learning_rate
 
 
