@@ -12,8 +12,8 @@ import contextlib
 import errno
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,9 @@ def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
         raise SoupError(f"{dest}: already exists (refusing to overwrite)")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{dest.name}-", dir=dest.parent))
+        # Not mkdtemp: its 0700 mode would survive the rename; mkdir applies the user's umask.
+        tmp = dest.parent / f"{TMP_PREFIX}{dest.name}-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp.mkdir()
     except OSError as err:
         raise SoupError(_describe_os_error(err, dest.parent)) from err
     try:

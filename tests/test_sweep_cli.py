@@ -1,0 +1,175 @@
+"""scripts/sweep.py as a user runs it: bad input, the example configs, SIGKILL + rerun, accelerate launch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from sweep_helpers import (
+    PROJECT_ROOT,
+    SWEEP_SCRIPT,
+    ingredient_dirs,
+    load_sweep_main,
+    one_torch_thread,  # noqa: F401 (autouse fixture)
+    single_thread_env,
+    tiny_flags,
+    tiny_glue_fixture,  # noqa: F401 (fixture `tiny_glue`)
+)
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from hf_soup import train
+from hf_soup.errors import cli_main
+from hf_soup.grid import expand_grid, parse_sweep_args
+from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
+from hf_soup.tasks import TASKS, get_task
+
+sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process
+
+
+CONFIGS = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
+
+
+def _refused(argv, capsys, *, match: str) -> str:
+    """Run the CLI in-process; it must exit 2 with exactly one `error:` line naming the problem."""
+    capsys.readouterr()
+    assert cli_main(sweep_main, argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert match in lines[0], lines[0]
+    return lines[0]
+
+
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_bert_dir, tiny_glue, tmp_path, capsys):
+    out = tmp_path / "out"
+    ok = tiny_flags(tiny_bert_dir, tiny_glue, out)
+    line = _refused([*ok, "--grid", "learning_rat=1e-5,2e-5"], capsys, match="unknown grid axis 'learning_rat'")
+    assert "did you mean 'learning_rate'" in line and "hidden_dropout_prob" in line  # lists model-config keys too
+    config = tmp_path / "typo.yaml"
+    config.write_text("lerning_rate: 1e-5\ngrid:\n  seed: [0, 1]\n")
+    _refused([*ok, "--config", str(config)], capsys, match=f"{config}: unknown key 'lerning_rate'")
+    _refused([*ok, "--grid", "seed="], capsys, match="empty grid")
+    config.write_text("grid:\n  learning_rate: []\n")
+    _refused([*ok, "--config", str(config)], capsys, match="empty grid")
+    _refused([*ok, "--grid", "head_init_seed=1,2"], capsys, match="cannot be a grid axis")
+    missing = tiny_flags(tmp_path / "no-such-model", tiny_glue, out)
+    _refused(missing, capsys, match="no-such-model: model folder does not exist")
+    mnli = get_task("mnli")
+    finetuned = tmp_path / "mnli-model"
+    AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=3, id2label=mnli.id2label, label2id=mnli.label2id
+    ).save_pretrained(finetuned)
+    _refused(tiny_flags(finetuned, tiny_glue, out), capsys, match="fine-tuned for labels")
+    _refused([*ok, "--shard", "2/2"], capsys, match="--shard")
+    _refused([*ok, "--no_such_flag", "3"], capsys, match="no_such_flag")
+    assert not out.exists()
+
+
+def test_foreign_output_dir_is_refused_untouched(tiny_bert_dir, tiny_glue, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert sweep_main(tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "seed=0,1")) == 0
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    other = tiny_flags(tiny_bert_dir, tiny_glue, out, "--weight_decay", "0.1", "--grid", "seed=0,1")
+    line = _refused(other, capsys, match="holds a different sweep")
+    assert "weight_decay" in line and "--output_dir" in line
+    (out / "sweep.json").unlink()  # ingredients alone identify the sweep too
+    _refused(other, capsys, match="holds ingredients of a different sweep")
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == {p: t for p, t in before.items() if p.exists()}
+
+
+def test_entry_point_in_a_subprocess_exits_2_with_one_line(tmp_path, cli_env):
+    result = subprocess.run(
+        [sys.executable, str(SWEEP_SCRIPT), "--model", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "o")],
+        env=cli_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing'}: model folder does not exist"]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_example_configs_parse_and_expand(config, tiny_bert_dir):
+    parsed = parse_sweep_args(["--config", str(config), "--model", str(tiny_bert_dir)], train.ARGUMENT_TYPES,
+                              defaults=train.SWEEP_DEFAULTS)  # fmt: skip
+    data = next(a for a in parsed.arguments if type(a).__name__ == "DataArguments")
+    assert data.task in TASKS and config.stem == data.task
+    sweep_args = next(a for a in parsed.arguments if type(a).__name__ == "SweepArguments")
+    axes, _ = train.resolve_grid(parsed, AutoConfig.from_pretrained(tiny_bert_dir))
+    runs = expand_grid(axes, num_samples=sweep_args.num_samples, search_seed=sweep_args.search_seed)
+    assert len(runs) >= 2 and len({r.run_id for r in runs}) == len(runs)
+    lr = [r.values["learning_rate"] for r in runs if "learning_rate" in r.values]
+    assert all(isinstance(v, float) and 1e-6 < v < 1e-2 for v in lr)
+
+
+def test_all_nine_glue_tasks_have_a_config():
+    assert {c.stem for c in CONFIGS} == set(TASKS) and len(CONFIGS) == 9
+
+
+@pytest.mark.slow
+def test_sigkill_mid_sweep_then_rerun_resumes_to_identical_weights(tiny_bert_dir, tiny_glue, tmp_path,
+                                                                   cli_env):  # fmt: skip
+    out = tmp_path / "killed"
+    flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--max_steps", "100", "--save_strategy", "steps",
+                       "--save_steps", "25", "--learning_rate", "1e-3", "--grid", "seed=0,1")  # fmt: skip
+    command = [sys.executable, str(SWEEP_SCRIPT), *flags]
+    env = single_thread_env(cli_env)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while process.poll() is None and time.monotonic() < deadline:
+        if list((out / ".work").glob("*/checkpoint-*/trainer_state.json")):
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the sweep ended before it could be killed; make it longer"
+    process.kill()  # SIGKILL: no cleanup handlers run
+    assert process.wait(timeout=30) == -9
+    assert not [f for f in ingredient_dirs(out) if f.name.startswith("seed0")]  # the first point was mid-run
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "resuming seed0-" in rerun.stdout
+    folders = ingredient_dirs(out)
+    assert [f.name.split("-")[0] for f in folders] == ["seed0", "seed1"] and all(is_ingredient(f) for f in folders)
+    assert not list(out.glob(".tmp-*")) and not (out / ".work").exists()
+    record = read_ingredient(folders[0])
+    assert record["train"]["resumed_from_step"] in (25, 50, 75) and record["train"]["steps"] == 100
+
+    reference = tmp_path / "uninterrupted"  # same point, never killed: the resumed weights must match exactly
+    assert sweep_main([*flags[: flags.index("--output_dir") + 1], str(reference),
+                       *flags[flags.index("--output_dir") + 2 :], "--shard", "0/2"]) == 0  # fmt: skip
+    resumed, clean = (
+        load_file(folders[0] / "model.safetensors"),
+        load_file(reference / folders[0].name / "model.safetensors"),
+    )
+    assert resumed.keys() == clean.keys() and all(torch.equal(resumed[k], clean[k]) for k in clean)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_minilm_rte_two_point_grid_under_accelerate_launch(minilm_dir, glue_dir, tmp_path, cli_env):
+    out = tmp_path / "rte"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", str(SWEEP_SCRIPT),
+        "--model", str(minilm_dir), "--task", "rte", "--glue-dir", str(glue_dir), "--output-dir", str(out),
+        "--grid", "learning_rate=2e-5,5e-5", "--max-train-samples", "32", "--max-test-samples", "32",
+        "--heldout-size", "100", "--max-steps", "3", "--per-device-train-batch-size", "8", "--max-seq-length", "64",
+    ]  # fmt: skip
+    result = subprocess.run(command, env=cli_env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folders = ingredient_dirs(out)
+    assert [f.name.split("-")[0] for f in folders] == ["lr2e", "lr5e"]
+    records = [read_ingredient(f) for f in folders]
+    sha = weights_sha256(minilm_dir)
+    for record in records:
+        assert record["base_model"]["weights_sha256"] == sha and record["task"] == "rte"
+        assert record["split"]["heldout_size"] == 100 and record["split"]["test_size"] == 32
+        assert record["train"]["steps"] == 3 and record["command"].startswith("accelerate launch ")
+        assert 0.0 <= record["metrics"]["test"]["accuracy"] <= 1.0
+    assert records[0]["sweep_id"] == records[1]["sweep_id"]
+    model = AutoModelForSequenceClassification.from_pretrained(folders[0])
+    assert model.config.id2label == get_task("rte").id2label
+    assert "heldout accuracy" in result.stdout and all(f.name in result.stdout for f in folders)
+    assert json.loads((out / "sweep.json").read_text())["grid_size"] == 2
