@@ -1,0 +1,418 @@
+"""The soup recipes, on tensors only: no files, no CLI, no model loading.
+
+    from hf_soup.soup import RECIPES, uniform_soup, greedy_soup, learned_soup, average_checkpoints
+    state = uniform_soup([ckpt_a, ckpt_b, ckpt_c])          # any Mapping[str, Tensor], lazy ones too
+    result = greedy_soup(ingredients, heldout_scores, evaluate=my_heldout_scorer)
+    result.kept, result.trace, result.state
+
+Every recipe takes its ingredients as `Mapping[str, Tensor]`s (plain state dicts, or the lazy
+`hf_soup.checkpoints.Checkpoint`) and reads them one tensor at a time, so what it holds is one
+accumulator the size of one model plus one tensor, whatever the number of ingredients.
+
+Conventions shared by all recipes (../shared/DESIGN.md):
+  * accumulate in float32 or better, write back in the ingredients' dtype. The tensor-at-a-time
+    averages (uniform, checkpoint averaging) use float64: their accumulator is one tensor, not one
+    model, so the extra precision is free, and a soup of identical models is then exactly the
+    model. The greedy running sum is one model, so it stays float32;
+  * tensors that share storage in the first ingredient (tied weights of an in-memory state dict)
+    are averaged once and the result is shared again, so they stay tied;
+  * tensors that are not floating point (step counters, integer buffers) are copied from the
+    first ingredient, never averaged.
+
+Recipes (Wortsman et al. 2022, "Model soups"):
+  uniform       mean of all ingredients.
+  greedy        Recipe 1: sort by held-out score; add an ingredient when the soup's held-out score
+                does not decrease (`strict`: must increase). A running sum makes each step one pass
+                over one ingredient plus one evaluation.
+  learned       mixing coefficients per model or per tensor ("layer"), softmax-parameterised,
+                fitted by gradient descent on held-out through `torch.func.functional_call`.
+  average-last  checkpoint averaging (the last N checkpoints of one run), in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+StateDict = Mapping[str, torch.Tensor]
+Progress = Callable[[Iterable], Iterable]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    function: Callable[..., Any]
+    summary: str
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register(name: str, summary: str) -> Callable:
+    """Add a recipe to the registry (the CLI's `--recipe` choices come from it)."""
+
+    def decorate(function: Callable) -> Callable:
+        RECIPES[name] = Recipe(name, function, summary)
+        return function
+
+    return decorate
+
+
+def _no_progress(items: Iterable) -> Iterable:
+    return items
+
+
+def _aliases(state: StateDict) -> dict[str, str]:
+    """{name: earlier name it shares storage with} for the tied tensors of an in-memory state dict."""
+    first_of: dict[tuple, str] = {}
+    aliases = {}
+    for name in state:
+        tensor = state[name]
+        if not isinstance(tensor, torch.Tensor) or tensor.numel() == 0 or tensor.device.type == "meta":
+            continue
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride())
+        if key in first_of:
+            aliases[name] = first_of[key]
+        else:
+            first_of[key] = name
+    return aliases
+
+
+def _check_same_names(sources: Sequence[StateDict]) -> list[str]:
+    if not sources:
+        raise ValueError("a soup needs at least one ingredient")
+    names = list(sources[0])
+    for position, source in enumerate(sources[1:], start=2):
+        if len(source) != len(names) or any(name not in source for name in names):
+            missing = next((name for name in names if name not in source), None)
+            raise ValueError(f"ingredient {position} has different tensor names (first: {missing!r})")
+    return names
+
+
+# ----------------------------------------------------------------------------- weighted averages
+
+
+def weighted_average(
+    sources: Sequence[StateDict],
+    weights: Sequence[float] | None = None,
+    *,
+    accumulate_dtype: torch.dtype = torch.float64,
+    progress: Progress = _no_progress,
+) -> dict[str, torch.Tensor]:
+    """Σ wᵢ·θᵢ (weights normalised to sum to 1; None = uniform), one tensor at a time.
+
+    Tensor-major order: for each name, read it from every ingredient and reduce, so the only
+    state beyond the output is one accumulator tensor (the files' pages are memory-mapped).
+    Uniform weights sum first and divide once (exact for two ingredients).
+    """
+    names = _check_same_names(sources)
+    if weights is not None:
+        if len(weights) != len(sources):
+            raise ValueError(f"{len(weights)} weights for {len(sources)} ingredients")
+        total = float(sum(weights))
+        if total <= 0:
+            raise ValueError("weights must sum to a positive number")
+        weights = [float(w) / total for w in weights]
+    aliases = _aliases(sources[0])
+    out: dict[str, torch.Tensor] = {}
+    for name in progress(names):
+        if name in aliases:
+            continue
+        first = sources[0][name]
+        if not first.is_floating_point():
+            out[name] = first.clone()
+            continue
+        if weights is None:
+            accumulator = first.to(accumulate_dtype, copy=True)
+            for source in sources[1:]:
+                accumulator.add_(source[name])
+            accumulator.div_(len(sources))
+        else:
+            accumulator = first.to(accumulate_dtype).mul(weights[0])
+            for source, weight in zip(sources[1:], weights[1:]):
+                accumulator.add_(source[name], alpha=weight)
+        out[name] = accumulator.to(first.dtype)
+    for name, target in aliases.items():
+        out[name] = out[target]
+    return {name: out[name] for name in names}
+
+
+@register("uniform", "mean of all ingredients")
+def uniform_soup(sources: Sequence[StateDict], *, progress: Progress = _no_progress) -> dict[str, torch.Tensor]:
+    """The uniform soup: every ingredient weighted equally."""
+    return weighted_average(sources, progress=progress)
+
+
+@register("average-last", "float64 average of the last N checkpoints of one run")
+def average_checkpoints(sources: Sequence[StateDict], *, progress: Progress = _no_progress) -> dict[str, torch.Tensor]:
+    """Checkpoint averaging (timm's avg_checkpoints): uniform, accumulated in float64."""
+    return weighted_average(sources, accumulate_dtype=torch.float64, progress=progress)
+
+
+# ----------------------------------------------------------------------------- greedy soup
+
+
+class RunningSum:
+    """Σ of the ingredients added so far, in the accumulation dtype, plus how many there are.
+
+    Holds one model's worth of tensors. `mean_with(candidate)` is a lazy view of the soup that
+    adding `candidate` would give, computed one tensor at a time as it is read, so trying a
+    candidate costs one pass over it and no second copy of the model.
+    """
+
+    def __init__(self, first: StateDict, accumulate_dtype: torch.dtype = torch.float32):
+        self.names = list(first)
+        self.aliases = _aliases(first)
+        self.dtypes = {name: first[name].dtype for name in self.names}
+        self.total: dict[str, torch.Tensor] = {}
+        for name in self.names:
+            if name in self.aliases:
+                continue
+            tensor = first[name]
+            self.total[name] = tensor.to(accumulate_dtype, copy=True) if tensor.is_floating_point() else tensor.clone()
+        self.count = 1
+
+    def add(self, source: StateDict) -> None:
+        for name, total in self.total.items():
+            if total.is_floating_point():
+                total.add_(source[name])
+        self.count += 1
+
+    def _mean_tensor(self, name: str, candidate: StateDict | None) -> torch.Tensor:
+        name = self.aliases.get(name, name)
+        total = self.total[name]
+        if not total.is_floating_point():
+            return total
+        if candidate is None:
+            return (total / self.count).to(self.dtypes[name])
+        return ((total + candidate[name]) / (self.count + 1)).to(self.dtypes[name])
+
+    def mean_with(self, candidate: StateDict | None = None) -> StateDict:
+        """The soup (with `candidate` added when given) as a lazy mapping in the ingredients' dtype."""
+        return _LazyMean(self, candidate)
+
+    def mean(self) -> dict[str, torch.Tensor]:
+        """Materialise the soup, reusing the accumulator's memory tensor by tensor (consumes it)."""
+        out: dict[str, torch.Tensor] = {}
+        for name in list(self.total):
+            total = self.total.pop(name)
+            if total.is_floating_point():
+                total.div_(self.count)
+                total = total.to(self.dtypes[name])
+            out[name] = total
+        for name, target in self.aliases.items():
+            out[name] = out[target]
+        return {name: out[name] for name in self.names}
+
+
+class _LazyMean(Mapping[str, torch.Tensor]):
+    def __init__(self, running: RunningSum, candidate: StateDict | None):
+        self.running, self.candidate = running, candidate
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.running.dtypes:
+            raise KeyError(name)
+        return self.running._mean_tensor(name, self.candidate)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.running.names)
+
+    def __len__(self) -> int:
+        return len(self.running.names)
+
+
+@dataclass
+class GreedyStep:
+    """One row of the greedy trace: candidate `index` tried at `step` (1-based)."""
+
+    step: int
+    index: int
+    score: float
+    evaluation: Any
+    accepted: bool
+    soup_size: int
+
+
+@dataclass
+class GreedyResult:
+    kept: list[int]  # ingredient indices in the order they were added
+    trace: list[GreedyStep]
+    state: dict[str, torch.Tensor]
+    score: float  # the soup's held-out score (higher is better)
+    evaluation: Any  # what `evaluate` returned for the final soup
+    order: list[int] = field(default_factory=list)  # candidates, best held-out first
+
+
+@register("greedy", "Model Soups Recipe 1: add ingredients in held-out order while the held-out score does not drop")
+def greedy_soup(
+    sources: Sequence[StateDict],
+    scores: Sequence[float],
+    evaluate: Callable[[StateDict], Any],
+    *,
+    key: Callable[[Any], float] = float,
+    strict: bool = False,
+    evaluations: Sequence[Any] | None = None,
+    accumulate_dtype: torch.dtype = torch.float32,
+    progress: Progress = _no_progress,
+) -> GreedyResult:
+    """Greedy soup (Wortsman et al. 2022, Recipe 1).
+
+    `scores[i]` is ingredient i's held-out score (higher is better; pass -loss to select on loss).
+    Candidates are tried best first (ties keep the given order). The first is the initial soup,
+    with score `scores[first]` (no re-evaluation). Each later candidate is kept when
+    `key(evaluate(soup with it)) >= current` (`>` with `strict`). `evaluate` receives a lazy
+    mapping in the ingredients' dtype; `evaluations[i]` (optional) is recorded for step 1.
+    """
+    if len(scores) != len(sources):
+        raise ValueError(f"{len(scores)} scores for {len(sources)} ingredients")
+    _check_same_names(sources)
+    order = sorted(range(len(sources)), key=lambda i: -scores[i])
+    first = order[0]
+    running = RunningSum(sources[first], accumulate_dtype)
+    current = float(scores[first])
+    current_evaluation = evaluations[first] if evaluations is not None else current
+    trace = [GreedyStep(1, first, current, current_evaluation, True, 1)]
+    kept = [first]
+    for step, index in enumerate(progress(order[1:]), start=2):
+        evaluation = evaluate(running.mean_with(sources[index]))
+        score = float(key(evaluation))
+        accepted = score > current if strict else score >= current
+        if accepted:
+            running.add(sources[index])
+            kept.append(index)
+            current, current_evaluation = score, evaluation
+        trace.append(GreedyStep(step, index, score, evaluation, accepted, running.count))
+    return GreedyResult(kept, trace, running.mean(), current, current_evaluation, order)
+
+
+# ----------------------------------------------------------------------------- learned soup
+
+
+class _Mix(torch.autograd.Function):
+    """out = Σᵢ wᵢ·θᵢ without keeping any float32 copy of the θᵢ for backward.
+
+    autograd's own `w * θ.float()` would save each cast θ (N models of memory); here backward
+    re-reads the (memory-mapped) θᵢ: ∂L/∂wᵢ = <∂L/∂out, θᵢ>, one temporary tensor at a time.
+    """
+
+    @staticmethod
+    def forward(ctx, weights: torch.Tensor, accumulate_dtype: torch.dtype, device: torch.device, *tensors):
+        ctx.tensors = tensors
+        out = torch.zeros(tensors[0].shape, dtype=accumulate_dtype)
+        for weight, tensor in zip(weights.tolist(), tensors):
+            out.add_(tensor, alpha=weight)
+        return out.to(device)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.to("cpu", torch.float32)
+        grads = torch.stack([(grad * tensor).sum() for tensor in ctx.tensors])
+        return (grads, None, None, *([None] * len(ctx.tensors)))
+
+
+class _Forward(torch.nn.Module):
+    """`forward(module, batch)` as a module, so `functional_call` can run any call convention."""
+
+    def __init__(self, module: torch.nn.Module, forward: Callable[[torch.nn.Module, Any], Any]):
+        super().__init__()
+        self.module = module
+        self.forward_fn = forward
+
+    def forward(self, batch: Any) -> Any:
+        return self.forward_fn(self.module, batch)
+
+
+def _call_with_kwargs(module: torch.nn.Module, batch: Any) -> Any:
+    return module(**batch)
+
+
+@dataclass
+class LearnedResult:
+    coefficients: torch.Tensor  # (N,) for "model", (N, T) for "layer": softmax over ingredients
+    mixed_names: list[str]  # the T tensors the columns of a "layer" coefficient matrix refer to
+    granularity: str
+    losses: list[float]  # mean held-out loss per epoch
+    state: dict[str, torch.Tensor]
+
+
+@register("learned", "softmax mixing coefficients per model or per tensor, fitted on held-out by gradient descent")
+def learned_soup(
+    sources: Sequence[StateDict],
+    module: torch.nn.Module,
+    batches: Sequence[Any],
+    loss_fn: Callable[[Any, Any], torch.Tensor],
+    *,
+    forward: Callable[[torch.nn.Module, Any], Any] = _call_with_kwargs,
+    granularity: str = "model",
+    epochs: int = 5,
+    lr: float = 0.05,
+    device: torch.device | str = "cpu",
+    progress: Progress = _no_progress,
+) -> LearnedResult:
+    """Learned soup: θ = Σᵢ softmax(α)ᵢ·θᵢ, α fitted to minimise `loss_fn(forward(module, batch), batch)`.
+
+    The forward runs through `torch.func.functional_call` with θ in place of `module`'s weights
+    (state-dict names must match the ingredients'); `forward` defaults to `module(**batch)`.
+    `granularity`: "model" (one α per ingredient) or "layer" (one per ingredient and tensor, as
+    in the reference implementation). α starts at 0 (the uniform soup).
+
+    Memory bound: the reference implementation held all N models in RAM. Here the ingredients
+    are only referenced (memory-mapped files stay in the page cache, which the kernel can
+    evict), and the process holds: the mixed θ (one model, float32) + its gradient during
+    backward (≤ one model) + `module`'s own weights + activations + α (N·T floats) — about three
+    models plus activations, whatever N. Each step reads every ingredient once (N × model bytes).
+    """
+    if granularity not in ("model", "layer"):
+        raise ValueError(f"granularity must be 'model' or 'layer', got {granularity!r}")
+    names = _check_same_names(sources)
+    aliases = _aliases(sources[0])
+    mixed = [name for name in names if name not in aliases and sources[0][name].is_floating_point()]
+    # Hold references (memory maps, not copies) so every step does not reopen files.
+    tensors = {name: [source[name] for source in sources] for name in mixed}
+    shape = (len(sources),) if granularity == "model" else (len(sources), len(mixed))
+    logits = torch.zeros(shape, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=lr)
+    device = torch.device(device)
+
+    def mixed_params(weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        params = {}
+        for column, name in enumerate(mixed):
+            w = weights if granularity == "model" else weights[:, column]
+            params[name] = _Mix.apply(w, torch.float32, device, *tensors[name])
+        for name, target in aliases.items():
+            if target in params:
+                params[name] = params[target]
+        return params
+
+    module.train(False)
+    wrapper = _Forward(module, forward)
+    losses = []
+    for _ in progress(range(epochs)):
+        total, seen = 0.0, 0
+        for batch in batches:
+            weights = torch.softmax(logits, dim=0)
+            params = {f"module.{name}": value for name, value in mixed_params(weights).items()}
+            outputs = torch.func.functional_call(wrapper, params, (batch,))
+            loss = loss_fn(outputs, batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, seen = total + float(loss.detach()), seen + 1
+        losses.append(total / max(seen, 1))
+    coefficients = torch.softmax(logits.detach(), dim=0)
+    state: dict[str, torch.Tensor] = {}
+    for column, name in enumerate(mixed):
+        w = coefficients if granularity == "model" else coefficients[:, column]
+        accumulator = torch.zeros(tensors[name][0].shape, dtype=torch.float32)
+        for weight, tensor in zip(w.tolist(), tensors[name]):
+            accumulator.add_(tensor, alpha=weight)
+        state[name] = accumulator.to(tensors[name][0].dtype)
+    for name in names:
+        if name not in state and name not in aliases:
+            state[name] = sources[0][name].clone()
+    for name, target in aliases.items():
+        state[name] = state[target]
+    return LearnedResult(coefficients, mixed, granularity, losses, {name: state[name] for name in names})
