@@ -104,7 +104,9 @@ def parse_args(argv: list[str] | None) -> tuple[MergeArguments, MergeDataArgumen
         raise SoupError(message)
 
     parser.error = one_line_error  # argparse's usage dump -> our one line + exit 2
-    args, data = parser.parse_args_into_dataclasses(args=argv)
+    args, data, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        raise SoupError(f"unrecognized arguments: {' '.join(unknown)}")
     if args.recipe not in RECIPES:
         raise SoupError(f"--recipe {args.recipe!r}: must be one of {', '.join(RECIPES)}")
     if args.criterion not in CRITERIA:

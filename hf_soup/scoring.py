@@ -187,12 +187,11 @@ class Scorer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    @torch.inference_mode()
     def logits(self, split: str) -> np.ndarray:
         """Logits of the model as it is now, in the split's original row order."""
-        prepared = self._prepare(split)
+        prepared = self._prepare(split)  # outside inference mode: the learned soup backprops through these
         chunks = []
-        with self._autocast():
+        with torch.inference_mode(), self._autocast():
             for batch in prepared.batches:
                 chunks.append(self.logits_fn(self.model, batch).float().cpu())
         logits = torch.cat(chunks).numpy()
