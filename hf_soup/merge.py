@@ -301,7 +301,10 @@ def make_soup(args: MergeArguments, data: MergeDataArguments, checkpoints: list[
             progress=lambda it: _progress(it, "greedy soup candidates"),
         )
         kept_names = [checkpoints[i].name for i in greedy.kept]
-        results["greedy"] = {**_scores(scorer, greedy.state), "kept": kept_names}
+        # held-out: the trace already scored exactly these weights (the lazy view is bitwise the soup)
+        scorer.load_state(greedy.state)
+        greedy_scores = {"heldout": greedy.evaluation, "test": scorer.score("test").metrics}
+        results["greedy"] = {**greedy_scores, "kept": kept_names}
         extra["greedy_trace"] = [
             {
                 "step": step.step,
