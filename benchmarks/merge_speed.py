@@ -99,17 +99,18 @@ def write_ingredients(name: str, n: int, folder: Path) -> tuple[list[Path], int]
 
 
 def measure(command: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Run `command`; wall seconds and peak RssAnon / VmHWM (MB) of the child, sampled every 5 ms."""
+    """Run `command`; wall seconds, peak RssAnon and VmHWM (MB) of the child, sampled every 5 ms."""
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peak_anon = 0
+    peak_anon = peak_total = 0
     status = Path(f"/proc/{process.pid}/status")
     while process.poll() is None:
         try:
             for line in status.read_text().splitlines():
                 if line.startswith("RssAnon:"):
                     peak_anon = max(peak_anon, int(line.split()[1]) * 1024)
-                    break
+                elif line.startswith("VmHWM:"):  # peak total RSS, memory-mapped file pages included
+                    peak_total = max(peak_total, int(line.split()[1]) * 1024)
         except (FileNotFoundError, ProcessLookupError):
             pass
         time.sleep(0.005)
@@ -117,7 +118,7 @@ def measure(command: list[str], env: dict[str, str]) -> dict[str, float]:
     output = process.stdout.read().decode(errors="replace")
     if process.returncode != 0:
         raise RuntimeError(f"{command[:3]} failed ({process.returncode}):\n{output[-2000:]}")
-    return {"wall_s": wall, "peak_anon_mb": peak_anon / MB}
+    return {"wall_s": wall, "peak_anon_mb": peak_anon / MB, "peak_total_mb": peak_total / MB}
 
 
 def mergekit_command(venv: Path, paths: list[Path], out: Path, workdir: Path) -> list[str]:
@@ -156,8 +157,11 @@ def main() -> None:
         f"# {time.strftime('%Y-%m-%d %H:%M %Z')} | {platform.processor() or platform.machine()} | "
         f"{os.cpu_count()} cores | torch {torch.__version__} | {' '.join(sys.argv)}"
     )
-    print("| model | N | method | wall (s) | peak RssAnon (MB) | RssAnon / model | wall / mergekit | RSS goal |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| model | N | method | wall (s) | peak RssAnon (MB) | RssAnon / model | peak total RSS (MB) | "
+        "wall / mergekit | RSS goal |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name in args.models:
         for n in args.ns:
@@ -197,7 +201,9 @@ def main() -> None:
                     row = {"model": name, "n": n, "method": method, "model_mb": model_mb, **result}
                     rows.append(row)
                     if "skipped" in result:
-                        print(f"| {name} ({model_mb:.0f} MB) | {n} | {method} | skipped: {result['skipped']} | | | | |")
+                        print(
+                            f"| {name} ({model_mb:.0f} MB) | {n} | {method} | skipped: {result['skipped']} | | | | | |"
+                        )
                         continue
                     ratio = f"{result['wall_s'] / reference:.2f}x" if reference else "-"
                     goal = "met" if result["peak_anon_mb"] <= goal_mb else "missed"

@@ -34,7 +34,7 @@ import torch
 
 from hf_soup.atomic import TMP_PREFIX
 from hf_soup.errors import SoupError
-from hf_soup.ingredient import INGREDIENT_FILE, read_ingredient
+from hf_soup.ingredient import INGREDIENT_FILE, read_ingredient, read_json
 
 CONFIG_FILE = "config.json"
 SAFE_SINGLE = "model.safetensors"
@@ -157,12 +157,7 @@ def find_trainer_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SoupError(f"{path}: not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SoupError(f"{path}: not valid JSON ({err})") from None
+    value = read_json(path)
     if not isinstance(value, dict):
         raise SoupError(f"{path}: expected a JSON object")
     return value

@@ -442,13 +442,18 @@ def format_table(soup: dict) -> str:
     return "\n".join(lines)
 
 
+def _refuse_existing(output: Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise SoupError(f"{output}: already exists (refusing to overwrite; pass --overwrite)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args, data = parse_args(argv)
     output = Path(args.output)
+    _refuse_existing(output, args.overwrite)  # fail fast, before any work
+    checkpoints = open_ingredients(args)  # read-only: bad input leaves no trace, not even a lock file
     with exclusive_lock(output):
-        if output.exists() and not args.overwrite:
-            raise SoupError(f"{output}: already exists (refusing to overwrite; pass --overwrite)")
-        checkpoints = open_ingredients(args)
+        _refuse_existing(output, args.overwrite)  # another merge may have finished meanwhile
         with atomic_dir(output, overwrite=args.overwrite) as folder:
             made = make_soup(args, data, checkpoints, folder)
             files_from = next((c for c in checkpoints if c.tokenizer_files()), checkpoints[-1])

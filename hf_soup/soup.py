@@ -10,10 +10,8 @@ Every recipe takes its ingredients as `Mapping[str, Tensor]`s (plain state dicts
 accumulator the size of one model plus one tensor, whatever the number of ingredients.
 
 Conventions shared by all recipes (../shared/DESIGN.md):
-  * accumulate in float32 or better, write back in the ingredients' dtype. The tensor-at-a-time
-    averages (uniform, checkpoint averaging) use float64: their accumulator is one tensor, not one
-    model, so the extra precision is free, and a soup of identical models is then exactly the
-    model. The greedy running sum is one model, so it stays float32;
+  * accumulate in float32 (float64 for checkpoint averaging), write back in the ingredients'
+    dtype; averages are formed as θ₀ + Σ wᵢ(θᵢ − θ₀), exact for identical ingredients;
   * tensors that share storage in the first ingredient (tied weights of an in-memory state dict)
     are averaged once and the result is shared again, so they stay tied;
   * tensors that are not floating point (step counters, integer buffers) are copied from the
@@ -99,25 +97,29 @@ def weighted_average(
     sources: Sequence[StateDict],
     weights: Sequence[float] | None = None,
     *,
-    accumulate_dtype: torch.dtype = torch.float64,
+    accumulate_dtype: torch.dtype = torch.float32,
     progress: Progress = _no_progress,
-    chunk_size: int = 1 << 22,
+    chunk_size: int = 1 << 18,
 ) -> dict[str, torch.Tensor]:
     """Σ wᵢ·θᵢ (weights normalised to sum to 1; None = uniform), one tensor at a time.
 
+    Computed as θ₀ + Σᵢ wᵢ·(θᵢ − θ₀): ingredients of one soup are close to each other, so the
+    differences are small and their sum loses less to rounding than a sum of the weights
+    themselves, and a soup of identical models is exactly the model (any N, any dtype).
     Tensor-major order: for each name, read it from every ingredient and reduce, so the only
-    state beyond the output is one accumulator of at most `chunk_size` elements (the files'
-    pages are memory-mapped, not copied).
-    Uniform weights sum first and divide once (exact for two ingredients).
+    state beyond the output is two accumulator chunks of `chunk_size` elements (cache-sized;
+    the files' pages are memory-mapped, not copied).
     """
     names = _check_same_names(sources)
-    if weights is not None:
-        if len(weights) != len(sources):
-            raise ValueError(f"{len(weights)} weights for {len(sources)} ingredients")
-        total = float(sum(weights))
-        if total <= 0:
-            raise ValueError("weights must sum to a positive number")
-        weights = [float(w) / total for w in weights]
+    uniform = weights is None
+    if weights is None:
+        weights = [1.0] * len(sources)
+    if len(weights) != len(sources):
+        raise ValueError(f"{len(weights)} weights for {len(sources)} ingredients")
+    total = float(sum(weights))
+    if total <= 0:
+        raise ValueError("weights must sum to a positive number")
+    weights = [float(w) / total for w in weights]
     aliases = _aliases(sources[0])
     out: dict[str, torch.Tensor] = {}
     for name in progress(names):
@@ -127,21 +129,27 @@ def weighted_average(
         if not first.is_floating_point():
             out[name] = first.clone()
             continue
-        tensors = [first.reshape(-1)] + [source[name].reshape(-1) for source in sources[1:]]
-        result = torch.empty(first.shape, dtype=first.dtype).reshape(-1)
-        # Chunks bound the accumulator (float64 of the largest tensor would be 2x its size).
+        tensors = [source[name].reshape(-1) for source in sources]
+        result = torch.empty(first.numel(), dtype=first.dtype)
+        accumulator = torch.empty(min(chunk_size, first.numel()), dtype=accumulate_dtype)
+        difference = torch.empty_like(accumulator)
         for start in range(0, result.numel(), chunk_size):
             chunk = slice(start, start + chunk_size)
-            if weights is None:
-                accumulator = tensors[0][chunk].to(accumulate_dtype, copy=True)
-                for tensor in tensors[1:]:
-                    accumulator.add_(tensor[chunk])
-                accumulator.div_(len(sources))
-            else:
-                accumulator = tensors[0][chunk].to(accumulate_dtype).mul(weights[0])
-                for tensor, weight in zip(tensors[1:], weights[1:]):
-                    accumulator.add_(tensor[chunk], alpha=weight)
-            result[chunk] = accumulator
+            base = tensors[0][chunk].to(accumulate_dtype)
+            acc, diff = accumulator[: base.numel()], difference[: base.numel()]
+            acc.zero_()
+            for tensor, weight in zip(tensors[1:], weights[1:]):
+                if tensor.dtype == accumulate_dtype:
+                    torch.sub(tensor[chunk], base, out=diff)
+                else:  # an explicit cast is much faster than a mixed-dtype subtraction
+                    diff.copy_(tensor[chunk]).sub_(base)
+                if uniform:
+                    acc.add_(diff)
+                else:
+                    acc.add_(diff, alpha=weight)
+            if uniform:  # sum, then divide once: exact for two ingredients, and RunningSum's order
+                acc.div_(len(sources))
+            result[chunk] = acc.add_(base)
         out[name] = result.view(first.shape)
     for name, target in aliases.items():
         out[name] = out[target]
@@ -164,29 +172,38 @@ def average_checkpoints(sources: Sequence[StateDict], *, progress: Progress = _n
 
 
 class RunningSum:
-    """Σ of the ingredients added so far, in the accumulation dtype, plus how many there are.
+    """The soup so far as θ₀ + D/k, with D = Σ (θᵢ − θ₀) over the k ingredients added.
 
-    Holds one model's worth of tensors. `mean_with(candidate)` is a lazy view of the soup that
-    adding `candidate` would give, computed one tensor at a time as it is read, so trying a
-    candidate costs one pass over it and no second copy of the model.
+    Holds one model's worth of D (accumulation dtype) and only a reference to θ₀ (memory-mapped
+    for a Checkpoint). `mean_with(candidate)` is a lazy view of the soup that adding `candidate`
+    would give, computed one tensor at a time as it is read, so trying a candidate costs one pass
+    over it and no second copy of the model. Same arithmetic as `weighted_average`, so a soup
+    that ends up keeping everything is bitwise the uniform soup.
     """
 
     def __init__(self, first: StateDict, accumulate_dtype: torch.dtype = torch.float32):
+        self.base = first
         self.names = list(first)
         self.aliases = _aliases(first)
         self.dtypes = {name: first[name].dtype for name in self.names}
+        self.accumulate_dtype = accumulate_dtype
         self.total: dict[str, torch.Tensor] = {}
         for name in self.names:
             if name in self.aliases:
                 continue
             tensor = first[name]
-            self.total[name] = tensor.to(accumulate_dtype, copy=True) if tensor.is_floating_point() else tensor.clone()
+            self.total[name] = (
+                torch.zeros(tensor.shape, dtype=accumulate_dtype) if tensor.is_floating_point() else tensor.clone()
+            )
         self.count = 1
+
+    def _difference(self, source: StateDict, name: str) -> torch.Tensor:
+        return source[name].to(self.accumulate_dtype) - self.base[name].to(self.accumulate_dtype)
 
     def add(self, source: StateDict) -> None:
         for name, total in self.total.items():
             if total.is_floating_point():
-                total.add_(source[name])
+                total.add_(self._difference(source, name))
         self.count += 1
 
     def _mean_tensor(self, name: str, candidate: StateDict | None) -> torch.Tensor:
@@ -194,9 +211,10 @@ class RunningSum:
         total = self.total[name]
         if not total.is_floating_point():
             return total
+        base = self.base[name].to(self.accumulate_dtype)
         if candidate is None:
-            return (total / self.count).to(self.dtypes[name])
-        return ((total + candidate[name]) / (self.count + 1)).to(self.dtypes[name])
+            return (total / self.count + base).to(self.dtypes[name])
+        return ((total + self._difference(candidate, name)) / (self.count + 1) + base).to(self.dtypes[name])
 
     def mean_with(self, candidate: StateDict | None = None) -> StateDict:
         """The soup (with `candidate` added when given) as a lazy mapping in the ingredients' dtype."""
@@ -208,8 +226,7 @@ class RunningSum:
         for name in list(self.total):
             total = self.total.pop(name)
             if total.is_floating_point():
-                total.div_(self.count)
-                total = total.to(self.dtypes[name])
+                total = total.div_(self.count).add_(self.base[name].to(self.accumulate_dtype)).to(self.dtypes[name])
             out[name] = total
         for name, target in self.aliases.items():
             out[name] = out[target]

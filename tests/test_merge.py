@@ -188,7 +188,7 @@ def test_incompatible_ingredients_refused_naming_both(tmp_path, tokenizer_dir, c
     b = make_ingredient(tmp_path / "b", tokenizer_dir, noise_seed=2, record=ingredient_record("b", head_init_seed=9))
     code, _, err = run(["--ingredients", a, b, "--output", tmp_path / "soup"], capsys)
     assert code == 2 and str(a) in err and str(b) in err and "head_init_seed" in err
-    assert not (tmp_path / "soup").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
 
 
 @pytest.mark.parametrize(
@@ -220,4 +220,4 @@ def test_cli_entry_point_reports_one_line(tmp_path, cli_env):
     ]
     completed = subprocess.run(command, capture_output=True, text=True, env=cli_env, timeout=120)
     assert completed.returncode == 2 and completed.stderr == f"error: {tmp_path / 'missing'}: no such folder\n"
-    assert not output.exists()
+    assert sorted(tmp_path.iterdir()) == []  # nothing written, not even a lock file
