@@ -19,6 +19,8 @@ Methods, each a fresh child process (so import costs count for all three), same 
                  python3 -m venv benchmarks/.venv-mergekit
                  benchmarks/.venv-mergekit/bin/pip install torch==2.13.0   # first: else a CUDA torch
                  benchmarks/.venv-mergekit/bin/pip install mergekit
+Before every run the ingredient files are read once (same page-cache state for every method);
+with --repeats R the methods rotate order and the median wall is reported.
 Measured: wall time, and peak anonymous RSS (RssAnon in /proc/PID/status, sampled every 5 ms):
 file pages of memory-mapped weights are page cache the kernel can drop, not memory the merge
 holds (see ../shared/ASSETS.md). Goals: peak RssAnon ≤ 2 × one model + 200 MB at every N;
@@ -32,6 +34,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -121,6 +124,14 @@ def measure(command: list[str], env: dict[str, str]) -> dict[str, float]:
     return {"wall_s": wall, "peak_anon_mb": peak_anon / MB, "peak_total_mb": peak_total / MB}
 
 
+def warm_page_cache(paths: list[Path]) -> None:
+    """Read every ingredient file once, so no method pays (or is spared) the disk reads."""
+    for path in paths:
+        with open(path / "model.safetensors", "rb") as handle:
+            while handle.read(1 << 24):
+                pass
+
+
 def mergekit_command(venv: Path, paths: list[Path], out: Path, workdir: Path) -> list[str]:
     config = workdir / "mergekit.yml"
     lines = ["merge_method: linear", "dtype: float32", "models:"]
@@ -145,6 +156,7 @@ def main() -> None:
     parser.add_argument("--mergekit_venv", default=str(ROOT / "benchmarks" / ".venv-mergekit"))
     parser.add_argument("--skip_mergekit", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="OMP/MKL threads for every method")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per method (median wall, max memory)")
     parser.add_argument("--json", help="also write the rows as JSON here")
     args = parser.parse_args()
     venv = Path(args.mergekit_venv)
@@ -170,29 +182,48 @@ def main() -> None:
                 paths, model_bytes = write_ingredients(name, n, workdir / "ingredients")
                 model_mb = model_bytes / MB
                 goal_mb = 2 * model_mb + 200
-                results = {}
-                streamed = [
-                    sys.executable,
-                    "-m",
-                    "hf_soup.merge",
-                    "--ingredients",
-                    *map(str, paths),
-                    "--recipe",
-                    "uniform",
-                    "--skip_scoring",
-                    "--output",
-                    str(workdir / "streamed"),
-                ]
-                results["streamed"] = measure(streamed, env)
+                commands: dict[str, tuple[list[str], dict[str, str]]] = {
+                    "streamed": (
+                        [
+                            sys.executable,
+                            "-m",
+                            "hf_soup.merge",
+                            "--ingredients",
+                            *map(str, paths),
+                            "--recipe",
+                            "uniform",
+                            "--skip_scoring",
+                            "--overwrite",
+                            "--output",
+                            str(workdir / "streamed"),
+                        ],
+                        env,
+                    )
+                }
+                results: dict[str, dict] = {}
                 need_gb = (n + 1) * model_bytes / 1024**3
                 if need_gb > args.naive_limit_gb:
                     results["naive"] = {"skipped": f"needs ~{need_gb:.1f} GB > {args.naive_limit_gb:g} GB"}
                 else:
                     naive = [sys.executable, "-c", NAIVE_SNIPPET, *map(str, paths), str(workdir / "naive")]
-                    results["naive"] = measure(naive, env)
+                    commands["naive"] = (naive, env)
                 if use_mergekit:
                     command = mergekit_command(venv, paths, workdir / "mergekit", workdir)
-                    results["mergekit"] = measure(command, {**env, "PYTHONPATH": ""})
+                    commands["mergekit"] = (command, {**env, "PYTHONPATH": ""})
+                runs: dict[str, list[dict]] = {method: [] for method in commands}
+                for repeat in range(args.repeats):
+                    order = list(commands)[repeat % len(commands) :] + list(commands)[: repeat % len(commands)]
+                    for method in order:
+                        warm_page_cache(paths)  # every method starts from the same cached files
+                        runs[method].append(measure(*commands[method]))
+                for method, measured in runs.items():
+                    results[method] = {
+                        "wall_s": statistics.median(m["wall_s"] for m in measured),
+                        "peak_anon_mb": max(m["peak_anon_mb"] for m in measured),
+                        "peak_total_mb": max(m["peak_total_mb"] for m in measured),
+                        "repeats": len(measured),
+                    }
+                if "mergekit" in results:
                     results["mergekit"]["max_abs_diff_vs_streamed"] = max_difference(
                         workdir / "streamed", workdir / "mergekit"
                     )
@@ -209,7 +240,8 @@ def main() -> None:
                     goal = "met" if result["peak_anon_mb"] <= goal_mb else "missed"
                     print(
                         f"| {name} ({model_mb:.0f} MB) | {n} | {method} | {result['wall_s']:.1f} | "
-                        f"{result['peak_anon_mb']:.0f} | {result['peak_anon_mb'] / model_mb:.2f} | {ratio} | "
+                        f"{result['peak_anon_mb']:.0f} | {result['peak_anon_mb'] / model_mb:.2f} | "
+                        f"{result['peak_total_mb']:.0f} | {ratio} | "
                         f"{goal} (≤ {goal_mb:.0f}) |",
                         flush=True,
                     )
