@@ -170,8 +170,22 @@ def data_arguments(data: MergeDataArguments, checkpoints: list[Checkpoint]) -> D
     return DataArguments(**values)
 
 
-def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: list[Checkpoint]):
-    """(task, split description, Scorer) for the held-out and test splits the ingredients were scored on."""
+def prepare_scorer(
+    args: MergeArguments,
+    data: MergeDataArguments,
+    checkpoints: list[Checkpoint],
+    *,
+    model_class: Any = None,
+    logits_fn: Any = None,
+    encoder: Any = None,
+    encoder_name: str = "classification",
+):
+    """(task, split description, Scorer) for the held-out and test splits the ingredients were scored on.
+
+    `model_class` (default AutoModelForSequenceClassification), `logits_fn` (default
+    `model(**batch).logits`) and `encoder`/`encoder_name` (tokenisation; see
+    `hf_soup.data.tokenize_splits`) are the hooks for other model families, e.g. T5 text-to-text.
+    """
     from transformers import AutoTokenizer
 
     from hf_soup.scoring import build_scorer, tokenize_for_scoring
@@ -189,14 +203,19 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
     if tokenizer_source is None:
         raise SoupError(f"{checkpoints[0].path}: no tokenizer files in any ingredient; cannot score")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source.path)
-    tokenized = tokenize_for_scoring(splits, tokenizer, data_args.max_seq_length)
+    tokenized = tokenize_for_scoring(
+        splits, tokenizer, data_args.max_seq_length, encoder=encoder, encoder_name=encoder_name
+    )
+    extra = {"logits_fn": logits_fn} if logits_fn is not None else {}
     scorer = build_scorer(
         str(checkpoints[0].path),
         splits.task,
         tokenized,
+        model_class=model_class,
         pad_token_id=tokenizer.pad_token_id or 0,
         batch_size=args.batch_size,
         device=args.device,
+        **extra,
     )
     return splits.task, splits.describe(), scorer
 

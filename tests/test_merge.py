@@ -113,6 +113,7 @@ def test_uniform_without_scoring_is_the_exact_average_and_keeps_fp16(tmp_path, t
 def test_plain_folders_are_scored_when_the_task_is_given(plain_pair, glue_dir, tmp_path, capsys):
     output = tmp_path / "soup"
     base = ["--ingredients", *plain_pair, "--output", output, "--recipe", "learned", "--learned_epochs", "1"]
+    base += ["--criterion", "loss", "--strict"]
     code, _, err = run(base, capsys)
     assert code == 2 and "pass --task" in err and not output.exists()
     code, out, _ = run(
@@ -124,6 +125,10 @@ def test_plain_folders_are_scored_when_the_task_is_given(plain_pair, glue_dir, t
     assert sum(row["weight"] for row in soup["ingredients"]) == pytest.approx(1.0)
     assert soup["results"]["soup"]["heldout"] == soup["results"]["learned"]["heldout"]
     assert soup["split"]["heldout_size"] == 32
+    assert soup["criterion"] == "loss" and soup["strict"] is True
+    losses = [row["heldout"]["loss"] for row in soup["ingredients"]]
+    assert losses == sorted(losses)  # ranked, and the best single chosen, by held-out loss
+    assert soup["results"]["best_single"]["name"] == soup["ingredients"][0]["name"]
 
 
 def test_average_last_uses_the_newest_checkpoints_in_float64(tmp_path, tokenizer_dir, capsys):
