@@ -226,3 +226,28 @@ def test_cli_entry_point_reports_one_line(tmp_path, cli_env):
     completed = subprocess.run(command, capture_output=True, text=True, env=cli_env, timeout=120)
     assert completed.returncode == 2 and completed.stderr == f"error: {tmp_path / 'missing'}: no such folder\n"
     assert sorted(tmp_path.iterdir()) == []  # nothing written, not even a lock file
+
+
+def test_tied_weights_of_a_merged_folder_stay_tied(tmp_path, tokenizer_dir, capsys):
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    vocab = len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    folders = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        config = BertConfig(
+            vocab_size=vocab, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
+        folders.append(
+            make_ingredient(tmp_path / f"mlm{seed}", tokenizer_dir, noise_seed=seed, model=BertForMaskedLM(config))
+        )
+    output = tmp_path / "soup"
+    assert run(["--ingredients", *folders, "--recipe", "uniform", "--skip_scoring", "--output", output], capsys)[0] == 0
+    stored = load_file(output / "model.safetensors")
+    assert "cls.predictions.decoder.weight" not in stored  # written once, as save_pretrained does
+    merged = BertForMaskedLM.from_pretrained(output)
+    assert merged.get_output_embeddings().weight is merged.get_input_embeddings().weight
+    a, b = (load_file(folder / "model.safetensors") for folder in folders)
+    name = "bert.embeddings.word_embeddings.weight"
+    assert torch.allclose(merged.get_input_embeddings().weight, (a[name] + b[name]) / 2, atol=1e-7)
