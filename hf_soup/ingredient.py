@@ -87,6 +87,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise SoupError(f"{path}: not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SoupError(f"{path}: not valid JSON ({err})") from None
+    except OSError as err:  # a file where a folder was expected, unreadable, ...
+        raise SoupError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def read_ingredient(folder: str | os.PathLike) -> dict[str, Any]:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from hf_soup.atomic import atomic_dir, exclusive_lock, write_json_atomic
+from hf_soup.card import write_card
 from hf_soup.checkpoints import (
     Checkpoint,
     check_compatible,
@@ -84,6 +85,16 @@ class MergeArguments:
     learned_lr: float = field(default=0.05, metadata={"help": "learned: Adam learning rate on the coefficients"})
     max_shard_size: str = field(default="5GB", metadata={"help": "shard the soup's weights above this size"})
     name: str | None = field(default=None, metadata={"help": "soup name in soup.json (default: output folder name)"})
+    license: str | None = field(
+        default=None, metadata={"help": "license for the model card (default: the base model's)"}
+    )
+    base_model_id: str | None = field(
+        default=None, metadata={"help": "the base model's Hub id for the card, when the sweep used a local path"}
+    )
+    push_to_hub: str | None = field(
+        default=None, metadata={"help": "namespace/name: publish the soup there afterwards (python -m hf_soup.publish)"}
+    )
+    private: bool = field(default=False, metadata={"help": "with --push_to_hub: create the repo private"})
 
 
 @dataclass
@@ -170,24 +181,16 @@ def data_arguments(data: MergeDataArguments, checkpoints: list[Checkpoint]) -> D
     return DataArguments(**values)
 
 
-def prepare_scorer(
-    args: MergeArguments,
-    data: MergeDataArguments,
-    checkpoints: list[Checkpoint],
-    *,
-    model_class: Any = None,
-    logits_fn: Any = None,
-    encoder: Any = None,
-    encoder_name: str = "classification",
-):
+def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: list[Checkpoint]):
     """(task, split description, Scorer) for the held-out and test splits the ingredients were scored on.
 
-    `model_class` (default AutoModelForSequenceClassification), `logits_fn` (default
-    `model(**batch).logits`) and `encoder`/`encoder_name` (tokenisation; see
-    `hf_soup.data.tokenize_splits`) are the hooks for other model families, e.g. T5 text-to-text.
+    The model family (encoder, T5 classification, T5 text-to-text) is read from the first
+    ingredient's config: `hf_soup.models.scoring_hooks` picks the model class, the logits function
+    and the input encoding it was trained with.
     """
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
+    from hf_soup.models import scoring_hooks
     from hf_soup.scoring import build_scorer, tokenize_for_scoring
 
     data_args = data_arguments(data, checkpoints)
@@ -203,19 +206,24 @@ def prepare_scorer(
     if tokenizer_source is None:
         raise SoupError(f"{checkpoints[0].path}: no tokenizer files in any ingredient; cannot score")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source.path)
-    tokenized = tokenize_for_scoring(
-        splits, tokenizer, data_args.max_seq_length, encoder=encoder, encoder_name=encoder_name
+    hooks = scoring_hooks(
+        AutoConfig.from_pretrained(checkpoints[0].path), splits.task, tokenizer, data_args.max_seq_length
     )
-    extra = {"logits_fn": logits_fn} if logits_fn is not None else {}
+    tokenized = tokenize_for_scoring(
+        splits,
+        tokenizer,
+        data_args.max_seq_length,
+        encoder=hooks.pop("encoder", None),
+        encoder_name=hooks.pop("encoder_name", "classification"),
+    )
     scorer = build_scorer(
         str(checkpoints[0].path),
         splits.task,
         tokenized,
-        model_class=model_class,
         pad_token_id=tokenizer.pad_token_id or 0,
         batch_size=args.batch_size,
         device=args.device,
-        **extra,
+        **hooks,
     )
     return splits.task, splits.describe(), scorer
 
@@ -482,8 +490,20 @@ def main(argv: list[str] | None = None) -> int:
                 copy_model_files(Path(args.ingredients[0]), folder)  # the run folder's save_model()
             soup = soup_record(args, checkpoints, made, argv)
             write_json_atomic(folder / SOUP_FILE, soup)
+            if soup["results"]:  # the card reports scores; an unscored average gets none
+                write_card(
+                    folder,
+                    license=args.license,
+                    repo_id=args.push_to_hub,
+                    base_model=args.base_model_id,
+                    local_path=output,
+                )
     print(format_table(soup))
     print(f"wrote {output}")
+    if args.push_to_hub:
+        from hf_soup.publish import publish_folder
+
+        print(publish_folder(output, args.push_to_hub, private=args.private, license=args.license))
     return 0
 
 

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from soup_factory import ingredient_record, make_ingredient
 
 from hf_soup.atomic import exclusive_lock
@@ -70,7 +71,9 @@ def test_greedy_soup_writes_a_loadable_folder_and_full_soup_json(sweep, tmp_path
     # greedy never ends below the best single on held-out (that is Recipe 1's guarantee)
     assert results["greedy"]["heldout"]["primary"] >= results["best_single"]["heldout"]["primary"]
     assert {p.name for p in output.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "soup.json"}
-    assert not (output / "ingredient.json").exists() and not (output / "README.md").exists()
+    assert not (output / "ingredient.json").exists()
+    card = ModelCard.load(output / "README.md")  # the merge writes the card and its plot from soup.json
+    assert "model-soup" in card.data.tags and (output / "soup.png").stat().st_size > 0
     model = AutoModelForSequenceClassification.from_pretrained(output)
     assert model.config.id2label == {0: "entailment", 1: "not_entailment"}
 
