@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m hf_soup.data --task rte --glue_dir $(GLUE_DIR)
+	$(PY) scripts/demo.py --glue_dir $(GLUE_DIR)
 
 test: install
 	$(PY) -m pytest -q || { rc=$$?; [ $$rc -ne 5 ] || echo 'pytest collected no tests: failing' >&2; exit 1; }
