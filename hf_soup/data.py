@@ -28,14 +28,16 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasets import Dataset, DatasetDict
 
 from hf_soup.atomic import atomic_dir
 from hf_soup.errors import SoupError, cli_main
 from hf_soup.tasks import HUB_DATASET, Task, get_task
+
+if TYPE_CHECKING:  # imported where used: `python -m hf_soup.merge --skip_scoring` never loads datasets
+    from datasets import Dataset, DatasetDict
 
 csv.field_size_limit(sys.maxsize)
 
@@ -155,6 +157,8 @@ def read_glue_tsv(task: Task, path: Path) -> dict[str, list]:
 
 
 def _load_local(task: Task, glue_dir: str) -> tuple[dict[str, Dataset], str]:
+    from datasets import Dataset
+
     root = Path(glue_dir)
     if not root.is_dir():
         raise SoupError(f"{root}: GLUE folder does not exist")
@@ -235,6 +239,8 @@ def carve_heldout(train_size: int, count: int, seed: int) -> tuple[np.ndarray, n
 
 def load_glue(args: DataArguments) -> GlueSplits:
     """Load `args.task` from `args.glue_dir` (or the Hub) and return train / heldout / test."""
+    from datasets import DatasetDict
+
     task = get_task(args.task)
     raw, source = _load_local(task, args.glue_dir) if args.glue_dir else _load_hub(task, args.dataset_revision)
     full_train = raw.pop("train")

@@ -78,15 +78,23 @@ def write_ingredient(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
     return path
 
 
-def read_ingredient(folder: str | os.PathLike) -> dict[str, Any]:
-    """Read and check `<folder>/ingredient.json`; a SoupError names the file and field on problems."""
-    path = Path(folder) / INGREDIENT_FILE
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; a missing or malformed file is a one-line SoupError naming it."""
+    path = Path(path)
     try:
-        record = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
         raise SoupError(f"{path}: not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SoupError(f"{path}: not valid JSON ({err})") from None
+    except OSError as err:  # a file where a folder was expected, unreadable, ...
+        raise SoupError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def read_ingredient(folder: str | os.PathLike) -> dict[str, Any]:
+    """Read and check `<folder>/ingredient.json`; a SoupError names the file and field on problems."""
+    path = Path(folder) / INGREDIENT_FILE
+    record = read_json(path)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise SoupError(f"{path}: field 'format' must be {FORMAT!r}")
     if not isinstance(record.get("format_version"), int) or record["format_version"] > FORMAT_VERSION:

@@ -256,6 +256,20 @@ def encode_splits(splits: Any, tokenizer: Any, family: str, max_length: int, cac
     )
 
 
+def scoring_hooks(config: Any, task: Task, tokenizer: Any, max_length: int) -> dict[str, Any]:
+    """How a scorer reads a saved model of any family: model class, logits function, input encoder.
+
+    The keyword arguments of `hf_soup.merge.prepare_scorer` / `hf_soup.scoring.build_scorer`, so the
+    merge scores T5 text-to-text ingredients on the prompts they were trained on.
+    """
+    family = family_of(config)
+    hooks: dict[str, Any] = {"model_class": _model_class(family), "logits_fn": class_logits}
+    if family != ENCODER:
+        hooks["encoder"] = t5_prompt_encoder(task, tokenizer, max_length)
+        hooks["encoder_name"] = "t5-prompt"
+    return hooks
+
+
 def check_t5_inputs(family: str, config: Any, features: Any) -> None:
     """T5ForSequenceClassification reads the hidden state at <eos>: every input must end with one."""
     if family != T5_CLASSIFICATION:

@@ -77,7 +77,7 @@ from hf_soup.ingredient import (
     weights_sha256,
     write_ingredient,
 )
-from hf_soup.metrics import make_compute_metrics, metrics_from_logits
+from hf_soup.metrics import make_compute_metrics
 from hf_soup.tasks import Task, get_task
 
 WORK_DIR = ".work"
@@ -630,37 +630,25 @@ def _train(
     return trainer, output
 
 
-def predict_class_logits(model: Any, dataset: Any, tokenizer: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(class logits, labels) of a tokenised split, longest batches first (little padding), fp32."""
-    lengths = np.asarray([int(n) for n in dataset["length"]])
-    order = np.argsort(-lengths, kind="stable")
-    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in dataset.column_names]
-    data = dataset.select_columns([*columns, "label"])
-    device = next(model.parameters()).device
-    out: np.ndarray | None = None
-    labels = np.asarray(list(data["label"]))
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            rows = data[index.tolist()]
-            rows.pop("label")
-            batch = {k: v.to(device) for k, v in tokenizer.pad(rows, return_tensors="pt").items()}
-            logits = models.class_logits(model, batch).cpu().numpy()
-            if out is None:
-                out = np.zeros((len(order), logits.shape[1]), dtype=np.float32)
-            out[index] = logits
-    return out, labels
-
-
 def score_model(context: SweepContext, model: Any, batch_size: int) -> dict[str, dict[str, float]]:
-    """Metrics (with `primary` and `loss`) on heldout and every test split: what ingredient.json records."""
+    """Metrics (with `primary` and `loss`) on heldout and every test split: what ingredient.json records.
+
+    Uses the merge's Scorer with the family-aware `class_logits`, so a sweep's recorded scores and a
+    merge's re-scoring of the same folder are the same computation.
+    """
+    from hf_soup.scoring import Scorer
+
     names = ["heldout", *context.task.test_split_names]
-    scores = {}
-    for name in names:
-        logits, labels = predict_class_logits(model, context.features[name], context.tokenizer, batch_size)
-        scores[name] = metrics_from_logits(context.task, logits, labels)
-    return scores
+    scorer = Scorer(
+        model,
+        context.task,
+        {name: context.features[name] for name in names},
+        batch_size=batch_size,
+        pad_token_id=context.tokenizer.pad_token_id or 0,
+        device=next(model.parameters()).device,
+        logits_fn=models.class_logits,
+    )
+    return {name: scorer.score(name).metrics for name in names}
 
 
 def last_complete_checkpoint(work: Path) -> str | None:

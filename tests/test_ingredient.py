@@ -63,3 +63,8 @@ def test_weights_sha256(tmp_path):
     first = weights_sha256(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"abd")
     assert weights_sha256(tmp_path) != first
+
+
+def test_a_file_is_not_an_ingredient(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    assert not is_ingredient(tmp_path / "weights.bin")

@@ -21,7 +21,7 @@ from hf_soup import models, train
 from hf_soup.data import DataArguments, load_glue
 from hf_soup.errors import SoupError
 from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
-from hf_soup.metrics import metrics_from_logits
+from hf_soup.scoring import Scorer
 from hf_soup.tasks import get_task
 
 sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process
@@ -38,8 +38,10 @@ def _score_folder(folder, glue, family):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     splits = load_glue(DataArguments(task="rte", glue_dir=str(glue), heldout_size=40, max_seq_length=32))
     features = models.encode_splits(splits, tokenizer, family, 32)
-    logits, labels = train.predict_class_logits(model, features["heldout"], tokenizer, batch_size=16)
-    return metrics_from_logits(RTE, logits, labels)
+    scorer = Scorer(
+        model, RTE, features, batch_size=16, pad_token_id=tokenizer.pad_token_id, logits_fn=models.class_logits
+    )
+    return scorer.score("heldout").metrics
 
 
 def test_encoder_sweep_writes_complete_ingredients_and_skips_them_on_rerun(tiny_bert_dir, tiny_glue, tmp_path, capsys):

@@ -1,0 +1,230 @@
+"""Trainer callbacks that bring soups into ANY `transformers.Trainer` script, not just our sweep.
+
+    from hf_soup.callbacks import CheckpointAveragingCallback, IngredientExportCallback
+
+    # 1. average the last 3 checkpoints of this run into <output_dir>/averaged-last-3 at train end
+    #    (needs save_strategy != "no" and save_total_limit >= 3)
+    trainer = Trainer(..., callbacks=[CheckpointAveragingCallback(last_n=3)])
+
+    # 2. export this run as a soup ingredient (weights + config + tokenizer + ingredient.json),
+    #    ready for `python -m hf_soup.merge --ingredients my_runs/ ...`
+    export = IngredientExportCallback(
+        "my_runs/lr2e-5-seed1", task="rte", base_model="sentence-transformers/all-MiniLM-L6-v2",
+        head_init_seed=42, seed=1, hyperparameters={"learning_rate": 2e-5}, split=splits.describe(),
+    )
+    trainer = Trainer(..., eval_dataset={"heldout": ..., "test": ...},
+                      compute_metrics=make_compute_metrics(task), callbacks=[export])
+
+The export needs held-out metrics (the merge ranks ingredients by them): it takes the latest
+`eval_heldout_*` metrics (or `eval_*` with a single eval dataset), and `eval_test_*` as test. It
+exports at train end when an evaluation has happened (eval_strategy), otherwise at the first
+`trainer.evaluate()` after training. Both callbacks write atomically (temp folder + rename) and
+check at train begin that their output does not exist yet, so a run never ends in a refusal.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from hf_soup.atomic import atomic_dir, write_json_atomic
+from hf_soup.checkpoints import Checkpoint, check_compatible, copy_model_files, find_trainer_checkpoints, save_state
+from hf_soup.errors import SoupError
+from hf_soup.ingredient import build_ingredient, library_versions, utc_now, weights_sha256, write_ingredient
+from hf_soup.metrics import PRIMARY, primary_score
+from hf_soup.soup import average_checkpoints
+from hf_soup.tasks import get_task
+
+logger = logging.getLogger(__name__)
+_RUNTIME_KEYS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise SoupError(f"{path}: already exists (refusing to overwrite; pass overwrite=True)")
+
+
+class CheckpointAveragingCallback(TrainerCallback):
+    """At train end, average the last `last_n` `checkpoint-*` of the run (float64) into a model folder.
+
+    The folder (default `<output_dir>/averaged-last-<n>`) loads with `from_pretrained` and carries
+    a soup.json with recipe "average-last". `load_into_model=True` also copies the average into
+    the trainer's model, so a following `trainer.evaluate()`/`save_model()` uses it.
+    """
+
+    def __init__(
+        self, last_n: int = 5, output_dir: str | None = None, *, overwrite: bool = False, load_into_model: bool = False
+    ):
+        if last_n < 1:
+            raise ValueError("last_n must be at least 1")
+        self.last_n = last_n
+        self.output_dir = output_dir
+        self.overwrite = overwrite
+        self.load_into_model = load_into_model
+        self.averaged_dir: Path | None = None
+
+    def _destination(self, args) -> Path:
+        return Path(self.output_dir or Path(args.output_dir) / f"averaged-last-{self.last_n}")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.save_strategy == "no":
+            logger.warning("CheckpointAveragingCallback: save_strategy='no' saves no checkpoints to average")
+        if state.is_world_process_zero:
+            _refuse_existing(self._destination(args), self.overwrite)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        found = find_trainer_checkpoints(args.output_dir)
+        if not found:
+            logger.warning("CheckpointAveragingCallback: no checkpoint-* in %s; nothing averaged", args.output_dir)
+            return
+        chosen = found[-self.last_n :]
+        if len(chosen) < self.last_n:
+            logger.warning(
+                "CheckpointAveragingCallback: only %d checkpoints kept (save_total_limit?), averaging those",
+                len(chosen),
+            )
+        sources = [Checkpoint(path) for path in chosen]
+        check_compatible(sources)
+        averaged = average_checkpoints(sources)
+        destination = self._destination(args)
+        with atomic_dir(destination, overwrite=self.overwrite) as folder:
+            save_state(averaged, folder)
+            copy_model_files(chosen[-1], folder)
+            rows = [{"name": p.name, "path": str(p), "kept": True, "weight": 1 / len(chosen)} for p in chosen]
+            write_json_atomic(
+                folder / "soup.json",
+                {
+                    "format": "hf_soup.soup",
+                    "format_version": 1,
+                    "name": destination.name,
+                    "recipe": "average-last",
+                    "task": None,
+                    "ingredients": rows,
+                    "results": {},
+                    "versions": library_versions(),
+                    "created": utc_now(),
+                },
+            )
+        if self.load_into_model and model is not None:
+            targets = model.state_dict()
+            with torch.no_grad():
+                for name, tensor in averaged.items():
+                    targets[name].copy_(tensor)
+        self.averaged_dir = destination
+        logger.info("CheckpointAveragingCallback: averaged %s into %s", [p.name for p in chosen], destination)
+
+
+class IngredientExportCallback(TrainerCallback):
+    """Export the trained model as a soup ingredient folder (see docs/FORMATS.md, ingredient.json)."""
+
+    def __init__(
+        self,
+        output_dir: str,
+        *,
+        task: str,
+        base_model: str,
+        head_init_seed: int,
+        seed: int | None = None,
+        hyperparameters: dict[str, Any] | None = None,
+        split: dict[str, Any] | None = None,
+        run_id: str | None = None,
+        model_family: str = "encoder",
+        base_model_revision: str | None = None,
+        sweep_id: str | None = None,
+        command: str | None = None,
+        overwrite: bool = False,
+    ):
+        self.output_dir = Path(output_dir)
+        self.task = get_task(task)
+        self.fields = {
+            "run_id": run_id or self.output_dir.name,
+            "sweep_id": sweep_id,
+            "task": self.task.name,
+            "primary_metric": self.task.primary_metric,
+            "base_model": {
+                "name_or_path": base_model,
+                "revision": base_model_revision,
+                "weights_sha256": weights_sha256(base_model),
+            },
+            "model_family": model_family,
+            "head_init_seed": head_init_seed,
+            "hyperparameters": dict(hyperparameters or {}),
+            "split": dict(split or {}),
+            "command": command,
+        }
+        self.seed = seed
+        self.overwrite = overwrite
+        self.metrics: dict[str, dict[str, float]] = {}
+        self._pending = False
+        self.exported: Path | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            _refuse_existing(self.output_dir, self.overwrite)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        for key, value in (metrics or {}).items():
+            if not key.startswith("eval_") or not isinstance(value, (int, float)):
+                continue
+            name = key.removeprefix("eval_")
+            split = "heldout"
+            for prefix in ("heldout_", "test_"):
+                if name.startswith(prefix):
+                    split, name = prefix[:-1], name.removeprefix(prefix)
+            if name not in _RUNTIME_KEYS:
+                self.metrics.setdefault(split, {})[name] = float(value)
+        if self._pending:
+            self._export(args, state, **kwargs)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._pending = True
+        if "heldout" in self.metrics:
+            self._export(args, state, **kwargs)
+        else:
+            logger.warning(
+                "IngredientExportCallback: no held-out metrics yet; the ingredient is exported at the next "
+                "trainer.evaluate() (use eval_dataset={'heldout': ..., 'test': ...})"
+            )
+
+    def _complete(self, metrics: dict[str, float]) -> dict[str, float]:
+        if PRIMARY not in metrics and all(name in metrics for name in self.task.primary_parts):
+            metrics = {**metrics, PRIMARY: primary_score(self.task, metrics)}
+        return metrics
+
+    def _export(self, args, state, model=None, processing_class=None, **kwargs) -> None:
+        self._pending = False
+        if not state.is_world_process_zero:
+            return
+        metrics = {split: self._complete(values) for split, values in self.metrics.items()}
+        if PRIMARY not in metrics.get("heldout", {}):
+            logger.warning(
+                "IngredientExportCallback: held-out metrics have no %r (pass compute_metrics="
+                "hf_soup.metrics.make_compute_metrics(task)); not exported",
+                PRIMARY,
+            )
+            return
+        seed = self.seed if self.seed is not None else args.seed
+        record = build_ingredient(
+            **self.fields,
+            seed=seed,
+            metrics=metrics,
+            train={
+                "steps": state.global_step,
+                "device": str(args.device),
+                "num_processes": args.world_size,
+                "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+            },
+        )
+        with atomic_dir(self.output_dir, overwrite=self.overwrite) as folder:
+            model.save_pretrained(folder)
+            if processing_class is not None:
+                processing_class.save_pretrained(folder)
+            write_ingredient(folder, record)
+        self.exported = self.output_dir
+        logger.info("IngredientExportCallback: exported %s", self.output_dir)

@@ -1,0 +1,121 @@
+"""The Trainer callbacks inside real (tiny) Trainer runs."""
+
+import pytest
+import torch
+from soup_factory import tiny_classifier
+
+from hf_soup.callbacks import CheckpointAveragingCallback, IngredientExportCallback
+from hf_soup.checkpoints import Checkpoint, find_ingredients
+from hf_soup.errors import SoupError
+from hf_soup.ingredient import read_ingredient
+from hf_soup.metrics import make_compute_metrics
+from hf_soup.tasks import get_task
+
+TASK = get_task("rte")
+
+
+@pytest.fixture(scope="module")
+def toy_data(tokenizer_dir):
+    """Tokenised sentence pairs with a learnable rule (label = whether the pair shares a word)."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    words = ["cat", "dog", "mat", "sat", "the", "a"]
+    rows = {"sentence1": [], "sentence2": [], "label": []}
+    for i in range(48):
+        first, second = words[i % 6], words[(i * 5 + i // 6) % 6]
+        rows["sentence1"].append(f"{first} {words[(i + 2) % 6]}")
+        rows["sentence2"].append(second)
+        rows["label"].append(0 if second in rows["sentence1"][-1] else 1)
+    encoded = Dataset.from_dict(rows).map(
+        lambda b: tokenizer(b["sentence1"], b["sentence2"], truncation=True, max_length=16),
+        batched=True,
+        remove_columns=["sentence1", "sentence2"],
+    )
+    return tokenizer, encoded
+
+
+def _trainer(tmp_path, toy_data, callbacks, **overrides):
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    tokenizer, data = toy_data
+    settings = dict(
+        output_dir=str(tmp_path / "out"),
+        max_steps=3,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=16,
+        learning_rate=1e-3,
+        save_strategy="steps",
+        save_steps=1,
+        save_total_limit=5,
+        eval_strategy="no",
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+    )
+    settings.update(overrides)
+    return Trainer(
+        model=tiny_classifier(len(tokenizer)),
+        args=TrainingArguments(**settings),
+        train_dataset=data,
+        eval_dataset={"heldout": data.select(range(16)), "test": data.select(range(16, 32))},
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=make_compute_metrics(TASK),
+        callbacks=callbacks,
+    )
+
+
+def test_checkpoint_averaging_callback_averages_the_last_n(tmp_path, toy_data):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    callback = CheckpointAveragingCallback(last_n=2, load_into_model=True)
+    trainer = _trainer(tmp_path, toy_data, [callback])
+    trainer.train()
+    out = tmp_path / "out"
+    assert callback.averaged_dir == out / "averaged-last-2"
+    last = [load_file(out / f"checkpoint-{step}" / "model.safetensors") for step in (2, 3)]
+    averaged = load_file(callback.averaged_dir / "model.safetensors")
+    for name in last[0]:
+        assert torch.equal(averaged[name], ((last[0][name].double() + last[1][name].double()) / 2).float()), name
+    reloaded = AutoModelForSequenceClassification.from_pretrained(callback.averaged_dir)
+    assert torch.equal(reloaded.classifier.weight, averaged["classifier.weight"])
+    assert torch.equal(trainer.model.classifier.weight, averaged["classifier.weight"])  # load_into_model
+    assert (callback.averaged_dir / "tokenizer.json").is_file()
+    with pytest.raises(SoupError, match="already exists"):  # refused at train BEGIN, before any training
+        _trainer(tmp_path, toy_data, [CheckpointAveragingCallback(last_n=2)]).train()
+
+
+def test_ingredient_export_callback_writes_a_mergeable_ingredient(tmp_path, toy_data):
+    export_dir = tmp_path / "runs" / "lr1e-3_seed0"
+    callback = IngredientExportCallback(
+        str(export_dir),
+        task="rte",
+        base_model="tiny-bert",
+        head_init_seed=0,
+        hyperparameters={"learning_rate": 1e-3},
+        split={"fingerprint": "toy"},
+    )
+    trainer = _trainer(tmp_path, toy_data, [callback], eval_strategy="steps", eval_steps=3, save_strategy="no")
+    trainer.train()
+    record = read_ingredient(export_dir)
+    assert record["metrics"]["heldout"]["primary"] == record["metrics"]["heldout"]["accuracy"]
+    assert "primary" in record["metrics"]["test"] and "runtime" not in record["metrics"]["test"]
+    assert record["seed"] == 0 and record["train"]["steps"] == 3 and record["run_id"] == "lr1e-3_seed0"
+    assert find_ingredients([str(tmp_path / "runs")]) == [export_dir]
+    checkpoint = Checkpoint(export_dir)
+    assert torch.equal(checkpoint["classifier.weight"], trainer.model.classifier.weight.detach())
+    assert checkpoint.tokenizer_files()
+
+
+def test_export_waits_for_an_evaluation_after_training(tmp_path, toy_data):
+    export_dir = tmp_path / "late"
+    callback = IngredientExportCallback(str(export_dir), task="rte", base_model="tiny-bert", head_init_seed=0)
+    trainer = _trainer(tmp_path, toy_data, [callback], save_strategy="no", max_steps=1)
+    trainer.train()
+    assert not export_dir.exists()  # no held-out metrics yet
+    trainer.evaluate()
+    assert read_ingredient(export_dir)["metrics"]["heldout"]["primary"] >= 0

@@ -1,0 +1,193 @@
+"""Finding ingredients, lazy (sharded) reads, and every refusal of hf_soup.checkpoints."""
+
+import json
+
+import pytest
+import torch
+from soup_factory import ingredient_record, make_ingredient, tiny_classifier
+
+from hf_soup.checkpoints import (
+    Checkpoint,
+    check_compatible,
+    find_ingredients,
+    find_trainer_checkpoints,
+    save_state,
+)
+from hf_soup.errors import SoupError
+
+
+@pytest.fixture
+def pair(tmp_path, tokenizer_dir):
+    a = make_ingredient(tmp_path / "a", tokenizer_dir, noise_seed=1)
+    b = make_ingredient(tmp_path / "b", tokenizer_dir, noise_seed=2)
+    return a, b
+
+
+def _refusal(a, b, match):
+    with pytest.raises(SoupError, match=match) as info:
+        check_compatible([Checkpoint(a), Checkpoint(b)])
+    assert str(a) in str(info.value) and str(b) in str(info.value)  # names both folders
+    assert "\n" not in str(info.value)
+
+
+def test_find_ingredients_expands_sweeps_globs_and_skips_temporaries(tmp_path, tokenizer_dir):
+    sweep = tmp_path / "runs"
+    for name in ("r2", "r1", ".tmp-r3-killed"):
+        make_ingredient(sweep / name, tokenizer_dir, noise_seed=1)
+    (sweep / "notes").mkdir()
+    extra = make_ingredient(tmp_path / "extra-seed5", tokenizer_dir, noise_seed=5)
+    found = find_ingredients([str(sweep), str(tmp_path / "extra-*"), str(sweep / "r1")])
+    assert found == [sweep / "r1", sweep / "r2", extra]  # sorted within a sweep, no duplicates
+    for bad, message in ((tmp_path / "missing", "no such folder"), (tmp_path / "nope-*", "no file or folder matches")):
+        with pytest.raises(SoupError, match=message):
+            find_ingredients([str(bad)])
+    with pytest.raises(SoupError, match="no model folders inside"):
+        find_ingredients([str(sweep / "notes")])
+
+
+def test_trainer_checkpoints_sorted_by_step(tmp_path, tokenizer_dir):
+    for step in (10, 100, 20):
+        make_ingredient(tmp_path / f"checkpoint-{step}", tokenizer_dir, noise_seed=step, with_record=False)
+    assert [p.name for p in find_trainer_checkpoints(tmp_path)] == ["checkpoint-10", "checkpoint-20", "checkpoint-100"]
+
+
+def test_lazy_mapping_reads_what_was_saved(pair):
+    from safetensors.torch import load_file
+
+    checkpoint = Checkpoint(pair[0])
+    stored = load_file(pair[0] / "model.safetensors")
+    assert set(checkpoint) == set(stored) and len(checkpoint) == len(stored)
+    name = "classifier.weight"
+    assert torch.equal(checkpoint[name], stored[name])
+    assert checkpoint.shape(name) == tuple(stored[name].shape) and checkpoint.dtype(name) == torch.float32
+    assert checkpoint.name == "a" and checkpoint.ingredient["run_id"] == "a"
+
+
+def test_sharded_safetensors_read_and_written(tmp_path, tokenizer_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    source = make_ingredient(tmp_path / "sharded", tokenizer_dir, noise_seed=1, max_shard_size="20KB")
+    assert (source / "model.safetensors.index.json").is_file()
+    checkpoint = Checkpoint(source)
+    assert len(checkpoint.files) > 1
+    out = tmp_path / "out"
+    out.mkdir()
+    written = save_state(dict(checkpoint.items()), out, max_shard_size="20KB")
+    assert len(written) > 1 and (out / "model.safetensors.index.json").is_file()
+    (out / "config.json").write_text((source / "config.json").read_text())
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out)
+    for name, tensor in reloaded.state_dict().items():
+        if name in checkpoint:
+            assert torch.equal(tensor, checkpoint[name]), name
+
+
+def test_architecture_refused(tmp_path, tokenizer_dir, pair):
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    vocab = len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    other = BertForMaskedLM(
+        BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    )
+    mlm = make_ingredient(tmp_path / "mlm", tokenizer_dir, noise_seed=0, model=other)
+    _refusal(pair[0], mlm, "architecture")
+
+
+def test_parameter_names_shapes_and_dtypes_refused(tmp_path, tokenizer_dir, pair):
+    from transformers import AutoTokenizer
+
+    vocab = len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    wide = make_ingredient(tmp_path / "wide", tokenizer_dir, noise_seed=0, model=tiny_classifier(vocab, num_labels=3))
+    _refusal(pair[0], wide, r"shape of 'classifier\.(weight|bias)'")
+    half = make_ingredient(tmp_path / "half", tokenizer_dir, noise_seed=3, dtype=torch.float16)
+    _refusal(pair[0], half, "dtype of")
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(pair[1] / "model.safetensors")
+    state.pop("classifier.bias")
+    save_file(state, str(pair[1] / "model.safetensors"), metadata={"format": "pt"})
+    _refusal(pair[0], pair[1], "parameter names: 'classifier.bias' only in the first")
+
+
+def test_label_map_refused(tmp_path, tokenizer_dir, pair):
+    from transformers import AutoTokenizer
+
+    vocab = len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    swapped = tiny_classifier(vocab, id2label={0: "not_entailment", 1: "entailment"})
+    other = make_ingredient(tmp_path / "swapped", tokenizer_dir, noise_seed=0, model=swapped)
+    _refusal(pair[0], other, "label map")
+
+
+def test_tokenizer_refused_but_runtime_state_ignored(tokenizer_dir, pair):
+    tokenizer_json = pair[1] / "tokenizer.json"
+    content = json.loads(tokenizer_json.read_text())
+    content["truncation"] = {"direction": "Right", "max_length": 7, "strategy": "LongestFirst", "stride": 0}
+    tokenizer_json.write_text(json.dumps(content))
+    check_compatible([Checkpoint(pair[0]), Checkpoint(pair[1])])  # truncation state is not the tokenizer
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(pair[1])
+    tokenizer.add_tokens(["zzzunseen"])
+    tokenizer.save_pretrained(pair[1])
+    _refusal(pair[0], pair[1], "tokenizer files")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"base_model": {"name_or_path": "other", "revision": None, "weights_sha256": "zzz"}}, "base model"),
+        ({"split": {"fingerprint": "other"}}, "split fingerprint"),
+        ({"head_init_seed": 7}, "head_init_seed"),
+        ({"task": "mrpc"}, "task"),
+    ],
+)
+def test_ingredient_json_differences_refused(tmp_path, tokenizer_dir, pair, overrides, match):
+    other = make_ingredient(
+        tmp_path / "other", tokenizer_dir, noise_seed=4, record=ingredient_record("other", **overrides)
+    )
+    _refusal(pair[0], other, match)
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
+def test_nan_and_inf_weights_refused_naming_tensor_and_file(pair, bad_value):
+    from safetensors.torch import load_file, save_file
+
+    path = pair[1] / "model.safetensors"
+    state = load_file(path)
+    state["classifier.weight"][0, 0] = bad_value
+    save_file(state, str(path), metadata={"format": "pt"})
+    checkpoint = Checkpoint(pair[1])
+    check_compatible([Checkpoint(pair[0]), checkpoint])  # headers agree; values are checked on read
+    with pytest.raises(SoupError, match=r"model\.safetensors: tensor 'classifier\.weight' contains NaN or Inf"):
+        checkpoint["classifier.weight"]
+
+
+def _to_bin(folder):
+    from safetensors.torch import load_file
+
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    return state
+
+
+def test_pickled_bin_refused_without_opt_in(pair):
+    state = _to_bin(pair[1])
+    with pytest.raises(SoupError, match=r"pytorch_model\.bin: pickled weights .* --allow_pickle"):
+        Checkpoint(pair[1])
+    checkpoint = Checkpoint(pair[1], allow_pickle=True)
+    assert torch.equal(checkpoint["classifier.weight"], state["classifier.weight"])
+    check_compatible([Checkpoint(pair[0]), checkpoint])
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_opt_in_still_loads_with_weights_only(pair, capsys):
+    state = _to_bin(pair[1])
+    state["payload"] = _Exploit()
+    torch.save(state, pair[1] / "pytorch_model.bin")
+    with pytest.raises(SoupError, match=r"weights_only=True"):
+        Checkpoint(pair[1], allow_pickle=True)
+    assert "this must never run" not in capsys.readouterr().out

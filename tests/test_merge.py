@@ -1,0 +1,256 @@
+"""`python -m hf_soup.merge` end to end on tiny random ingredients (real RTE rows where scoring is needed)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from soup_factory import ingredient_record, make_ingredient
+
+from hf_soup.atomic import exclusive_lock
+from hf_soup.errors import cli_main
+from hf_soup.merge import main
+
+
+def run(argv, capsys):
+    code = cli_main(main, [str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def rte_split(glue_dir):
+    from hf_soup.data import DataArguments, load_glue
+
+    return load_glue(DataArguments(task="rte", glue_dir=str(glue_dir), heldout_size=48, max_test_samples=40)).describe()
+
+
+@pytest.fixture
+def sweep(tmp_path, tokenizer_dir, rte_split):
+    root = tmp_path / "runs"
+    for seed in (1, 2, 3):
+        name = f"lr{seed}e-05_seed{seed}"
+        make_ingredient(
+            root / name, tokenizer_dir, noise_seed=seed, record=ingredient_record(name, split=rte_split, seed=seed)
+        )
+    return root
+
+
+@pytest.fixture
+def plain_pair(tmp_path, tokenizer_dir):
+    return [make_ingredient(tmp_path / f"plain{i}", tokenizer_dir, noise_seed=i, with_record=False) for i in (1, 2)]
+
+
+def test_greedy_soup_writes_a_loadable_folder_and_full_soup_json(sweep, tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification
+
+    output = tmp_path / "soups" / "rte-greedy"
+    code, out, _ = run(["--ingredients", sweep, "--recipe", "greedy", "--output", output], capsys)
+    assert code == 0
+    assert "best single" in out and "greedy soup" in out and "ensemble (3 models, 3x inference)" in out
+    soup = json.loads((output / "soup.json").read_text())
+    assert soup["format"] == "hf_soup.soup" and soup["recipe"] == "greedy" and soup["task"] == "rte"
+    assert soup["split"]["heldout_size"] == 48 and soup["split"]["test_size"] == 40
+    results = soup["results"]
+    assert set(results) == {"soup", "best_single", "uniform", "greedy", "ensemble", "oracle_best_single"}
+    assert results["soup"] == {k: results["greedy"][k] for k in ("heldout", "test")}
+    assert results["oracle_best_single"]["oracle"] is True and "heldout" not in results["oracle_best_single"]
+    assert results["ensemble"]["inference_cost"] == 3
+    rows = soup["ingredients"]
+    heldout = [row["heldout"]["primary"] for row in rows]
+    assert heldout == sorted(heldout, reverse=True)  # best first
+    assert results["best_single"]["name"] == rows[0]["name"]
+    kept = [row["name"] for row in rows if row["kept"]]
+    assert set(kept) == set(results["greedy"]["kept"]) and rows[0]["kept"]
+    assert sum(row["weight"] for row in rows) == pytest.approx(1.0)
+    trace = soup["greedy_trace"]
+    assert [t["step"] for t in trace] == [1, 2, 3] and [t["candidate"] for t in trace] == [r["name"] for r in rows]
+    assert trace[0]["accepted"] and trace[-1]["soup_size"] == len(kept)
+    # greedy never ends below the best single on held-out (that is Recipe 1's guarantee)
+    assert results["greedy"]["heldout"]["primary"] >= results["best_single"]["heldout"]["primary"]
+    assert {p.name for p in output.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "soup.json"}
+    assert not (output / "ingredient.json").exists()
+    card = ModelCard.load(output / "README.md")  # the merge writes the card and its plot from soup.json
+    assert "model-soup" in card.data.tags and (output / "soup.png").stat().st_size > 0
+    model = AutoModelForSequenceClassification.from_pretrained(output)
+    assert model.config.id2label == {0: "entailment", 1: "not_entailment"}
+
+
+def test_uniform_without_scoring_is_the_exact_average_and_keeps_fp16(tmp_path, tokenizer_dir, capsys):
+    from safetensors.torch import load_file
+
+    folders = [
+        make_ingredient(tmp_path / f"h{i}", tokenizer_dir, noise_seed=i, dtype=torch.float16, with_record=False)
+        for i in (1, 2)
+    ]
+    output = tmp_path / "soup"
+    code, out, _ = run(
+        [
+            "--ingredients",
+            *folders,
+            "--recipe",
+            "uniform",
+            "--skip_scoring",
+            "--output",
+            output,
+            "--max_shard_size",
+            "30KB",
+        ],
+        capsys,
+    )
+    assert code == 0 and "not scored" in out
+    assert (output / "model.safetensors.index.json").is_file()
+    from hf_soup.checkpoints import Checkpoint
+
+    soup = Checkpoint(output)
+    a, b = (load_file(folder / "model.safetensors") for folder in folders)
+    for name in a:
+        expected = ((a[name].double() + b[name].double()) / 2).to(torch.float16)
+        assert soup[name].dtype == torch.float16 and torch.equal(soup[name], expected), name
+    record = json.loads((output / "soup.json").read_text())
+    assert record["results"] == {} and [row["weight"] for row in record["ingredients"]] == [0.5, 0.5]
+
+
+def test_plain_folders_are_scored_when_the_task_is_given(plain_pair, glue_dir, tmp_path, capsys):
+    output = tmp_path / "soup"
+    base = ["--ingredients", *plain_pair, "--output", output, "--recipe", "learned", "--learned_epochs", "1"]
+    base += ["--criterion", "loss", "--strict"]
+    code, _, err = run(base, capsys)
+    assert code == 2 and "pass --task" in err and not output.exists()
+    code, out, _ = run(
+        [*base, "--task", "rte", "--glue_dir", glue_dir, "--heldout_size", "32", "--max_test_samples", "24"], capsys
+    )
+    assert code == 0 and "learned soup (model)" in out
+    soup = json.loads((output / "soup.json").read_text())
+    assert soup["learned"]["granularity"] == "model" and len(soup["learned"]["coefficients"]) == 2
+    assert sum(row["weight"] for row in soup["ingredients"]) == pytest.approx(1.0)
+    assert soup["results"]["soup"]["heldout"] == soup["results"]["learned"]["heldout"]
+    assert soup["split"]["heldout_size"] == 32
+    assert soup["criterion"] == "loss" and soup["strict"] is True
+    losses = [row["heldout"]["loss"] for row in soup["ingredients"]]
+    assert losses == sorted(losses)  # ranked, and the best single chosen, by held-out loss
+    assert soup["results"]["best_single"]["name"] == soup["ingredients"][0]["name"]
+
+
+def test_average_last_uses_the_newest_checkpoints_in_float64(tmp_path, tokenizer_dir, capsys):
+    from safetensors.torch import load_file
+
+    run_dir = tmp_path / "trainer-out"
+    for step in (5, 10, 15):
+        make_ingredient(run_dir / f"checkpoint-{step}", tokenizer_dir, noise_seed=step, with_record=False)
+    output = tmp_path / "avg"
+    code, _, _ = run(
+        ["--ingredients", run_dir, "--recipe", "average-last", "--last_n", "2", "--skip_scoring", "--output", output],
+        capsys,
+    )
+    assert code == 0
+    got = load_file(output / "model.safetensors")
+    newest = [load_file(run_dir / f"checkpoint-{s}" / "model.safetensors") for s in (10, 15)]
+    for name, tensor in got.items():
+        assert torch.equal(tensor, ((newest[0][name].double() + newest[1][name].double()) / 2).float())
+    names = [row["name"] for row in json.loads((output / "soup.json").read_text())["ingredients"]]
+    assert names == ["checkpoint-10", "checkpoint-15"]
+    code, _, err = run(
+        [
+            "--ingredients",
+            run_dir,
+            "--recipe",
+            "average-last",
+            "--last_n",
+            "4",
+            "--skip_scoring",
+            "--output",
+            tmp_path / "x",
+        ],
+        capsys,
+    )
+    assert code == 2 and "fewer than --last_n 4" in err
+
+
+def test_existing_output_is_refused_unless_overwrite(plain_pair, tmp_path, capsys):
+    output = tmp_path / "soup"
+    output.mkdir()
+    (output / "keep.txt").write_text("user data")
+    argv = ["--ingredients", *plain_pair, "--recipe", "uniform", "--skip_scoring", "--output", output]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "already exists" in err and (output / "keep.txt").read_text() == "user data"
+    code, _, _ = run([*argv, "--overwrite"], capsys)
+    assert code == 0 and (output / "model.safetensors").is_file() and not (output / "keep.txt").exists()
+
+
+def test_a_concurrent_merge_into_the_same_output_is_refused(plain_pair, tmp_path, capsys):
+    output = tmp_path / "soup"
+    argv = ["--ingredients", *plain_pair, "--recipe", "uniform", "--skip_scoring", "--output", output]
+    with exclusive_lock(output):  # another merge is writing it right now
+        code, _, err = run(argv, capsys)
+    assert code == 2 and "another process is writing it" in err and not output.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert run(argv, capsys)[0] == 0  # once the first is done, a merge works; a second then refuses
+    assert run(argv, capsys)[0] == 2
+
+
+def test_incompatible_ingredients_refused_naming_both(tmp_path, tokenizer_dir, capsys):
+    a = make_ingredient(tmp_path / "a", tokenizer_dir, noise_seed=1)
+    b = make_ingredient(tmp_path / "b", tokenizer_dir, noise_seed=2, record=ingredient_record("b", head_init_seed=9))
+    code, _, err = run(["--ingredients", a, b, "--output", tmp_path / "soup"], capsys)
+    assert code == 2 and str(a) in err and str(b) in err and "head_init_seed" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--recipe", "stew"], "--recipe 'stew'"),
+        (["--criterion", "vibes"], "--criterion"),
+        (["--no_such_flag", "1"], "unrecognized arguments"),
+        (["--recipe", "greedy", "--skip_scoring"], "needs scoring"),
+    ],
+)
+def test_bad_cli_input_is_one_line_exit_2_and_writes_nothing(plain_pair, tmp_path, argv, message, capsys):
+    output = tmp_path / "soup"
+    code, out, err = run(["--ingredients", *plain_pair, "--output", output, *argv], capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err
+    assert not output.exists() and out == ""
+
+
+def test_cli_entry_point_reports_one_line(tmp_path, cli_env):
+    output = tmp_path / "soup"
+    command = [
+        sys.executable,
+        "-m",
+        "hf_soup.merge",
+        "--ingredients",
+        str(tmp_path / "missing"),
+        "--output",
+        str(output),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, env=cli_env, timeout=120)
+    assert completed.returncode == 2 and completed.stderr == f"error: {tmp_path / 'missing'}: no such folder\n"
+    assert sorted(tmp_path.iterdir()) == []  # nothing written, not even a lock file
+
+
+def test_tied_weights_of_a_merged_folder_stay_tied(tmp_path, tokenizer_dir, capsys):
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    vocab = len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    folders = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        config = BertConfig(
+            vocab_size=vocab, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
+        folders.append(
+            make_ingredient(tmp_path / f"mlm{seed}", tokenizer_dir, noise_seed=seed, model=BertForMaskedLM(config))
+        )
+    output = tmp_path / "soup"
+    assert run(["--ingredients", *folders, "--recipe", "uniform", "--skip_scoring", "--output", output], capsys)[0] == 0
+    stored = load_file(output / "model.safetensors")
+    assert "cls.predictions.decoder.weight" not in stored  # written once, as save_pretrained does
+    merged = BertForMaskedLM.from_pretrained(output)
+    assert merged.get_output_embeddings().weight is merged.get_input_embeddings().weight
+    a, b = (load_file(folder / "model.safetensors") for folder in folders)
+    name = "bert.embeddings.word_embeddings.weight"
+    assert torch.allclose(merged.get_input_embeddings().weight, (a[name] + b[name]) / 2, atol=1e-7)
