@@ -53,7 +53,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from hf_soup import models
-from hf_soup.atomic import TMP_PREFIX, atomic_dir, exclusive_lock, write_json_atomic
+from hf_soup.atomic import atomic_dir, clear_temporaries_of, exclusive_lock, write_json_atomic
 from hf_soup.data import DataArguments, GlueSplits, load_glue
 from hf_soup.errors import SoupError
 from hf_soup.grid import (
@@ -799,7 +799,7 @@ def _run_shared(context: SweepContext, stage: str, folder: Path) -> None:
             return
         if (folder / "start.json").is_file():
             return
-        _clear_temporaries(folder)
+        clear_temporaries_of(folder)
         finetune = context.finetune
         lp = stage == "lp-ft"
         seed = context.model_args.head_init_seed
@@ -859,12 +859,6 @@ def _agree(state: Any, decide) -> bool:
 
         broadcast_object_list(decision)
     return bool(decision[0])
-
-
-def _clear_temporaries(dest: Path) -> None:
-    """Remove `.tmp-<name>-*` leftovers of a killed writer of `dest` (only ours: we hold its lock)."""
-    for stale in dest.parent.glob(f"{TMP_PREFIX}{dest.name}-*"):
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -943,7 +937,7 @@ def train_unclaimed_point(run: RunConfig, context: SweepContext) -> dict[str, An
         if not _agree(state, lambda: _try_lock(stack, dest) and not is_ingredient(dest)):
             return None
         if state.is_main_process:
-            _clear_temporaries(dest)
+            clear_temporaries_of(dest)
         record = run_grid_point(run, context)
         if state.is_main_process:
             Path(str(dest) + ".lock").unlink(missing_ok=True)
