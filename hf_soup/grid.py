@@ -72,6 +72,10 @@ class SweepArguments:
     )
     search_seed: int = field(default=0, metadata={"help": "seed of the random search draws"})
     shard: str | None = field(default=None, metadata={"help": "i/n: train only every n-th point starting at i"})
+    concurrent: str = field(
+        default="1",
+        metadata={"help": "K | auto: train K grid points at the same time on one device (worker processes)"},
+    )
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from hf_soup.atomic import atomic_dir, exclusive_lock, write_json_atomic
+from hf_soup.atomic import atomic_dir, clear_temporaries_of, exclusive_lock, write_json_atomic
 from hf_soup.card import write_card
 from hf_soup.checkpoints import (
     Checkpoint,
@@ -481,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = open_ingredients(args)  # read-only: bad input leaves no trace, not even a lock file
     with exclusive_lock(output):
         _refuse_existing(output, args.overwrite)  # another merge may have finished meanwhile
+        clear_temporaries_of(output)  # what a killed merge into `output` left behind
         with atomic_dir(output, overwrite=args.overwrite) as folder:
             made = make_soup(args, data, checkpoints, folder)
             files_from = next((c for c in checkpoints if c.tokenizer_files()), checkpoints[-1])

@@ -53,7 +53,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from hf_soup import models
-from hf_soup.atomic import TMP_PREFIX, atomic_dir, exclusive_lock, write_json_atomic
+from hf_soup.atomic import atomic_dir, clear_temporaries_of, exclusive_lock, write_json_atomic
 from hf_soup.data import DataArguments, GlueSplits, load_glue
 from hf_soup.errors import SoupError
 from hf_soup.grid import (
@@ -799,7 +799,7 @@ def _run_shared(context: SweepContext, stage: str, folder: Path) -> None:
             return
         if (folder / "start.json").is_file():
             return
-        _clear_temporaries(folder)
+        clear_temporaries_of(folder)
         finetune = context.finetune
         lp = stage == "lp-ft"
         seed = context.model_args.head_init_seed
@@ -861,19 +861,24 @@ def _agree(state: Any, decide) -> bool:
     return bool(decision[0])
 
 
-def _clear_temporaries(dest: Path) -> None:
-    """Remove `.tmp-<name>-*` leftovers of a killed writer of `dest` (only ours: we hold its lock)."""
-    for stale in dest.parent.glob(f"{TMP_PREFIX}{dest.name}-*"):
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-
-
 # ----------------------------------------------------------------------------- the loop
 
 
 def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
-    """Train this job's pending grid points, skipping finished ones; print a leaderboard."""
+    """Train this job's pending grid points one after another, skipping finished ones; print a leaderboard."""
+    pending = begin_sweep(sweep)
+    records = train_in_order(sweep.context, pending)
+    finish_sweep(sweep)
+    return records
+
+
+def begin_sweep(sweep: Sweep) -> list[RunConfig]:
+    """List this job's unfinished points, write sweep.json, and compute the shared start (once).
+
+    Everything a sweep does once before its points train, whoever trains them (this loop, or
+    the workers of `hf_soup.concurrency`).
+    """
     from accelerate import PartialState
-    from tqdm.auto import tqdm
 
     context = sweep.context
     state = PartialState()
@@ -882,8 +887,7 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     if blocked:
         raise SoupError(f"{context.output_dir / blocked[0]}: exists but holds no valid ingredient.json; remove it")
     state.wait_for_everyone()  # every rank has listed the pending points before anything is written
-    main = state.is_main_process
-    if main:
+    if state.is_main_process:
         context.output_dir.mkdir(parents=True, exist_ok=True)
         _write_sweep_file(sweep)
         done = len(sweep.mine) - len(pending)
@@ -895,31 +899,69 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
         )
     if pending:
         prepare_start(context)
+    return pending
+
+
+def train_in_order(context: SweepContext, pending: list[RunConfig]) -> list[dict[str, Any]]:
+    """The sequential loop, with a grid progress bar (every rank trains every point, data-parallel)."""
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    main = PartialState().is_main_process
     records = []
     bar = tqdm(pending, desc="grid", unit="run", disable=not main, dynamic_ncols=True)
     for run in bar:
-        dest = context.output_dir / run.run_id
-        with contextlib.ExitStack() as stack:
-            if not _agree(state, lambda d=dest: _try_lock(stack, d) and not is_ingredient(d)):
-                if main:
-                    bar.write(f"{run.run_id}: trained by another job, skipped")
-                continue
+        record = train_unclaimed_point(run, context)
+        if record is None:
             if main:
-                _clear_temporaries(dest)
-            record = run_grid_point(run, context)
-            records.append(record)
-            if main:
-                Path(str(dest) + ".lock").unlink(missing_ok=True)
-                bar.set_postfix_str(f"{run.run_id} heldout {record['metrics']['heldout']['primary']:.4f}")
+                bar.write(f"{run.run_id}: trained by another job, skipped")
+            continue
+        records.append(record)
+        if main:
+            bar.set_postfix_str(point_summary(record))
     bar.close()
-    if main:
+    return records
+
+
+def train_unclaimed_point(run: RunConfig, context: SweepContext) -> dict[str, Any] | None:
+    """Train `run` unless another job holds its lock or has finished it (then None).
+
+    The lock (`<run_id>.lock`, flock: released by the kernel if the process dies) is what lets
+    shards, reruns and concurrent workers share one output folder without training a point twice.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    dest = context.output_dir / run.run_id
+    with contextlib.ExitStack() as stack:
+        if not _agree(state, lambda: _try_lock(stack, dest) and not is_ingredient(dest)):
+            return None
+        if state.is_main_process:
+            clear_temporaries_of(dest)
+        record = run_grid_point(run, context)
+        if state.is_main_process:
+            Path(str(dest) + ".lock").unlink(missing_ok=True)
+        return record
+
+
+def point_summary(record: dict[str, Any]) -> str:
+    """`<run id> heldout 0.6123`: what the grid progress bar shows for a finished point."""
+    return f"{record['run_id']} heldout {record['metrics']['heldout']['primary']:.4f}"
+
+
+def finish_sweep(sweep: Sweep) -> None:
+    """Tidy `.work/` and write + print the leaderboard (main process)."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    context = sweep.context
+    if state.is_main_process:
         _remove_if_empty(context.output_dir / WORK_DIR)
         table = leaderboard(context.output_dir, context.sweep_id)
         if table:
             (context.output_dir / LEADERBOARD_FILE).write_text(table + "\n")
             print(table, flush=True)
     state.wait_for_everyone()
-    return records
 
 
 def _remove_if_empty(folder: Path) -> None:

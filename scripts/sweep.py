@@ -6,6 +6,7 @@
         --grid learning_rate=2e-5,5e-5 num_train_epochs=2,3 seed=0,1
     accelerate launch --num_processes 8 scripts/sweep.py --config configs/sst2.yaml   # each point data-parallel
     python scripts/sweep.py --config configs/rte.yaml --shard 0/4                     # job 0 of a 4-job array
+    python scripts/sweep.py --config configs/rte.yaml --concurrent 4                  # 4 points at once, one GPU
     python scripts/sweep.py --help                                                    # every flag
 
 Flags are HfArgumentParser's over hf_soup's argument dataclasses and `TrainingArguments`, so any
@@ -22,15 +23,20 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hf_soup.concurrency import requested_workers, run_sweep_concurrently
 from hf_soup.errors import cli_main
-from hf_soup.grid import parse_sweep_args
+from hf_soup.grid import SweepArguments, parse_sweep_args
 from hf_soup.train import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep, run_sweep
 
 
 def main(argv: list[str] | None = None) -> int:
     parsed = parse_sweep_args(argv, ARGUMENT_TYPES, defaults=SWEEP_DEFAULTS)
+    workers = requested_workers(next(a for a in parsed.arguments if isinstance(a, SweepArguments)))
     sweep = plan_sweep(parsed)  # every check; nothing written yet
-    run_sweep(sweep)
+    if workers == 1:
+        run_sweep(sweep)
+    else:  # K points at a time in worker processes; exit 1 if some failed
+        run_sweep_concurrently(sweep, workers)
     return 0
 
 

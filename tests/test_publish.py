@@ -252,6 +252,31 @@ def test_failed_push_never_half_publishes(tmp_path, soup_template, tiny_bert_dir
         assert hub.read_file(REPO, "model.safetensors") == (v1 / "model.safetensors").read_bytes()
 
 
+def test_sigkill_during_an_upload_publishes_nothing_and_the_rerun_completes(tmp_path, cli_env, soup_dir):
+    """The publisher is killed while its commit is in flight (the server holds the request): no
+    commit lands, so nothing of the soup is visible; the rerun publishes it whole."""
+    import signal
+    import time
+
+    with HubServer(tmp_path / "hub") as hub:
+        env = client_env(cli_env, hub, tmp_path / "home")
+        stall = hub.add_fault(r"/commit/", method="POST", action="stall", times=1)
+        command = [sys.executable, "-m", "hf_soup.publish", str(soup_dir), "--repo_id", REPO]
+        publisher = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while stall.hits == 0 and publisher.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stall.hits == 1, publisher.communicate()[0][-3000:]
+        publisher.send_signal(signal.SIGKILL)
+        publisher.wait()
+        assert "model.safetensors" not in hub.files(REPO) and len(hub.commits(REPO)) == 1  # only create_repo's
+
+        rerun = run_cli([str(soup_dir), "--repo_id", REPO], env)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert set(hub.files(REPO)) == PUBLISHED and len(hub.commits(REPO)) == 2
+        assert hub.read_file(REPO, "model.safetensors") == (soup_dir / "model.safetensors").read_bytes()
+
+
 def test_transient_5xx_are_retried(tmp_path, soup_dir, online):
     with HubServer(tmp_path / "hub") as hub:
         create = hub.add_fault(r"^/api/repos/create$", action="status", status=503, times=2)

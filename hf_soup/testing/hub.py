@@ -128,7 +128,9 @@ class Fault:
 
     * "drop": read part of the request body, then close the connection (nothing is applied);
     * "drop_after": apply the request, then close without a reply (the client never hears back);
-    * "status": answer `status` (e.g. 503) with a JSON error (nothing is applied).
+    * "status": answer `status` (e.g. 503) with a JSON error (nothing is applied);
+    * "stall": hold the request unanswered (nothing is applied) until the server stops, then drop it:
+      a client that hangs mid-upload, for tests that kill it there.
     """
 
     path: str
@@ -139,8 +141,8 @@ class Fault:
     hits: int = 0
 
     def __post_init__(self) -> None:
-        if self.action not in ("drop", "drop_after", "status"):
-            raise ValueError(f"Fault.action must be drop, drop_after or status, not {self.action!r}")
+        if self.action not in ("drop", "drop_after", "status", "stall"):
+            raise ValueError(f"Fault.action must be drop, drop_after, status or stall, not {self.action!r}")
         self._pattern = re.compile(self.path)
 
     def matches(self, method: str, path: str) -> bool:
@@ -380,6 +382,7 @@ class HubServer:
         self._connections: set[socket.socket] = set()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # wakes requests held by a "stall" fault
         (self.root / "objects").mkdir(parents=True, exist_ok=True)
         (self.root / "uploads").mkdir(parents=True, exist_ok=True)
         self._load_state()
@@ -401,6 +404,7 @@ class HubServer:
     def start(self) -> HubServer:
         if self._httpd is not None:
             return self
+        self._stopping.clear()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         server_class = type("_Server", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True})
         self._httpd = server_class((self.host, self._port), _Handler)
@@ -410,6 +414,7 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -740,7 +745,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             fault = self._take_fault(path)
-            if fault is not None and fault.action == "drop":
+            if fault is not None and fault.action == "stall":
+                self.hub._stopping.wait()
+            if fault is not None and fault.action in ("drop", "stall"):
                 self._drop(body)
                 return
             if fault is not None and fault.action == "status":
