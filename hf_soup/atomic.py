@@ -92,10 +92,15 @@ def _rename_into_place(tmp: Path, dest: Path, overwrite: bool) -> None:
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
     """Write JSON to `path` via a temporary file + rename (readers never see a partial file)."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` via a temporary file + rename (readers never see a partial file)."""
     path = Path(path)
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+        tmp.write_text(text)
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hf_soup.atomic import write_text_atomic
 from hf_soup.errors import SoupError, cli_main
 
 SOUP_FORMAT = "hf_soup.soup"
@@ -544,12 +545,10 @@ def write_card(
     )
     try:
         render_plot(soup, soup_dir / "soup.png")
-        readme = soup_dir / "README.md"
-        tmp = readme.with_name(f".tmp-README.md-{os.getpid()}")
-        tmp.write_text(str(card))
-        os.replace(tmp, readme)  # README last: its presence means the card is complete
     except OSError as err:
         raise SoupError(f"{soup_dir}: cannot write the card ({err.strerror or err})") from err
+    readme = soup_dir / "README.md"
+    write_text_atomic(readme, str(card))  # README last: its presence means the card is complete
     return readme
 
 

@@ -60,7 +60,9 @@ class DemoArguments:
     grid: list[str] = field(
         default_factory=lambda: ["learning_rate=3e-5,5e-5", "seed=0,1"], metadata={"help": "sweep grid axes"}
     )
-    max_train_samples: int | None = field(default=1000, metadata={"help": "training subset (the demo is small)"})
+    max_train_samples: int = field(
+        default=1000, metadata={"help": "training subsample, to finish in minutes on a CPU (0: all of train)"}
+    )
     num_train_epochs: float = field(default=2.0, metadata={"help": "epochs per grid point"})
     warm_start_epochs: float = field(default=1.0, metadata={"help": "shared warm start every point forks from"})
     max_steps: int = field(default=-1, metadata={"help": "cap on steps per grid point (tests use a few)"})
@@ -118,7 +120,7 @@ def sweep_command(args: DemoArguments, model: str, runs: Path) -> tuple[list[str
         "--warm_start_epochs", str(args.warm_start_epochs), "--disable_tqdm", "true",
     ]  # fmt: skip
     for name in ("glue_dir", "max_train_samples", "max_test_samples"):
-        if getattr(args, name) is not None:
+        if getattr(args, name):  # None or 0: the whole split
             flags += [f"--{name}", str(getattr(args, name))]
     flags += ["--grid", *args.grid]
     return (
@@ -174,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"demo: {task.name}, {model}, grid {' '.join(args.grid)}, "
         f"{args.max_train_samples or 'all'} training rows x {args.num_train_epochs} epochs per point "
-        f"(a subsample, to finish in minutes on a CPU; held-out carved from train, test = GLUE dev)"
+        + ("(a subsample, to finish in minutes on a CPU; " if args.max_train_samples else "(")
+        + "held-out carved from train, test = GLUE dev)"
     )
     started = time.monotonic()
 

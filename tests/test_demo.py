@@ -1,0 +1,53 @@
+"""README command (1), shrunken: the whole job on the real MiniLM and real RTE, offline.
+
+`scripts/demo.py` runs `accelerate launch scripts/sweep.py` -> `python -m hf_soup.merge --recipe
+greedy` -> a local Hub-compatible server -> `python -m hf_soup.publish` -> `from_pretrained(repo_id)`
++ `pipeline(...)` in a fresh cache. Here with a two-point grid of two steps each, so CI runs every
+stage for real in about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from huggingface_hub import ModelCard
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_HUB_TOKEN = re.compile(rb"hf_local_[0-9a-f]{32}")  # what hf_soup.testing.hub hands out
+
+
+def test_demo_runs_sweep_merge_publish_and_from_pretrained(glue_dir, minilm_dir, tmp_path, cli_env):
+    out = tmp_path / "demo"
+    command = [
+        sys.executable, str(PROJECT_ROOT / "scripts" / "demo.py"), "--glue_dir", str(glue_dir),
+        "--output_dir", str(out), "--max_train_samples", "64", "--max_steps", "2", "--warm_start_epochs", "0",
+        "--heldout_size", "48", "--max_test_samples", "32", "--grid", "learning_rate=5e-5", "seed=0,1",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=cli_env, timeout=900)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+
+    for step in ("1/4 sweep", "2/4 merge", "3/4 publish", "4/4 load it back"):
+        assert f"--- {step}" in result.stdout, step  # every stage ran and finished
+    assert "$ accelerate launch --num_processes 1" in result.stdout and "a subsample" in result.stdout
+    assert "greedy soup" in result.stdout and "ensemble (2 models, 2x inference)" in result.stdout
+    assert "weights identical to" in result.stdout
+    predictions = re.findall(r"-> (entailment|not_entailment) \((0\.\d\d|1\.00)\)", result.stdout)
+    assert len(predictions) == 2  # two example pairs classified by pipeline() through the server
+
+    soup_dir = out / "soups" / "rte-greedy"
+    soup = json.loads((soup_dir / "soup.json").read_text())
+    assert soup["recipe"] == "greedy" and len(soup["ingredients"]) == 2
+    card = ModelCard.load(soup_dir / "README.md")
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert card.data.eval_results[0].metric_value == soup["results"]["greedy"]["test"]["primary"]
+
+    published = out / "hub"
+    assert published.is_dir() and not LOCAL_HUB_TOKEN.search(log.encode())
+    for path in out.rglob("*"):  # logs, cards, soup.json, ingredient.json, the server's repo files
+        if path.is_file() and path.name != "state.json" and path.stat().st_size < 50_000_000:
+            assert not LOCAL_HUB_TOKEN.search(path.read_bytes()), f"token written to {path}"
