@@ -71,6 +71,20 @@ def padding_ratio(sweep, batch_size: int) -> float:
     return sweep.context.data_args.max_seq_length * len(lengths) / grouped
 
 
+def load_caveat(load_before: float, load_after: float) -> str:
+    """How far to trust the absolute figures: was anything else running when we started?"""
+    if load_before < 0.5:
+        return (
+            f"Both sides ran in the same process, alternating, on an otherwise idle machine (load average "
+            f"{load_before:.1f} at start; {load_after:.1f} at the end is this benchmark's own threads)."
+        )
+    return (
+        "Caveat: both sides ran in the same process, alternating, but other processes shared the machine "
+        f"(load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} cores): every figure moves with "
+        "that load, the per-point ratios above show how much. Rerun on a quiet machine for figures to quote."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--glue_dir", default=str(ROOT.parent / "shared" / "glue"))
@@ -164,9 +178,7 @@ def main() -> None:
         f"Why: the training inputs average {mean_length:.0f} tokens, so fixed-{args.max_seq_length} batches hold "
         f"{padding:.2f}x the tokens of length-grouped dynamic ones (scoring gains alike).",
         "",
-        "Caveat: both sides ran in the same process, alternating, but other processes shared the machine "
-        f"(load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} cores): every figure moves with "
-        "that load, the per-point ratios above show how much. Rerun on a quiet machine for figures to quote.",
+        load_caveat(load_before, load_after),
     ]
     block = "\n".join(lines)
     print(block)
