@@ -229,8 +229,6 @@ def plan_sweep(parsed: ParsedSweep) -> Sweep:
     axes, config_overrides = resolve_grid(parsed, base.config)
     runs = expand_grid(axes, num_samples=sweep_args.num_samples, search_seed=sweep_args.search_seed)
     mine = shard_runs(runs, sweep_args.shard)
-
-    from accelerate import PartialState
     from transformers import AutoTokenizer
 
     splits = load_glue(data_args)
@@ -243,7 +241,7 @@ def plan_sweep(parsed: ParsedSweep) -> Sweep:
     shared = _sweep_identity(task, base, family, model_args, data_args, finetune, splits, parsed, config_overrides)
     sweep_id = hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:16]
     check_output_dir(output_dir, sweep_id, shared)  # before the (cached, but chatty) tokenisation
-    with PartialState().main_process_first():
+    with process_state().main_process_first():
         features = models.encode_splits(splits, tokenizer, family, data_args.max_seq_length)
     models.check_t5_inputs(family, base.config, features)
 
@@ -446,6 +444,29 @@ def _write_sweep_file(sweep: Sweep) -> None:
             "created": utc_now(),
         },
     )
+
+
+def configure_cpu_launch() -> bool:
+    """In a multi-process launch without CUDA (`torchrun --nproc_per_node N` on CPUs), tell the
+    Trainer to form a CPU (gloo) process group. Call it before any TrainingArguments is built: each
+    one sets up its device from `ACCELERATE_USE_CPU`. Returns whether this is such a launch."""
+    import torch
+
+    cpu_launch = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if cpu_launch:
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+    return cpu_launch
+
+
+def process_state():
+    """This process's place in a multi-process launch (`torchrun`, `accelerate launch`), CUDA or not.
+
+    Why: without CUDA, Accelerate forms a process group only when asked for the CPU; without it, N
+    CPU processes would each run the whole sweep instead of training every point data-parallel.
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=True) if configure_cpu_launch() else PartialState()
 
 
 # ----------------------------------------------------------------------------- one run
@@ -683,9 +704,8 @@ def run_grid_point(run: RunConfig, context: SweepContext) -> dict[str, Any]:
     Returns the ingredient record. Resumes from the newest complete checkpoint when the run's
     arguments save resumable checkpoints.
     """
-    from accelerate import PartialState
 
-    state = PartialState()
+    state = process_state()
     started = time.perf_counter()
     args = training_arguments_for(run, context)
     options = run_options(run, context)
@@ -788,9 +808,8 @@ def prepare_start(context: SweepContext) -> None:
 
 
 def _run_shared(context: SweepContext, stage: str, folder: Path) -> None:
-    from accelerate import PartialState
 
-    state = PartialState()
+    state = process_state()
     with contextlib.ExitStack() as stack:
         owner = _agree(state, lambda: _try_lock(stack, folder))
         if not owner:  # another job computes it: wait for the folder to appear
@@ -878,10 +897,9 @@ def begin_sweep(sweep: Sweep) -> list[RunConfig]:
     Everything a sweep does once before its points train, whoever trains them (this loop, or
     the workers of `hf_soup.concurrency`).
     """
-    from accelerate import PartialState
 
     context = sweep.context
-    state = PartialState()
+    state = process_state()
     pending = [run for run in sweep.mine if not is_ingredient(context.output_dir / run.run_id)]
     blocked = [run.run_id for run in pending if (context.output_dir / run.run_id).exists()]
     if blocked:
@@ -904,10 +922,9 @@ def begin_sweep(sweep: Sweep) -> list[RunConfig]:
 
 def train_in_order(context: SweepContext, pending: list[RunConfig]) -> list[dict[str, Any]]:
     """The sequential loop, with a grid progress bar (every rank trains every point, data-parallel)."""
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
-    main = PartialState().is_main_process
+    main = process_state().is_main_process
     records = []
     bar = tqdm(pending, desc="grid", unit="run", disable=not main, dynamic_ncols=True)
     for run in bar:
@@ -929,9 +946,8 @@ def train_unclaimed_point(run: RunConfig, context: SweepContext) -> dict[str, An
     The lock (`<run_id>.lock`, flock: released by the kernel if the process dies) is what lets
     shards, reruns and concurrent workers share one output folder without training a point twice.
     """
-    from accelerate import PartialState
 
-    state = PartialState()
+    state = process_state()
     dest = context.output_dir / run.run_id
     with contextlib.ExitStack() as stack:
         if not _agree(state, lambda: _try_lock(stack, dest) and not is_ingredient(dest)):
@@ -951,9 +967,8 @@ def point_summary(record: dict[str, Any]) -> str:
 
 def finish_sweep(sweep: Sweep) -> None:
     """Tidy `.work/` and write + print the leaderboard (main process)."""
-    from accelerate import PartialState
 
-    state = PartialState()
+    state = process_state()
     context = sweep.context
     if state.is_main_process:
         _remove_if_empty(context.output_dir / WORK_DIR)

@@ -26,12 +26,14 @@ except ImportError:  # run from a checkout without `pip install -e .`
 from hf_soup.concurrency import requested_workers, run_sweep_concurrently
 from hf_soup.errors import cli_main
 from hf_soup.grid import SweepArguments, parse_sweep_args
-from hf_soup.train import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep, run_sweep
+from hf_soup.train import ARGUMENT_TYPES, SWEEP_DEFAULTS, configure_cpu_launch, plan_sweep, process_state, run_sweep
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_cpu_launch()  # before the parser builds TrainingArguments
     parsed = parse_sweep_args(argv, ARGUMENT_TYPES, defaults=SWEEP_DEFAULTS)
     workers = requested_workers(next(a for a in parsed.arguments if isinstance(a, SweepArguments)))
+    process_state()  # join the launcher's process group, if any, before planning
     sweep = plan_sweep(parsed)  # every check; nothing written yet
     if workers == 1:
         run_sweep(sweep)

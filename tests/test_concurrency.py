@@ -130,6 +130,7 @@ def test_bad_concurrent_values_are_one_line_exit_2(value, tiny_bert_dir, tiny_gl
 
 def test_refused_together_with_data_parallel_launch(tiny_bert_dir, tiny_glue, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")  # what accelerate launch / torchrun --num_processes 2 set
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "false")  # no real launch (no MASTER_ADDR): no CPU process group
     flags = tiny_flags(tiny_bert_dir, tiny_glue, tmp_path / "out", "--concurrent", "2")
     line = _one_line_error(flags, capsys)
     assert "data-parallel launch of 2 processes" in line and "one or the other" in line

@@ -173,3 +173,22 @@ def test_minilm_rte_two_point_grid_under_accelerate_launch(minilm_dir, glue_dir,
     assert model.config.id2label == get_task("rte").id2label
     assert "heldout accuracy" in result.stdout and all(f.name in result.stdout for f in folders)
     assert json.loads((out / "sweep.json").read_text())["grid_size"] == 2
+
+
+@pytest.mark.slow
+def test_two_processes_train_every_point_data_parallel_and_rank0_writes(tiny_bert_dir, tiny_glue, tmp_path, cli_env):
+    """`torchrun --nproc_per_node 2` (what `accelerate launch --num_processes 2` starts) on CPUs: one
+    gloo group, each grid point trained by both ranks on half the batches, written once."""
+    out = tmp_path / "ddp"
+    flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "seed=0,1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(SWEEP_SCRIPT), *flags]  # fmt: skip
+    result = subprocess.run(command, env=single_thread_env(cli_env), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("sweep ") == 1 and "parallel_mode" not in result.stderr  # rank 0 speaks
+    folders = ingredient_dirs(out)
+    assert [f.name.split("-")[0] for f in folders] == ["seed0", "seed1"] and all(is_ingredient(f) for f in folders)
+    for folder in folders:
+        train_record = read_ingredient(folder)["train"]
+        assert train_record["num_processes"] == 2 and train_record["steps"] == 3
+    assert not list(out.glob(".tmp-*")) and not list(out.glob("*.lock")) and not (out / ".work").exists()
