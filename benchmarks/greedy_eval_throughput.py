@@ -42,7 +42,7 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from merge_speed import minilm_dir
+    from bench_common import minilm_dir
     from safetensors.torch import save_file
     from torch.utils.data import DataLoader
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding

