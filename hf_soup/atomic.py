@@ -108,30 +108,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def clear_temporaries_of(dest: str | os.PathLike) -> list[Path]:
-    """Remove what killed writers of `dest` left beside it (`.tmp-<name>-<pid>-…` of dead processes).
+    """Remove what killed writers of `dest` left beside it (`.tmp-<name>-<pid>-…`).
 
-    Call it holding `dest`'s lock. The name must match exactly and the writing process must be gone,
-    so the temporaries of a live writer, or of a sibling output such as `<name>-2`, are left alone.
+    Call it holding `dest`'s lock: every writer of `dest` holds it, so none of these is in use. The
+    name must match exactly, so the temporaries of a sibling output such as `<name>-2` are left alone.
     """
     dest = Path(dest)
-    pattern = re.compile(rf"{re.escape(TMP_PREFIX + dest.name)}-(?:old-)?(\d+)(?:-[0-9a-f]+)?")
+    pattern = re.compile(rf"{re.escape(TMP_PREFIX + dest.name)}-(?:old-)?\d+(?:-[0-9a-f]+)?")
     removed = []
     for child in dest.parent.glob(f"{TMP_PREFIX}*") if dest.parent.is_dir() else ():
-        match = pattern.fullmatch(child.name)
-        if match and not _process_alive(int(match.group(1))):
+        if pattern.fullmatch(child.name):
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
             removed.append(child)
     return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # somebody else's live process
-        return True
-    return True
 
 
 @contextlib.contextmanager

@@ -172,10 +172,8 @@ def test_stale_temporaries_and_torn_checkpoints_are_cleared(tiny_bert_dir, tiny_
     sweep = train.plan_sweep(__import__("hf_soup.grid", fromlist=["x"]).parse_sweep_args(
         flags, train.ARGUMENT_TYPES, defaults=train.SWEEP_DEFAULTS))  # fmt: skip
     first = sweep.runs[0].run_id
-    dead = subprocess.Popen(["true"])
-    dead.wait()  # the pid of a killed writer
-    (out / f".tmp-{first}-{dead.pid}-abcd").mkdir(parents=True)
-    (out / f".tmp-{first}-{dead.pid}-abcd" / "model.safetensors").write_bytes(b"partial")
+    (out / f".tmp-{first}-123-abcd").mkdir(parents=True)
+    (out / f".tmp-{first}-123-abcd" / "model.safetensors").write_bytes(b"partial")
     torn = out / ".work" / first / "checkpoint-2"
     torn.mkdir(parents=True)
     (torn / "model.safetensors").write_bytes(b"partial")
