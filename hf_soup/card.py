@@ -80,6 +80,7 @@ RECIPES = {
     "learned": ("learned soup", "learned-soup"),
     "average-last": ("checkpoint average", "checkpoint-averaging"),
 }
+LEARNED_NOTE = "held-out score fitted on held-out"
 RESULT_ROWS = ("best_single", "uniform", "greedy", "learned", "ensemble", "oracle_best_single")
 
 
@@ -274,7 +275,7 @@ def results_table(soup: dict[str, Any]) -> str:
             "best_single": f"best single ingredient{name}, chosen on held-out",
             "uniform": f"uniform soup ({n} ingredients)",
             "greedy": f"greedy soup ({len(row.get('kept') or [])} of {n} kept)" if row.get("kept") else "greedy soup",
-            "learned": "learned soup",
+            "learned": f"learned soup ({LEARNED_NOTE})",
             "ensemble": f"logit ensemble ({row.get('members', n)} models)",
             "oracle_best_single": f"oracle best single{name}, chosen **on test**: reference only",
         }.get(key, key)
@@ -283,14 +284,21 @@ def results_table(soup: dict[str, Any]) -> str:
         metrics = " · ".join(f"{_metric_name(k)} {_num(v)}" for k, v in _reported_metrics(scores.get("test")).items())
         return [title, _num(_primary(scores.get("heldout"))), _num(_primary(scores.get("test"))), metrics or "—", cost]
 
-    rows = [row(f"**this model** ({recipe_title})", results["soup"], "1×")]
+    this = f"{recipe_title}; {LEARNED_NOTE}" if soup["recipe"] == "learned" else recipe_title
+    rows = [row(f"**this model** ({this})", results["soup"], "1×")]
     for key in RESULT_ROWS:
         if isinstance(results.get(key), dict):
             entry = results[key]
             cost = f"{entry.get('inference_cost', entry.get('members', n))}×" if key == "ensemble" else "1×"
             rows.append(row(label(key, entry), entry, cost))
     header = ["model", f"held-out {primary}", f"test {primary}", "test metrics", "inference cost"]
-    return _table(header, rows)
+    table = _table(header, rows)
+    if isinstance(results.get("learned"), dict):
+        table += (
+            "\n\nThe learned soup's mixing coefficients were fitted on the held-out split, so its held-out "
+            "score is not selection-free like the others': compare it on test."
+        )
+    return table
 
 
 def ingredients_table(soup: dict[str, Any]) -> str:

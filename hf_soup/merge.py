@@ -66,6 +66,8 @@ SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
 SOUP_FORMAT_VERSION = 1
 DEFAULT_MAX_SEQ_LENGTH = 128
+# Keys of the requested recipe's results row that `results.soup` repeats (they qualify its scores).
+SOUP_ROW_FLAGS = ("fitted_on_heldout",)
 
 
 @dataclass
@@ -279,7 +281,8 @@ class MadeSoup:
         if self.outcome.scores is None:
             return {}
         results = {row.key: row.to_json() for row in self.rows}
-        results["soup"] = metrics_of(self.outcome.scores)
+        flags = {key: value for key, value in self.outcome.row.items() if key in SOUP_ROW_FLAGS}
+        results["soup"] = {**metrics_of(self.outcome.scores), **flags}
         return results
 
 
@@ -380,7 +383,7 @@ def format_table(soup: dict) -> str:
         "best_single": lambda r: f"best single ({r['name']})",
         "uniform": lambda r: f"uniform soup ({len(soup['ingredients'])})",
         "greedy": lambda r: f"greedy soup ({len(r['kept'])} kept)",
-        "learned": lambda r: f"learned soup ({soup['learned']['granularity']})",
+        "learned": lambda r: f"learned soup ({soup['learned']['granularity']}; fitted on held-out)",
         "ensemble": lambda r: f"ensemble ({r['members']} models, {r['inference_cost']}x inference)",
         "oracle_best_single": lambda r: f"oracle best single on test ({r['name']})",
     }
@@ -403,6 +406,8 @@ def format_table(soup: dict) -> str:
             )
     if soup["recipe"] == "average-last":
         lines.append(f"written: the average of the last {len(soup['ingredients'])} checkpoints (row 'uniform')")
+    if "learned" in results:
+        lines.append("learned: its coefficients were fitted on held-out, so its held-out score is optimistic.")
     lines.append("test = GLUE dev: reported, never used to choose; 'oracle' rows are chosen on test.")
     return "\n".join(lines)
 

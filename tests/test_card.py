@@ -69,7 +69,7 @@ def test_body_numbers_are_soup_json_numbers(tmp_path):
         f"best single ingredient (`{results['best_single']['name']}`), chosen on held-out": results["best_single"],
         "uniform soup (4 ingredients)": results["uniform"],
         "greedy soup (2 of 4 kept)": results["greedy"],
-        "learned soup": results["learned"],
+        "learned soup (held-out score fitted on held-out)": results["learned"],
         "logit ensemble (4 models)": results["ensemble"],
     }
     for label, scores in expected.items():
@@ -98,6 +98,7 @@ def test_body_numbers_are_soup_json_numbers(tmp_path):
     ]
     assert [row[2] for row in trace] == [f"{step['heldout']['primary']:.4f}" for step in record["greedy_trace"]]
     assert len(table_rows(text, "Learned coefficients")) == 4
+    assert "coefficients were fitted on the held-out split, so its held-out score is not selection-free" in text
 
     assert "](soup.png)" in text
     assert "@inproceedings{wortsman2022model" in text and "Model soups" in text
