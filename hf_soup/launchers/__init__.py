@@ -35,7 +35,7 @@ class LauncherArguments:
         default=None, metadata={"help": "number of array jobs (each runs --shard i/n); default: one per grid point"}
     )
     array_parallelism: int | None = field(
-        default=None, metadata={"help": "at most this many shards run at once (SLURM's --array=...%K; default: all)"}
+        default=None, metadata={"help": "at most this many shards run at once (SLURM's --array=...%%K; default: all)"}
     )
     gpus_per_shard: int = field(
         default=1, metadata={"help": "GPUs per shard job; above 1 the shard trains each point under accelerate launch"}
@@ -54,7 +54,9 @@ class LauncherArguments:
     slurm_constraint: str | None = field(default=None, metadata={"help": "SLURM node constraint (features)"})
     slurm_setup: list[str] | None = field(
         default=None,
-        metadata={"help": "shell lines the job script runs first (e.g. 'module load cuda' 'source .venv/bin/activate')"},
+        metadata={
+            "help": "shell lines the job script runs first (e.g. 'module load cuda' 'source .venv/bin/activate')"
+        },
     )
     launcher_folder: str | None = field(
         default=None, metadata={"help": "job scripts, logs and the array record (default: <output_dir>/.launcher)"}

@@ -88,7 +88,10 @@ class ShardStatus:
     def describe_failure(self) -> str:
         error = _last_error_line(self.log)
         detail = f"; {error}" if error else ""
-        return f"shard {self.name} (job {self.job_id}): {self.scheduler_state}{detail}; log: {self.log}"
+        state = self.scheduler_state
+        if state == LOST:
+            state += " (it ended without a result: killed, or its node failed)"
+        return f"shard {self.name} (job {self.job_id}): {state}{detail}; log: {self.log}"
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -366,7 +369,9 @@ class JobArray:
         status_dir = self.folder / "shards"
         status_dir.mkdir(parents=True, exist_ok=True)
         work = [
-            ShardJob(argv, f"{i}/{len(self.layout)}", options.gpus_per_shard, os.getcwd(), str(status_dir / f"{i}.json"))
+            ShardJob(
+                argv, f"{i}/{len(self.layout)}", options.gpus_per_shard, os.getcwd(), str(status_dir / f"{i}.json")
+            )
             for i in shards
         ]
         try:
@@ -459,7 +464,9 @@ class JobArray:
         print(f"logs: {self.folder}/<job id>/  (array record: {self.record_path})", flush=True)
         for status in statuses:
             where = f"job {status.job_id}" if status.job_id else "no job"
-            print(f"  shard {status.name}: {where}, {status.state} ({status.finished_points}/{len(status.run_ids)} points)")
+            print(
+                f"  shard {status.name}: {where}, {status.state} ({status.finished_points}/{len(status.run_ids)} points)"
+            )
 
     def wait(self, statuses: list[ShardStatus]) -> list[ShardStatus]:
         """Until no shard is running or pending; a bar over finished grid points, shard states beside it."""
@@ -484,7 +491,9 @@ class JobArray:
                     seen[status.index] = status.state
         except KeyboardInterrupt:
             tail = "they stop with this terminal on --cluster local" if self.cluster == "local" else "they keep running"
-            raise SoupError(f"interrupted while watching the shards ({tail}); rerun the same command to attach") from None
+            raise SoupError(
+                f"interrupted while watching the shards ({tail}); rerun the same command to attach"
+            ) from None
         finally:
             bar.close()
         return statuses
