@@ -184,3 +184,27 @@ def test_stale_temporaries_and_torn_checkpoints_are_cleared(tiny_bert_dir, tiny_
     assert [f.name for f in ingredient_dirs(out)] == sorted(r.run_id for r in sweep.runs)
     assert read_ingredient(out / first)["train"]["resumed_from_step"] is None
     assert np.isfinite(read_ingredient(out / first)["metrics"]["test"]["loss"])
+
+
+def test_widening_a_single_valued_axis_trains_only_the_new_point(tiny_bert_dir, tiny_glue, tmp_path, capsys):
+    """`--grid seed=0` then `--grid seed=0,1`: the seed=0 point keeps its id and is not retrained,
+    also when its folder was named the old way (single-valued axes left out: `run-<hash>`)."""
+    out = tmp_path / "widen"
+    assert sweep_main(tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "seed=0")) == 0
+    (first,) = ingredient_dirs(out)
+    written = (first / "model.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    wider = tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "seed=0,1")
+    assert sweep_main(wider) == 0
+    assert "1 already finished, 1 to train" in capsys.readouterr().out
+    folders = ingredient_dirs(out)
+    assert len(folders) == 2 and first in folders and (first / "model.safetensors").stat().st_mtime_ns == written
+
+    legacy = out / f"run-{first.name.rsplit('-', 1)[1]}"  # what the old naming wrote for `--grid seed=0`
+    first.rename(legacy)
+    record = json.loads((legacy / "ingredient.json").read_text())
+    (legacy / "ingredient.json").write_text(json.dumps({**record, "run_id": legacy.name}))
+    assert sweep_main(wider) == 0
+    printed = capsys.readouterr().out
+    assert "2 already finished, 0 to train" in printed and f"finished as {legacy.name}" in printed
+    assert len(ingredient_dirs(out)) == 2

@@ -35,11 +35,12 @@ from hf_soup.grid import (
     SweepArguments,
     check_keys,
     coerce_axes,
+    digest_of_run_id,
     expand_grid,
     parse_scalar,
     shard_runs,
 )
-from hf_soup.ingredient import INGREDIENT_FILE, library_versions, utc_now
+from hf_soup.ingredient import INGREDIENT_FILE, is_ingredient, library_versions, utc_now
 from hf_soup.sweep.launch import process_state
 from hf_soup.tasks import Task, get_task
 
@@ -368,6 +369,44 @@ def check_output_dir(folder: Path, sweep_id: str, shared: dict[str, Any]) -> Non
                 f"{folder}: holds ingredients of a different sweep ({child.name}/ingredient.json has sweep_id "
                 f"{record.get('sweep_id')}, this sweep is {sweep_id}); use another --output_dir"
             )
+
+
+def finished_folders(folder: Path, sweep_id: str, runs: list[RunConfig]) -> dict[str, Path]:
+    """{run id: the folder holding that point's finished ingredient} for the points of `runs` done.
+
+    A point is found under its own id, or under an id of the older naming (which left
+    single-valued axes out of the readable part, e.g. `run-<hash>` for `--grid seed=0`): same hash
+    suffix, same sweep, same recorded values. So widening an axis never retrains such a point.
+    """
+    done: dict[str, Path] = {}
+    by_digest: dict[str, list[Path]] = {}
+    for child in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if child.is_dir() and not child.name.startswith("."):
+            by_digest.setdefault(digest_of_run_id(child.name), []).append(child)
+    for run in runs:
+        if is_ingredient(folder / run.run_id):
+            done[run.run_id] = folder / run.run_id
+            continue
+        for candidate in by_digest.get(digest_of_run_id(run.run_id), ()):
+            record = _peek_ingredient(candidate)
+            if (
+                record
+                and record.get("sweep_id") == sweep_id
+                and _records_values(record, run)
+                and is_ingredient(candidate)
+            ):
+                done[run.run_id] = candidate
+                break
+    return done
+
+
+def _records_values(record: dict[str, Any], run: RunConfig) -> bool:
+    """Whether an ingredient.json records exactly this point's axis values."""
+    recorded = {**record.get("hyperparameters", {}), "seed": record.get("seed")}
+    return all(
+        k in recorded and json.dumps(recorded[k], default=str) == json.dumps(_jsonable(v), default=str)
+        for k, v in run.values.items()
+    )
 
 
 def _peek_ingredient(folder: Path) -> dict | None:
