@@ -35,6 +35,7 @@ from hf_soup.sweep.planning import (
     WORK_DIR,
     Sweep,
     SweepContext,
+    finished_folders,
     recorded_hyperparameters,
     run_options,
     training_arguments_for,
@@ -182,7 +183,8 @@ def begin_sweep(sweep: Sweep) -> list[RunConfig]:
 
     context = sweep.context
     state = process_state()
-    pending = [run for run in sweep.mine if not is_ingredient(context.output_dir / run.run_id)]
+    finished = finished_folders(context.output_dir, context.sweep_id, sweep.mine)
+    pending = [run for run in sweep.mine if run.run_id not in finished]
     blocked = [run.run_id for run in pending if (context.output_dir / run.run_id).exists()]
     if blocked:
         raise SoupError(f"{context.output_dir / blocked[0]}: exists but holds no valid ingredient.json; remove it")
@@ -190,6 +192,9 @@ def begin_sweep(sweep: Sweep) -> list[RunConfig]:
     if state.is_main_process:
         context.output_dir.mkdir(parents=True, exist_ok=True)
         write_sweep_file(sweep)
+        for run_id, found in finished.items():
+            if found.name != run_id:
+                print(f"{run_id}: finished as {found.name} (named before every axis was), skipped", flush=True)
         done = len(sweep.mine) - len(pending)
         shard = f" (shard {sweep.sweep_args.shard} of {len(sweep.runs)})" if sweep.sweep_args.shard else ""
         print(
