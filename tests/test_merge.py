@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -315,3 +316,31 @@ def test_mixed_dropouts_are_recorded_and_other_config_values_refused(tmp_path, t
         ["--ingredients", folders[0], eps, "--recipe", "uniform", "--skip_scoring", "--output", tmp_path / "x"], capsys
     )
     assert code == 2 and "'layer_norm_eps'" in err and str(eps) in err and str(folders[0]) in err
+
+
+def test_a_scored_merge_holds_one_soup_at_a_time(sweep, tmp_path, capsys, monkeypatch):
+    """Structure behind the memory bound (issue 15 item 14): the uniform baseline is scored as a lazy
+    view, never materialised, and gone before greedy allocates its running sum."""
+    import weakref
+
+    from hf_soup import recipes
+
+    seen = {}
+
+    def wrapped(name, run):
+        def wrapper(context):
+            if name == "greedy":
+                seen["uniform alive when greedy starts"] = seen["uniform"]() is not None
+            outcome = run(context)
+            if name == "uniform":
+                seen["uniform is a dict"] = isinstance(outcome.state, dict)
+                seen["uniform"] = weakref.ref(outcome.state)
+            return outcome
+
+        return wrapper
+
+    for name, entry in list(recipes.RECIPE_RUNS.items()):
+        monkeypatch.setitem(recipes.RECIPE_RUNS, name, replace(entry, run=wrapped(name, entry.run)))
+    code, _, _ = run(["--ingredients", sweep, "--recipe", "greedy", "--output", tmp_path / "soup"], capsys)
+    assert code == 0
+    assert seen["uniform is a dict"] is False and seen["uniform alive when greedy starts"] is False

@@ -41,6 +41,21 @@ def test_scores_match_one_example_at_a_time_in_original_order(tokenized):
     assert set(result.metrics) == {"accuracy", "primary", "loss"}
 
 
+def test_a_token_budget_bounds_every_batch_and_changes_no_score(tokenized):
+    tokenizer, dataset = tokenized
+    model = tiny_classifier(len(tokenizer), noise_seed=1).eval()
+    plain = Scorer(model, RTE, {"heldout": dataset}, batch_size=8, pad_token_id=tokenizer.pad_token_id)
+    bounded = Scorer(model, RTE, {"heldout": dataset}, batch_size=8, max_batch_tokens=32, pad_token_id=0)
+    shapes = [tuple(batch["input_ids"].shape) for batch in bounded.batches("heldout")]
+    assert all(rows * width <= 32 for rows, width in shapes) and sum(rows for rows, _ in shapes) == len(dataset)
+    assert len(shapes) > len(plain.batches("heldout")) and max(rows for rows, _ in shapes) == 8  # short rows: full
+    labels = bounded.batch_labels("heldout")  # aligned with the uneven batches (the learned soup's loss)
+    assert [len(batch) for batch in labels] == [rows for rows, _ in shapes]
+    order = np.argsort(-np.asarray(dataset["length"]), kind="stable")
+    assert torch.equal(torch.cat(labels), torch.as_tensor(np.asarray(dataset["label"])[order]))
+    np.testing.assert_allclose(bounded.score("heldout").logits, plain.score("heldout").logits, atol=1e-5)
+
+
 def test_weights_are_swapped_in_place_into_one_model(tokenized):
     tokenizer, dataset = tokenized
     model = tiny_classifier(len(tokenizer), noise_seed=1)
