@@ -112,17 +112,22 @@ def is_model_folder(folder: str | os.PathLike) -> bool:
         return True  # a broken index is reported when the folder is opened, with its name
 
 
-def find_ingredients(patterns: Sequence[str]) -> list[Path]:
+def find_ingredients(patterns: Sequence[str], resolved: Mapping[str, Path] | None = None) -> list[Path]:
     """Expand ingredient arguments into model folders, in argument order.
 
     Each argument is a model folder, a folder of model folders (a sweep's output: expanded to its
-    children, `.tmp-*` leftovers of killed runs skipped), or a glob of either. The same folder
-    reached twice (`A A`, a symlink to A, a sweep folder and one of its runs) is refused: silently
-    dropping one would hide a mistake in the command, keeping both would weight it double.
+    children, `.tmp-*` leftovers of killed runs skipped), or a glob of either; `resolved` maps
+    arguments that name something else (a Hub id) to their local folder (its snapshot). The same
+    folder reached twice (`A A`, a symlink to A, a sweep folder and one of its runs, `org/m` and
+    `org/m@main`) is refused: silently dropping one would hide a mistake in the command, keeping
+    both would weight it double.
     """
-    found: list[Path] = []
-    given_by: dict[Path, str] = {}
+    resolved = resolved or {}
+    found: list[tuple[Path, str]] = []  # (folder, the argument it came from)
     for pattern in patterns:
+        if pattern in resolved:
+            found.append((Path(resolved[pattern]), pattern))
+            continue
         paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not paths:
             raise SoupError(f"{pattern}: no file or folder matches")
@@ -132,8 +137,7 @@ def find_ingredients(patterns: Sequence[str]) -> list[Path]:
             if not path.exists():
                 raise SoupError(f"{path}: no such folder")
             if is_model_folder(path):
-                found.append(path)
-                given_by[path] = pattern
+                found.append((path, pattern))
                 continue
             if not path.is_dir():
                 raise SoupError(f"{path}: not a model folder (expected config.json and model.safetensors)")
@@ -144,22 +148,21 @@ def find_ingredients(patterns: Sequence[str]) -> list[Path]:
             ]
             if not children:
                 raise SoupError(f"{path}: no model folders inside (expected config.json and model.safetensors)")
-            found.extend(children)
-            given_by.update(dict.fromkeys(children, pattern))
-    first_of: dict[tuple[int, int], Path] = {}
-    for path in found:
+            found.extend((child, pattern) for child in children)
+
+    def named(path: Path, given: str) -> str:
+        return given if given in resolved or given == str(path) else f"{path} (from {given!r})"
+
+    first_of: dict[tuple[int, int], int] = {}
+    for index, (path, given) in enumerate(found):
         stat = path.stat()  # (device, inode): equal through symlinks, bind mounts and `a/../a`
-        first = first_of.setdefault((stat.st_dev, stat.st_ino), path)
-        if first is not path:
-
-            def named(folder: Path) -> str:
-                return str(folder) if given_by[folder] == str(folder) else f"{folder} (from {given_by[folder]!r})"
-
+        first = first_of.setdefault((stat.st_dev, stat.st_ino), index)
+        if first != index:
             raise SoupError(
-                f"--ingredients: {named(first)} and {named(path)} are the same folder; it would count twice in "
-                "the soup, give each ingredient once"
+                f"--ingredients: {named(*found[first])} and {named(path, given)} are the same folder; it would "
+                "count twice in the soup, give each ingredient once"
             )
-    return found
+    return [path for path, _ in found]
 
 
 def find_trainer_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
@@ -192,8 +195,9 @@ class Checkpoint(Mapping[str, torch.Tensor]):
     writes them). Every floating tensor is checked for NaN/Inf the first time it is read.
     """
 
-    def __init__(self, folder: str | os.PathLike, *, allow_pickle: bool = False):
+    def __init__(self, folder: str | os.PathLike, *, allow_pickle: bool = False, hub: Any = None):
         self.path = Path(folder)
+        self.hub = hub  # a hf_soup.hub_ingredients.HubIngredient when the folder is a Hub snapshot
         if not self.path.is_dir():
             raise SoupError(f"{self.path}: no such folder")
         self.config = _read_json(self.path / CONFIG_FILE)
@@ -220,8 +224,10 @@ class Checkpoint(Mapping[str, torch.Tensor]):
 
     @property
     def name(self) -> str:
-        """The run id from ingredient.json, else the folder name."""
-        return str(self.ingredient["run_id"]) if self.ingredient else self.path.name
+        """The run id from ingredient.json, else the Hub id (`org/model[@revision]`), else the folder name."""
+        if self.ingredient:
+            return str(self.ingredient["run_id"])
+        return self.hub.name if self.hub is not None else self.path.name
 
     def _open(self, file: Path) -> Any:
         if file not in self._handles:

@@ -162,6 +162,7 @@ def parse_args(argv: list[str] | None) -> tuple[MergeArguments, MergeDataArgumen
 
 def open_ingredients(args: MergeArguments) -> tuple[list[Checkpoint], list[dict[str, str]]]:
     """(the ingredients, checked mixable; soup.json rows of the duplicates dropped from them)."""
+    hub: dict[str, Any] = {}  # Hub ids among the arguments -> hf_soup.hub_ingredients.HubIngredient
     if args.recipe == "average-last":
         if len(args.ingredients) != 1:
             raise SoupError("--recipe average-last: give exactly one Trainer output folder as --ingredients")
@@ -173,9 +174,14 @@ def open_ingredients(args: MergeArguments) -> tuple[list[Checkpoint], list[dict[
         paths = found[-args.last_n :]
         _refuse_nested_output(Path(args.output), paths)  # beside them in the run folder is fine
     else:
-        paths = find_ingredients(args.ingredients)
-        _refuse_nested_output(Path(args.output), [Path(a) for a in args.ingredients if not glob.has_magic(a)] + paths)
-    checkpoints = [Checkpoint(path, allow_pickle=args.allow_pickle) for path in paths]
+        from hf_soup.hub_ingredients import resolve_ingredients
+
+        hub = resolve_ingredients(args.ingredients, allow_pickle=args.allow_pickle)  # Hub ids: downloaded now
+        paths = find_ingredients(args.ingredients, resolved={a: h.folder for a, h in hub.items()})
+        local = [Path(a) for a in args.ingredients if a not in hub and not glob.has_magic(a)]
+        _refuse_nested_output(Path(args.output), local + paths)
+    hub_of = {h.folder: h for h in hub.values()}
+    checkpoints = [Checkpoint(path, allow_pickle=args.allow_pickle, hub=hub_of.get(path)) for path in paths]
     checkpoints, duplicates = drop_duplicate_runs(checkpoints)
     for dropped, kept in duplicates:
         print(
@@ -381,6 +387,8 @@ def soup_record(
             "hyperparameters": ingredient.get("hyperparameters", {}),
             "seed": ingredient.get("seed"),
         }
+        if checkpoint.hub is not None:
+            row["hub"] = checkpoint.hub.describe()  # the commit the revision resolved to
         if made.ingredients is not None:
             row.update(metrics_of(made.ingredients.scored[i]))
         row["kept"] = weights[i] > 0

@@ -85,7 +85,7 @@ class BaseModel:
         return {"name_or_path": self.name_or_path, "revision": self.revision, "weights_sha256": self.weights_sha256}
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     """Hub ids are `name` or `org/name`; anything else that does not exist is a missing local folder."""
     return name.startswith((".", "/", "~", os.sep)) or name.endswith(("/", os.sep)) or name.count("/") > 1
 
@@ -105,7 +105,7 @@ def resolve_base_model(args: ModelArguments) -> BaseModel:
     revision = args.model_revision
     if path.is_dir():
         local_dir = path.resolve()
-    elif path.exists() or _looks_like_path(name):
+    elif path.exists() or looks_like_path(name):
         raise SoupError(f"{name}: model folder does not exist")
     else:
         local_dir, revision = _snapshot(name, args)
