@@ -46,7 +46,10 @@ def _states(n: int, seed: int = 0, spread: float = 0.1) -> tuple[list[dict], dic
     }
     shared = {name: torch.randn(t.shape, generator=generator) for name, t in anchor.items()}  # a common direction
     ingredients = [
-        {name: t + spread * (2 * shared[name] + torch.randn(t.shape, generator=generator)) for name, t in anchor.items()}
+        {
+            name: t + spread * (2 * shared[name] + torch.randn(t.shape, generator=generator))
+            for name, t in anchor.items()
+        }
         for _ in range(n)
     ]
     return ingredients, anchor
