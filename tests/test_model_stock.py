@@ -124,7 +124,7 @@ def test_model_stock_streams_in_chunks_with_the_same_result():
 
 def test_model_stock_refuses_an_anchor_that_does_not_fit():
     ingredients, anchor = _states(2)
-    with pytest.raises(ValueError, match="no tensor 'classifier.weight'"):
+    with pytest.raises(ValueError, match=r"no tensor 'classifier\.weight'"):
         model_stock_soup(ingredients, {k: v for k, v in anchor.items() if k != "classifier.weight"})
     with pytest.raises(ValueError, match="shape"):
         model_stock_soup(ingredients, {**anchor, "encoder.bias": torch.zeros(3)})
