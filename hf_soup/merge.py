@@ -26,6 +26,7 @@ of ingredients (ingredients are memory-mapped and read one tensor at a time).
 
 from __future__ import annotations
 
+import glob
 import shlex
 import sys
 from dataclasses import asdict, dataclass, field, replace
@@ -38,8 +39,10 @@ from hf_soup.checkpoints import (
     Checkpoint,
     check_compatible,
     copy_model_files,
+    drop_duplicate_runs,
     find_ingredients,
     find_trainer_checkpoints,
+    mixed_dropout,
     save_state,
 )
 from hf_soup.data import DataArguments, load_glue
@@ -168,7 +171,8 @@ def parse_args(argv: list[str] | None) -> tuple[MergeArguments, MergeDataArgumen
 # ----------------------------------------------------------------------------- ingredients and data
 
 
-def open_ingredients(args: MergeArguments) -> list[Checkpoint]:
+def open_ingredients(args: MergeArguments) -> tuple[list[Checkpoint], list[dict[str, str]]]:
+    """(the ingredients, checked mixable; soup.json rows of the duplicates dropped from them)."""
     if args.recipe == "average-last":
         if len(args.ingredients) != 1:
             raise SoupError("--recipe average-last: give exactly one Trainer output folder as --ingredients")
@@ -178,11 +182,32 @@ def open_ingredients(args: MergeArguments) -> list[Checkpoint]:
                 f"{args.ingredients[0]}: {len(found)} checkpoint-* folders, fewer than --last_n {args.last_n}"
             )
         paths = found[-args.last_n :]
+        _refuse_nested_output(Path(args.output), paths)  # beside them in the run folder is fine
     else:
         paths = find_ingredients(args.ingredients)
+        _refuse_nested_output(Path(args.output), [Path(a) for a in args.ingredients if not glob.has_magic(a)] + paths)
     checkpoints = [Checkpoint(path, allow_pickle=args.allow_pickle) for path in paths]
+    checkpoints, duplicates = drop_duplicate_runs(checkpoints)
+    for dropped, kept in duplicates:
+        print(
+            f"warning: {dropped.path}: dropped, the same grid point as {kept.path} (same sweep_id, hyperparameters "
+            "and seed: trained twice, e.g. under an old run id)",
+            file=sys.stderr,
+        )
     check_compatible(checkpoints)
-    return checkpoints
+    return checkpoints, [{"path": str(dropped.path), "duplicate_of": str(kept.path)} for dropped, kept in duplicates]
+
+
+def _refuse_nested_output(output: Path, inputs: list[Path]) -> None:
+    """The output must be neither inside an input (a later merge of that sweep folder would take the
+    soup for an ingredient) nor above one (--overwrite would delete the ingredients)."""
+    target = output.resolve()
+    for path in inputs:
+        source = path.resolve()
+        if target == source or target.is_relative_to(source):
+            raise SoupError(f"--output {output}: inside the ingredient folder {path}; write the soup elsewhere")
+        if source.is_relative_to(target):
+            raise SoupError(f"--output {output}: holds the ingredient folder {path}; write the soup elsewhere")
 
 
 def data_arguments(data: MergeDataArguments, checkpoints: list[Checkpoint]) -> DataArguments:
@@ -366,7 +391,13 @@ def save_predictions(path: Path, rows: list[ResultRow], references: Any) -> None
 # ----------------------------------------------------------------------------- soup.json and the table
 
 
-def soup_record(args: MergeArguments, checkpoints: list[Checkpoint], made: MadeSoup, argv: list[str] | None) -> dict:
+def soup_record(
+    args: MergeArguments,
+    checkpoints: list[Checkpoint],
+    made: MadeSoup,
+    argv: list[str] | None,
+    dropped: list[dict[str, str]] | None = None,
+) -> dict:
     """The soup.json payload (docs/FORMATS.md)."""
     record = next((c.ingredient for c in checkpoints if c.ingredient), None) or {}
     weights = made.outcome.weights
@@ -402,6 +433,8 @@ def soup_record(args: MergeArguments, checkpoints: list[Checkpoint], made: MadeS
         if split
         else None,
         "ingredients": rows,
+        **({"dropped_duplicates": dropped} if dropped else {}),
+        **({"mixed_dropout": mixed} if (mixed := mixed_dropout(checkpoints)) else {}),
         **made.extra,
         "results": made.results,
     }
@@ -492,7 +525,12 @@ def _refuse_existing(output: Path, overwrite: bool) -> None:
 
 
 def write_soup_folder(
-    args: MergeArguments, checkpoints: list[Checkpoint], made: MadeSoup, folder: Path, argv: list[str] | None
+    args: MergeArguments,
+    checkpoints: list[Checkpoint],
+    made: MadeSoup,
+    folder: Path,
+    argv: list[str] | None,
+    dropped: list[dict[str, str]] | None = None,
 ) -> dict:
     """Beside the weights: config and tokenizer files, soup.json, and the card (when scored)."""
     files_from = next((c for c in checkpoints if c.tokenizer_files()), checkpoints[-1])
@@ -500,7 +538,7 @@ def write_soup_folder(
     copy_model_files(files_from.path, folder)
     if args.recipe == "average-last" and not files_from.tokenizer_files():
         copy_model_files(Path(args.ingredients[0]), folder)  # the run folder's save_model()
-    soup = soup_record(args, checkpoints, made, argv)
+    soup = soup_record(args, checkpoints, made, argv, dropped)
     write_json_atomic(folder / SOUP_FILE, soup)
     if soup["results"]:  # the card reports scores; an unscored average gets none
         write_card(
@@ -517,14 +555,14 @@ def main(argv: list[str] | None = None) -> int:
     args, data = parse_args(argv)
     output = Path(args.output)
     _refuse_existing(output, args.overwrite)  # fail fast, before any work
-    checkpoints = open_ingredients(args)  # read-only: bad input leaves no trace, not even a lock file
+    checkpoints, dropped = open_ingredients(args)  # read-only: bad input leaves no trace, not even a lock file
     anchor, skip = check_anchor(args, checkpoints)
     with exclusive_lock(output):
         _refuse_existing(output, args.overwrite)  # another merge may have finished meanwhile
         clear_temporaries_of(output)  # what a killed merge into `output` left behind
         with atomic_dir(output, overwrite=args.overwrite) as folder:
             made = make_soup(args, data, checkpoints, folder, anchor, skip)
-            soup = write_soup_folder(args, checkpoints, made, folder, argv)
+            soup = write_soup_folder(args, checkpoints, made, folder, argv, dropped)
     print(format_table(soup))
     print(f"wrote {output}")
     if args.push_to_hub:

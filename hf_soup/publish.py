@@ -50,15 +50,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hf_soup.card import is_generated_card, read_soup, write_card
+from hf_soup.checkpoints import TOKENIZER_FILES
 from hf_soup.errors import SoupError, cli_main
 
 T = TypeVar("T")
 
 WEIGHT_FILES = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
-    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "chat_template.jinja",
-)  # fmt: skip
 # Only these go to the Hub: a soup folder may also hold logs, caches or pickles that do not belong.
 ALLOW_PATTERNS = (
     "config.json",
