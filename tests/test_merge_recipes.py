@@ -134,7 +134,8 @@ def test_filtered_uniform_drops_what_falls_below_the_margin(warm_sweep, tmp_path
     soup = json.loads((output / "soup.json").read_text())
     kept = soup["results"]["filtered-uniform"]["kept"]
     heldout = {row["name"]: row["heldout"]["primary"] for row in soup["ingredients"]}
-    assert set(kept) == {name for name, score in heldout.items() if score == max(heldout.values())}
+    assert kept and all(heldout[name] == max(heldout.values()) for name in kept)  # margin 0: only the best
     assert set(soup["filtered_uniform"]["dropped"]) == set(heldout) - set(kept)
+    assert {row["name"] for row in soup["ingredients"] if row["kept"]} == set(kept)
     assert sum(row["weight"] for row in soup["ingredients"]) == pytest.approx(1.0)
     assert run(["--ingredients", warm_sweep, "--filter_margin", "-1", "--output", tmp_path / "n"], capsys)[0] == 2
