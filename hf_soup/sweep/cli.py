@@ -26,13 +26,14 @@ from hf_soup.concurrency import requested_workers, run_sweep_concurrently
 from hf_soup.errors import cli_main
 from hf_soup.grid import SweepArguments, parse_sweep_args
 from hf_soup.launchers import LauncherArguments
-from hf_soup.sweep.launch import configure_cpu_launch, process_state
+from hf_soup.sweep.launch import configure_cpu_launch, process_state, refuse_sharded_launch
 from hf_soup.sweep.loop import run_sweep
 from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
 
 
 def main(argv: list[str] | None = None) -> int:
     """The whole sweep for `argv` (default: sys.argv[1:]); raises SoupError on bad input."""
+    refuse_sharded_launch(argv)
     configure_cpu_launch()  # before the parser builds TrainingArguments
     argv = list(sys.argv[1:] if argv is None else argv)
     parsed = parse_sweep_args(argv, (*ARGUMENT_TYPES, LauncherArguments), defaults=SWEEP_DEFAULTS)
