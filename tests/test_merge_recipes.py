@@ -86,16 +86,33 @@ def test_a_moved_or_changed_start_is_refused(warm_sweep, tmp_path, tokenizer_dir
     assert code == 2 and "is not the" in err and "started from" in err
 
 
-def test_the_rebuilt_base_and_head_is_bit_identical_to_where_a_plain_sweep_started(tmp_path, tiny_bert_dir):
-    """A sweep trained with learning rate 0 ends where it started: exactly the anchor model stock rebuilds."""
+def test_the_rebuilt_base_and_head_is_bit_identical_to_where_a_plain_sweep_started(
+    tmp_path, tiny_bert_dir, monkeypatch
+):
+    """The weights the sweep's loop really starts every grid point from (spied on) are the anchor model
+    stock rebuilds from ingredient.json alone."""
+    from hf_soup.sweep import loop
+
+    started = []
+    load_model = loop.load_model
+
+    def spy(context, run, **kwargs):
+        model, new = load_model(context, run, **kwargs)
+        started.append({name: tensor.detach().clone() for name, tensor in model.state_dict().items()})
+        return model, new
+
+    monkeypatch.setattr(loop, "load_model", spy)
     glue = write_tiny_rte(tmp_path / "glue", train_rows=48, dev_rows=16)
     out = tmp_path / "runs"
-    flags = tiny_flags(tiny_bert_dir, glue, out, "--max_steps", "1", "--head_init_seed", "7", "--weight_decay", "0.1")
-    assert load_sweep_main()([*flags, "--grid", "learning_rate=0", "seed=3"]) == 0
-    (ingredient,) = [Checkpoint(path) for path in ingredient_dirs(out)]
-    anchor = find_anchor([ingredient])
+    flags = tiny_flags(tiny_bert_dir, glue, out, "--max_steps", "1", "--head_init_seed", "7")
+    assert load_sweep_main()([*flags, "--grid", "learning_rate=1e-3", "seed=3,4"]) == 0
+    ingredients = [Checkpoint(path) for path in ingredient_dirs(out)]
+    assert len(ingredients) == 2 == len(started)
+    anchor = find_anchor(ingredients)
     assert anchor.description["kind"] == "base+head-init" and anchor.description["head_init_seed"] == 7
-    assert all(torch.equal(anchor.state[name], ingredient[name]) for name in ingredient)
+    for start in started:
+        assert all(torch.equal(anchor.state[name], start[name]) for name in ingredients[0])
+    assert not torch.equal(ingredients[0]["classifier.weight"], anchor.state["classifier.weight"])  # it trained
 
 
 def test_compare_all_scores_every_recipe_once_with_gains_and_saves_predictions(warm_sweep, tmp_path, capsys):
