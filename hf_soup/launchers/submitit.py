@@ -29,6 +29,7 @@ Each array job runs `ShardJob` (hf_soup.launchers.shard): the same sweep command
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import shutil
 import subprocess
@@ -39,7 +40,7 @@ from typing import Any
 
 from hf_soup.atomic import exclusive_lock, write_json_atomic
 from hf_soup.errors import SoupError
-from hf_soup.launchers import CLUSTERS, LAUNCHER_FIELDS, LAUNCHERS, LauncherArguments
+from hf_soup.launchers import CLUSTERS, LAUNCHER_FIELDS, LAUNCHERS, LauncherArguments, masked
 
 DEFAULT_FOLDER = ".launcher"
 RECORD_FILE = "array.json"
@@ -99,12 +100,12 @@ class ShardStatus:
 
 def launch(parsed: Any, argv: list[str], options: LauncherArguments) -> int:
     """Submit (or attach to) the sweep's job array, wait for it, then merge. See the module docstring."""
-    submitit = _import_submitit()
     from hf_soup.grid import SweepArguments
     from hf_soup.sweep.planning import plan_sweep
 
     sweep_args = next(a for a in parsed.arguments if isinstance(a, SweepArguments))
     _check_options(options, sweep_args)
+    submitit = _import_submitit()
     sweep = plan_sweep(parsed)  # every check a shard would make, before anything is submitted
     context = sweep.context
     count = min(options.shards or len(sweep.runs), len(sweep.runs))
@@ -168,6 +169,11 @@ def _check_options(options: LauncherArguments, sweep_args: Any) -> None:
         raise SoupError(f"--cluster {options.cluster!r}: expected one of {', '.join(CLUSTERS)}")
     if sweep_args.shard is not None:
         raise SoupError("--shard: the launcher splits the grid itself (--shards N); drop --shard")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SoupError(
+            "--launcher: start it as one plain process (python -m hf_soup.sweep ...), not under accelerate "
+            "launch / torchrun; --gpus_per_shard G trains each shard's points on G GPUs"
+        )
     for name in ("shards", "array_parallelism", "timeout_min", "cpus_per_shard"):
         value = getattr(options, name)
         if value is not None and value < 1:
@@ -364,8 +370,6 @@ class JobArray:
 
     def submit(self, submitit: Any, shards: list[int], argv: list[str]) -> None:
         """Submit `shards` as one job array and record their job ids (atomically)."""
-        import os
-
         from hf_soup.ingredient import utc_now
         from hf_soup.launchers.shard import ShardJob
 
@@ -398,7 +402,7 @@ class JobArray:
             "cluster": self.cluster,
             "shards": len(self.layout),
             "folder": str(self.folder),
-            "command": argv,
+            "command": masked(argv),
             "jobs": dict(sorted(job_records.items(), key=lambda item: int(item[0]))),
             "arrays": arrays,
         }
@@ -449,7 +453,6 @@ class JobArray:
             return 0
         ids = [s.job_id for s in active]
         if self.cluster == "local":
-            import os
             import signal
 
             for job in ids:
