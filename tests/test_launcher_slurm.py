@@ -126,6 +126,11 @@ def test_states_attach_on_rerun_and_resubmit_only_failed_shards(slurm, tiny_bert
     code, stdout, _ = _launch([*argv, "--no_wait"], capsys)
     assert code == 0 and list(slurm.scripts()) == ["1000"]
     assert "shard 0/2: job 1000_0, running" in stdout and "shard 1/2: job 1000_1, pending" in stdout
+    without_shards = [a for a in argv if a not in ("--shards", "2")]
+    code, stdout, _ = _launch([*without_shards, "--no_wait"], capsys)  # keeps the array's layout
+    assert code == 0 and list(slurm.scripts()) == ["1000"] and "shard 1/2: job 1000_1" in stdout
+    code, _, stderr = _launch([*without_shards, "--shards", "4", "--no_wait"], capsys)  # another layout
+    assert code == 2 and "is still running (jobs 1000_0, 1000_1)" in stderr and list(slurm.scripts()) == ["1000"]
 
     # Watching: shard 0 completes, shard 1 runs out of time; the failure names its log, exit 1.
     _finish_points(out, "0/2", [0, 1, 2, 3])

@@ -108,13 +108,10 @@ def launch(parsed: Any, argv: list[str], options: LauncherArguments) -> int:
     submitit = _import_submitit()
     sweep = plan_sweep(parsed)  # every check a shard would make, before anything is submitted
     context = sweep.context
-    count = min(options.shards or len(sweep.runs), len(sweep.runs))
-    if options.shards and options.shards > count:
-        print(f"note: {options.shards} shards for {len(sweep.runs)} grid points: using {count}", flush=True)
     merge_argv = _merge_argv(options, context.output_dir)
     folder = Path(options.launcher_folder or context.output_dir / DEFAULT_FOLDER).absolute()
     argv = _shard_argv(argv, parsed)
-    array = JobArray(folder, context.output_dir, context.sweep_id, sweep.runs, count, options)
+    array = JobArray(folder, context.output_dir, context.sweep_id, sweep.runs, options)
 
     with array.submission_lock():
         statuses = array.poll()
@@ -142,7 +139,7 @@ def launch(parsed: Any, argv: list[str], options: LauncherArguments) -> int:
     failed = [s for s in statuses if s.state != "done"]
     if failed:
         raise ShardsFailed(
-            f"{len(failed)} of {count} shards failed: "
+            f"{len(failed)} of {len(statuses)} shards failed: "
             + "; ".join(s.describe_failure() for s in failed)
             + "; rerun the same command to resubmit only those"
         )
@@ -266,19 +263,22 @@ def _last_error_line(log: Path | None) -> str | None:
 class JobArray:
     """The shards of one sweep, their jobs (`array.json`) and the scheduler's view of them."""
 
-    def __init__(
-        self, folder: Path, output_dir: Path, sweep_id: str, runs: list[Any], count: int, options: LauncherArguments
-    ):
+    def __init__(self, folder: Path, output_dir: Path, sweep_id: str, runs: list[Any], options: LauncherArguments):
         from hf_soup.grid import shard_runs
 
         self.folder = folder
         self.output_dir = output_dir
         self.sweep_id = sweep_id
         self.runs = runs
-        self.layout = [[run.run_id for run in shard_runs(runs, f"{i}/{count}")] for i in range(count)]
         self.options = options
         self.record_path = folder / RECORD_FILE
         self.record = self._read_record()
+        # Without --shards, a rerun keeps the array's layout (and so attaches to it).
+        recorded = self.record.get("shards") if self.record.get("sweep_id") == sweep_id else None
+        count = min(options.shards or recorded or len(runs), len(runs))
+        if options.shards and options.shards > count:
+            print(f"note: {options.shards} shards for {len(runs)} grid points: using {count}", flush=True)
+        self.layout = [[run.run_id for run in shard_runs(runs, f"{i}/{count}")] for i in range(count)]
         self.cluster = options.cluster or self.record.get("cluster") or ("slurm" if shutil.which("srun") else "local")
 
     # ------------------------------------------------------------------ record
