@@ -71,7 +71,7 @@ class GainGroup:
 
     task: Task
     references: np.ndarray
-    pairs: list[tuple[np.ndarray, np.ndarray]]
+    pairs: list[tuple[np.ndarray, np.ndarray | None]]  # baseline None: the candidate's score itself
 
 
 # ----------------------------------------------------------------------------- vectorised metrics
@@ -169,6 +169,7 @@ def bootstrap_draws(
     """(mean gain over every pair of every group on the rows as they are, the same mean on each draw).
 
     Each draw resamples every group's rows once, shared by the group's pairs; pairs count equally.
+    A pair whose baseline is None contributes the candidate's score itself (a mean score's interval).
     Groups are drawn in order from one generator, so the result is a function of the inputs and `seed`.
     """
     if not groups or not any(group.pairs for group in groups):
@@ -183,19 +184,20 @@ def bootstrap_draws(
         indices = rng.integers(0, n, size=(n_resamples, n))
         identity = np.arange(n)[None, :]
         for candidate, baseline in group.pairs:
-            candidate, baseline = _as_predictions(group.task, candidate), _as_predictions(group.task, baseline)
-            if len(candidate) != n or len(baseline) != n:
-                raise ValueError(f"{len(candidate)} and {len(baseline)} predictions for {n} test rows")
-            point += float(
-                resampled_primary(group.task, candidate, references, identity)[0]
-                - resampled_primary(group.task, baseline, references, identity)[0]
-            )
-            if np.array_equal(candidate, baseline):
-                pairs += 1  # identical predictions: the gain is exactly 0 on every draw
-                continue
-            draws += resampled_primary(group.task, candidate, references, indices)
-            draws -= resampled_primary(group.task, baseline, references, indices)
+            candidate = _as_predictions(group.task, candidate)
+            baseline = None if baseline is None else _as_predictions(group.task, baseline)
+            if len(candidate) != n or (baseline is not None and len(baseline) != n):
+                found = len(candidate) if baseline is None else f"{len(candidate)} and {len(baseline)}"
+                raise ValueError(f"{found} predictions for {n} test rows")
             pairs += 1
+            point += float(resampled_primary(group.task, candidate, references, identity)[0])
+            if baseline is None:
+                draws += resampled_primary(group.task, candidate, references, indices)
+                continue
+            point -= float(resampled_primary(group.task, baseline, references, identity)[0])
+            if not np.array_equal(candidate, baseline):  # identical predictions: exactly 0 on every draw
+                draws += resampled_primary(group.task, candidate, references, indices)
+                draws -= resampled_primary(group.task, baseline, references, indices)
     return point / pairs, draws / pairs
 
 

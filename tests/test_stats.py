@@ -140,3 +140,13 @@ def test_bad_inputs_are_refused():
         bootstrap_mean_gain([])
     with pytest.raises(ValueError, match="predictions for 3 test rows"):
         bootstrap_gain(task, np.array([0, 1, 0]), np.array([0, 1]), np.array([0, 1, 1]))
+
+
+def test_a_pair_without_baseline_gives_the_mean_score_and_its_interval():
+    task = get_task("rte")
+    rng = np.random.default_rng(10)
+    references = _labels(rng, 400)
+    a, b = _noisy(rng, references, 0.7), _noisy(rng, references, 0.6)
+    score = bootstrap_mean_gain([GainGroup(task, references, [(a, None), (b, None)])], n_resamples=500)
+    expected = (np.mean(a == references) + np.mean(b == references)) / 2
+    assert score.estimate == pytest.approx(expected) and score.low < expected < score.high
