@@ -102,7 +102,14 @@ class Range:
             value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
         else:
             value = rng.uniform(self.low, self.high)
-        return float(f"{value:.4g}")  # readable ids, and the value written is the value used
+        return self.rounded(value)
+
+    def rounded(self, value: float) -> float | int:
+        """A drawn value as it is used and recorded: 4 significant digits (readable run ids), ints for randint.
+
+        Also applied to values another sampler (Optuna, in hf_soup.hpo) draws from this range.
+        """
+        return round(value) if self.kind == "randint" else float(f"{value:.4g}")
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.low:g}:{self.high:g}"

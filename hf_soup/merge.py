@@ -47,6 +47,7 @@ from hf_soup.checkpoints import (
 )
 from hf_soup.data import DataArguments, load_glue
 from hf_soup.errors import SoupError, cli_main
+from hf_soup.families import family_of
 from hf_soup.ingredient import library_versions, utc_now
 from hf_soup.recipes import (
     CRITERIA,
@@ -66,6 +67,8 @@ SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
 SOUP_FORMAT_VERSION = 1
 DEFAULT_MAX_SEQ_LENGTH = 128
+# Keys of the requested recipe's results row that `results.soup` repeats (they qualify its scores).
+SOUP_ROW_FLAGS = ("fitted_on_heldout",)
 
 
 @dataclass
@@ -268,6 +271,7 @@ class MadeSoup:
     task: str | None
     primary_metric: str | None
     split: dict[str, Any] | None  # the scored splits' description (None when not scored)
+    text_fields: list[str] | None  # the task's text columns (one text or a pair; the card's snippet feeds them)
     outcome: RecipeOutcome  # the requested recipe's (its state already written and dropped)
     ingredients: IngredientScores | None  # None when not scored
     rows: list[ResultRow] = field(default_factory=list)  # baselines, then every recipe run, in order
@@ -279,7 +283,8 @@ class MadeSoup:
         if self.outcome.scores is None:
             return {}
         results = {row.key: row.to_json() for row in self.rows}
-        results["soup"] = metrics_of(self.outcome.scores)
+        flags = {key: value for key, value in self.outcome.row.items() if key in SOUP_ROW_FLAGS}
+        results["soup"] = {**metrics_of(self.outcome.scores), **flags}
         return results
 
 
@@ -293,10 +298,15 @@ def make_soup(args: MergeArguments, data: MergeDataArguments, checkpoints: list[
     rows: list[ResultRow] = []
     if args.skip_scoring:
         record = next((c.ingredient for c in checkpoints if c.ingredient), None) or {}
-        task_name, primary_metric, split = record.get("task"), None, None
+        task_name, primary_metric, split, text_fields = record.get("task"), None, None, None
     else:
         task, split, context.scorer = prepare_scorer(args, data, checkpoints)
-        context.task, task_name, primary_metric = task, task.name, task.primary_metric
+        context.task, task_name, primary_metric, text_fields = (
+            task,
+            task.name,
+            task.primary_metric,
+            list(task.text_fields),
+        )
         context.ingredients = score_ingredients(context.scorer, checkpoints, args.criterion, context.splits)
         rows = baseline_rows(task, checkpoints, context.ingredients, context.scorer)
     chosen: RecipeOutcome | None = None
@@ -310,7 +320,7 @@ def make_soup(args: MergeArguments, data: MergeDataArguments, checkpoints: list[
         if outcome.scores is not None:
             rows.append(ResultRow(RECIPE_RUNS[name].result_key, outcome.scores, fields=outcome.row))
         extra.update(outcome.extra)
-    return MadeSoup(task_name, primary_metric, split, chosen, context.ingredients, rows, extra)
+    return MadeSoup(task_name, primary_metric, split, text_fields, chosen, context.ingredients, rows, extra)
 
 
 # ----------------------------------------------------------------------------- soup.json and the table
@@ -351,6 +361,8 @@ def soup_record(
         "recipe": args.recipe,
         "task": made.task,
         "primary_metric": made.primary_metric or record.get("primary_metric"),
+        "model_family": family_of(checkpoints[0].config),  # decides the loader, the card's snippet, the pipeline
+        **({"text_fields": made.text_fields} if made.text_fields else {}),
         "criterion": args.criterion,
         "strict": args.strict,
         "base_model": record.get("base_model") or {"name_or_path": None, "revision": None, "weights_sha256": None},
@@ -380,7 +392,7 @@ def format_table(soup: dict) -> str:
         "best_single": lambda r: f"best single ({r['name']})",
         "uniform": lambda r: f"uniform soup ({len(soup['ingredients'])})",
         "greedy": lambda r: f"greedy soup ({len(r['kept'])} kept)",
-        "learned": lambda r: f"learned soup ({soup['learned']['granularity']})",
+        "learned": lambda r: f"learned soup ({soup['learned']['granularity']}; fitted on held-out)",
         "ensemble": lambda r: f"ensemble ({r['members']} models, {r['inference_cost']}x inference)",
         "oracle_best_single": lambda r: f"oracle best single on test ({r['name']})",
     }
@@ -403,6 +415,8 @@ def format_table(soup: dict) -> str:
             )
     if soup["recipe"] == "average-last":
         lines.append(f"written: the average of the last {len(soup['ingredients'])} checkpoints (row 'uniform')")
+    if "learned" in results:
+        lines.append("learned: its coefficients were fitted on held-out, so its held-out score is optimistic.")
     lines.append("test = GLUE dev: reported, never used to choose; 'oracle' rows are chosen on test.")
     return "\n".join(lines)
 

@@ -122,8 +122,13 @@ def test_plain_folders_are_scored_when_the_task_is_given(plain_pair, glue_dir, t
     code, out, _ = run(
         [*base, "--task", "rte", "--glue_dir", glue_dir, "--heldout_size", "32", "--max_test_samples", "24"], capsys
     )
-    assert code == 0 and "learned soup (model)" in out
+    assert code == 0 and "learned soup (model; fitted on held-out)" in out and "held-out score is optimistic" in out
     soup = json.loads((output / "soup.json").read_text())
+    assert soup["results"]["learned"]["fitted_on_heldout"] is True and soup["results"]["soup"]["fitted_on_heldout"]
+    assert (
+        "fitted_on_heldout" not in soup["results"]["uniform"] and "fitted_on_heldout" not in soup["results"]["greedy"]
+    )
+    assert "fitted on the held-out split" in (output / "README.md").read_text()
     assert soup["learned"]["granularity"] == "model" and len(soup["learned"]["coefficients"]) == 2
     assert sum(row["weight"] for row in soup["ingredients"]) == pytest.approx(1.0)
     assert soup["results"]["soup"]["heldout"] == soup["results"]["learned"]["heldout"]

@@ -100,7 +100,7 @@ class ShardStatus:
 def launch(parsed: Any, argv: list[str], options: LauncherArguments) -> int:
     """Submit (or attach to) the sweep's job array, wait for it, then merge. See the module docstring."""
     submitit = _import_submitit()
-    from hf_soup.grid import SweepArguments, shard_runs
+    from hf_soup.grid import SweepArguments
     from hf_soup.sweep.planning import plan_sweep
 
     sweep_args = next(a for a in parsed.arguments if isinstance(a, SweepArguments))
@@ -110,11 +110,10 @@ def launch(parsed: Any, argv: list[str], options: LauncherArguments) -> int:
     count = min(options.shards or len(sweep.runs), len(sweep.runs))
     if options.shards and options.shards > count:
         print(f"note: {options.shards} shards for {len(sweep.runs)} grid points: using {count}", flush=True)
-    layout = [[run.run_id for run in shard_runs(sweep.runs, f"{i}/{count}")] for i in range(count)]
     merge_argv = _merge_argv(options, context.output_dir)
     folder = Path(options.launcher_folder or context.output_dir / DEFAULT_FOLDER).absolute()
     argv = _shard_argv(argv, parsed)
-    array = JobArray(folder, context.output_dir, context.sweep_id, layout, options)
+    array = JobArray(folder, context.output_dir, context.sweep_id, sweep.runs, count, options)
 
     with array.submission_lock():
         statuses = array.poll()
@@ -261,11 +260,16 @@ def _last_error_line(log: Path | None) -> str | None:
 class JobArray:
     """The shards of one sweep, their jobs (`array.json`) and the scheduler's view of them."""
 
-    def __init__(self, folder: Path, output_dir: Path, sweep_id: str, layout: list[list[str]], options):
+    def __init__(
+        self, folder: Path, output_dir: Path, sweep_id: str, runs: list[Any], count: int, options: LauncherArguments
+    ):
+        from hf_soup.grid import shard_runs
+
         self.folder = folder
         self.output_dir = output_dir
         self.sweep_id = sweep_id
-        self.layout = layout
+        self.runs = runs
+        self.layout = [[run.run_id for run in shard_runs(runs, f"{i}/{count}")] for i in range(count)]
         self.options = options
         self.record_path = folder / RECORD_FILE
         self.record = self._read_record()
@@ -311,10 +315,11 @@ class JobArray:
     # ------------------------------------------------------------------ states
 
     def poll(self) -> list[ShardStatus]:
-        from hf_soup.ingredient import is_ingredient
+        from hf_soup.sweep.planning import finished_folders
 
         jobs = self._jobs()
         states = self._states(list(jobs.values()))
+        done = set(finished_folders(self.output_dir, self.sweep_id, self.runs))
         statuses = []
         for index, run_ids in enumerate(self.layout):
             job_id = jobs.get(index)
@@ -323,7 +328,7 @@ class JobArray:
                     index=index,
                     count=len(self.layout),
                     run_ids=run_ids,
-                    finished_points=sum(is_ingredient(self.output_dir / run_id) for run_id in run_ids),
+                    finished_points=sum(run_id in done for run_id in run_ids),
                     job_id=job_id,
                     scheduler_state=states.get(job_id) if job_id else None,
                     log=self._paths(job_id).stderr if job_id else None,

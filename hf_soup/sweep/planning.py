@@ -179,8 +179,12 @@ class Sweep:
 # ----------------------------------------------------------------------------- planning
 
 
-def plan_sweep(parsed: ParsedSweep) -> Sweep:
-    """Validate and prepare a sweep; raises SoupError on any bad input and writes nothing in output_dir."""
+def plan_sweep(parsed: ParsedSweep, *, expand: bool = True) -> Sweep:
+    """Validate and prepare a sweep; raises SoupError on any bad input and writes nothing in output_dir.
+
+    `expand=False` checks the axes but draws no points (`runs` and `mine` empty): for a search
+    whose sampler picks the points (hf_soup.hpo), where ranges need no `--num_samples`.
+    """
     model_args, data_args, finetune, sweep_args, training_args = (
         next(a for a in parsed.arguments if isinstance(a, cls)) for cls in ARGUMENT_TYPES
     )
@@ -201,7 +205,7 @@ def plan_sweep(parsed: ParsedSweep) -> Sweep:
     if "dataloader_pin_memory" not in parsed.explicit and not _has_accelerator():
         training_args.dataloader_pin_memory = False  # nothing to pin for; torch would warn at every point
     axes, config_overrides = resolve_grid(parsed, base.config)
-    runs = expand_grid(axes, num_samples=sweep_args.num_samples, search_seed=sweep_args.search_seed)
+    runs = expand_grid(axes, num_samples=sweep_args.num_samples, search_seed=sweep_args.search_seed) if expand else []
     mine = shard_runs(runs, sweep_args.shard)
     from transformers import AutoTokenizer
 
@@ -523,7 +527,8 @@ def _first_difference(old: dict, new: dict) -> str:
     return "written by another version"
 
 
-def write_sweep_file(sweep: Sweep) -> None:
+def write_sweep_file(sweep: Sweep, extra: dict[str, Any] | None = None) -> None:
+    """sweep.json (docs/FORMATS.md), once per folder; `extra` adds keys (hf_soup.hpo: `search`)."""
     path = sweep.context.output_dir / SWEEP_FILE
     if path.is_file():
         return
@@ -541,6 +546,7 @@ def write_sweep_file(sweep: Sweep) -> None:
             "command": sweep.context.command,
             "versions": library_versions(),
             "created": utc_now(),
+            **(extra or {}),
         },
     )
 
