@@ -122,11 +122,24 @@ def test_the_report_pools_replicates_keeps_earlier_runs_and_owns_its_section(ben
     import numpy as np
 
     results = tmp_path / "results.json"
-    results.write_text(json.dumps({"runs": [{"key": "runs-1-3", "title": "Runs 1-3", "markdown": "### Runs 1-3\n\nold"}]}))
+    results.write_text(
+        json.dumps({"runs": [{"key": "runs-1-3", "title": "Runs 1-3", "markdown": "### Runs 1-3\n\nold"}]})
+    )
     page = tmp_path / "BENCHMARKS.md"
-    page.write_text(f"# Benchmarks\n\n## Sweep throughput\n\nkeep me\n\n{bench.SECTION}\n\nhand-written\n\n## Later\n\nme too\n")
+    page.write_text(
+        f"# Benchmarks\n\n## Sweep throughput\n\nkeep me\n\n{bench.SECTION}\n\nhand-written\n\n## Later\n\nme too\n"
+    )
     argv = ["--output_dir", str(tmp_path / "runs"), "--tasks", "rte", "cola", "--replicates", "2", "--stage", "report"]
-    argv += ["--results", str(results), "--plot", str(tmp_path / "gains.png"), "--write", str(page), "--n_resamples", "300"]
+    argv += [
+        "--results",
+        str(results),
+        "--plot",
+        str(tmp_path / "gains.png"),
+        "--write",
+        str(page),
+        "--n_resamples",
+        "300",
+    ]
     args = bench.parse_args(argv)
     rng = np.random.default_rng(0)
     for task in ("rte", "cola"):
@@ -135,7 +148,7 @@ def test_the_report_pools_replicates_keeps_earlier_runs_and_owns_its_section(ben
     bench.main(argv)
     bench.main(argv)  # a rerun replaces its own run, never the earlier ones
     runs = json.loads(results.read_text())["runs"]
-    assert [run["key"] for run in runs][0] == "runs-1-3" and len(runs) == 2
+    assert runs[0]["key"] == "runs-1-3" and len(runs) == 2
     analysis = runs[1]["analysis"]
     assert analysis["per_task"]["rte"]["replicates"] == 2
     uniform = analysis["aggregate"]["uniform"]
