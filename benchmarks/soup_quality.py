@@ -230,11 +230,11 @@ def merge_command(ingredients: list[Path], args: argparse.Namespace, output: Pat
         sys.executable, "-m", "hf_soup.merge", "--ingredients", *map(str, ingredients),
         "--recipe", "uniform", "--compare", "all", "--criterion", "metric",
         "--output", str(output), "--overwrite", "--batch_size", str(args.eval_batch_size),
-        "--predictions_file", str(predictions),
+        "--predictions_file", str(predictions), *shlex.split(args.merge_args),
     ]  # fmt: skip
 
 
-def merged(folder: Path, ingredients: list[Path]) -> bool:
+def merged(folder: Path, ingredients: list[Path], args: argparse.Namespace) -> bool:
     """A cached merge: soup.json over exactly these ingredients, every recipe row, the predictions."""
     soup_dir, predictions, _ = soup_paths(folder)
     try:
@@ -243,7 +243,8 @@ def merged(folder: Path, ingredients: list[Path]) -> bool:
         return False
     paths = sorted(str(Path(row["path"]).resolve()) for row in soup.get("ingredients", []))
     complete = all(key in soup.get("results", {}) for key, _ in RECIPES)
-    return complete and predictions.is_file() and paths == sorted(str(p.resolve()) for p in ingredients)
+    same_flags = soup.get("commands", {}).get("merge", "").endswith(shlex.join(shlex.split(args.merge_args)))
+    return complete and same_flags and predictions.is_file() and paths == sorted(str(p.resolve()) for p in ingredients)
 
 
 def stage_merge(args: argparse.Namespace, log: Path) -> None:
@@ -254,7 +255,7 @@ def stage_merge(args: argparse.Namespace, log: Path) -> None:
             print(f"{folder.name}: sweep not complete ({len(found)} ingredients), not merged", flush=True)
             continue
         ingredients = [found[key] for key in sorted(found)]
-        if merged(folder, ingredients) and not args.remerge:
+        if merged(folder, ingredients, args) and not args.remerge:
             continue
         soup_dir, predictions, timing = soup_paths(folder)
         seconds = run(merge_command(ingredients, args, soup_dir, predictions), log)
@@ -288,7 +289,7 @@ def load_replicates(args: argparse.Namespace) -> list[Replicate]:
         ingredients = found_ingredients(folder, task, replicate, args)
         if len(ingredients) < len(expected_points(task, replicate, args)):
             continue
-        if not merged(folder, [ingredients[k] for k in sorted(ingredients)]):
+        if not merged(folder, [ingredients[k] for k in sorted(ingredients)], args):
             continue
         saved = np.load(predictions)
         records = [json.loads((path / "ingredient.json").read_text()) for path in ingredients.values()]
@@ -707,6 +708,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval_batch_size", type=int, default=256, help="scoring batch (sweep and merge)")
     parser.add_argument("--sweep_args", default="", help="more sweep flags, one string: '--lr_scheduler_type cosine'")
     parser.add_argument("--output_dir", default=str(ROOT / "runs_quality"), help="sweeps and soups (cached)")
+    parser.add_argument(
+        "--merge_args",
+        default="--learned_epochs 2",
+        help="more merge flags (default: a 2-epoch learned soup, for CPU time)",
+    )
     parser.add_argument("--remerge", action="store_true", help="merge again even where a merge is cached")
     parser.add_argument("--n_resamples", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")

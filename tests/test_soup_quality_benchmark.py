@@ -113,6 +113,7 @@ def _fake_merged_replicate(bench, args, task, replicate, rng, gain_rows: int):
         "split": {"heldout_size": 249},
         "ingredients": [{"path": str(p)} for p in ingredients],
         "results": results,
+        "commands": {"merge": "python -m hf_soup.merge ... " + args.merge_args},
     }
     (soup_dir / "soup.json").write_text(json.dumps(soup))
     np.savez(predictions_file, references=references, **logits)
