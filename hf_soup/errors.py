@@ -29,3 +29,24 @@ def cli_main(main: Callable[[list[str] | None], int | None], argv: list[str] | N
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def causes(err: BaseException, limit: int = 10) -> list[BaseException]:
+    """`err` and the exceptions it was raised from or during (__cause__ / __context__), nearest first:
+    Hub client errors wrap the HTTP or connection error that says what really happened."""
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen and len(chain) < limit:
+        chain.append(err)
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return chain
+
+
+def http_status(err: BaseException) -> int | None:
+    """The HTTP status of the nearest response among `causes(err)` (None: no response, e.g. offline)."""
+    for cause in causes(err):
+        status = getattr(getattr(cause, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status
+    return None

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_soup.checkpoints import MODEL_FILES, SAFE_INDEX, SAFE_SINGLE, TOKENIZER_FILES, weight_files
-from hf_soup.errors import SoupError
+from hf_soup.errors import SoupError, causes, http_status
 from hf_soup.ingredient import INGREDIENT_FILE
 
 SAFETENSORS_PATTERNS = (SAFE_SINGLE, SAFE_INDEX, "model-*-of-*.safetensors")
@@ -109,14 +109,6 @@ def _snapshot(argument: str, repo_id: str, revision: str | None, patterns: list[
         raise SoupError(describe_error(err, argument, repo_id, revision)) from None
 
 
-def _causes(err: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    while err is not None and err not in chain and len(chain) < 10:
-        chain.append(err)
-        err = err.__cause__ or err.__context__
-    return chain
-
-
 def describe_error(err: BaseException, argument: str, repo_id: str, revision: str | None) -> str:
     """One line for a failed download: what happened and what to do; the token scrubbed out."""
     from huggingface_hub import constants
@@ -128,25 +120,25 @@ def describe_error(err: BaseException, argument: str, repo_id: str, revision: st
         RevisionNotFoundError,
     )
 
-    causes = _causes(err)
+    chain = causes(err)
     endpoint = constants.ENDPOINT
-    status = next((c.response.status_code for c in causes if getattr(c, "response", None) is not None), None)
+    status = http_status(err)
     where = f"{argument}: not a local folder, and"
-    if any(isinstance(c, RevisionNotFoundError) for c in causes):
+    if any(isinstance(c, RevisionNotFoundError) for c in chain):
         message = f"{argument}: {repo_id} on {endpoint} has no revision {revision!r} (branch, tag or commit)"
-    elif any(isinstance(c, GatedRepoError) for c in causes):
+    elif any(isinstance(c, GatedRepoError) for c in chain):
         message = f"{where} {repo_id} is gated on {endpoint}: accept its terms there and use a token with access"
-    elif status == 401 and not any(isinstance(c, RepositoryNotFoundError) for c in causes):
+    elif status == 401 and not any(isinstance(c, RepositoryNotFoundError) for c in chain):
         message = (
             f"{argument}: authentication failed (401) on {endpoint}: the token (HF_TOKEN or the login cache) "
             "was rejected; check it or run `hf auth login`"
         )
-    elif any(isinstance(c, RepositoryNotFoundError) for c in causes):
+    elif any(isinstance(c, RepositoryNotFoundError) for c in chain):
         private = " (or it is private and no token with access was given: HF_TOKEN or `hf auth login`)"
         message = f"{where} {endpoint} has no model repo {repo_id} ({status or 404}){private if status == 401 else ''}"
-    elif any(isinstance(c, OfflineModeIsEnabled) for c in causes) or constants.is_offline_mode():
+    elif any(isinstance(c, OfflineModeIsEnabled) for c in chain) or constants.is_offline_mode():
         message = f"{where} HF_HUB_OFFLINE is set and {repo_id} is not in the Hub cache; unset it to download"
-    elif any(isinstance(c, LocalEntryNotFoundError) for c in causes):
+    elif any(isinstance(c, LocalEntryNotFoundError) for c in chain):
         message = f"{where} {endpoint} cannot be reached (nor is {repo_id} in the Hub cache)"
     else:
         detail = " ".join(str(err).split())[:200]

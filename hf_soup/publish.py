@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 
 from hf_soup.card import is_generated_card, read_soup, write_card
 from hf_soup.checkpoints import TOKENIZER_FILES
-from hf_soup.errors import SoupError, cli_main
+from hf_soup.errors import SoupError, causes, cli_main, http_status
 
 T = TypeVar("T")
 
@@ -238,46 +238,28 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (_httpx().TransportError, ConnectionError, TimeoutError)
 
 
-def _causes(err: BaseException) -> list[BaseException]:
-    chain, seen = [], set()
-    while err is not None and id(err) not in seen and len(chain) < 10:
-        chain.append(err)
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return chain
-
-
-def _status(err: BaseException) -> int | None:
-    for cause in _causes(err):
-        response = getattr(cause, "response", None)
-        status = getattr(response, "status_code", None)
-        if isinstance(status, int):
-            return status
-    return None
-
-
 def _is_transient(err: BaseException) -> bool:
     from huggingface_hub.errors import OfflineModeIsEnabled
 
-    if any(isinstance(cause, OfflineModeIsEnabled) for cause in _causes(err)):
+    if any(isinstance(cause, OfflineModeIsEnabled) for cause in causes(err)):
         return False
     transport = _transport_errors()
-    if any(isinstance(cause, transport) for cause in _causes(err)):
+    if any(isinstance(cause, transport) for cause in causes(err)):
         return True
-    return _status(err) in RETRY_STATUS
+    return http_status(err) in RETRY_STATUS
 
 
 def _describe(err: BaseException, *, repo_id: str, endpoint: str, attempts: int, token: str | None) -> str:
     """One line for the user; never the token (scrubbed even from server messages)."""
     from huggingface_hub.errors import OfflineModeIsEnabled
 
-    status = _status(err)
-    server = next((c.server_message for c in _causes(err) if getattr(c, "server_message", None)), None)
+    status = http_status(err)
+    server = next((c.server_message for c in causes(err) if getattr(c, "server_message", None)), None)
     detail = " ".join((server or str(err)).split())[:300]
     if token:
         detail = detail.replace(token, "***")
     namespace = repo_id.split("/")[0]
-    if any(isinstance(c, OfflineModeIsEnabled) for c in _causes(err)):
+    if any(isinstance(c, OfflineModeIsEnabled) for c in causes(err)):
         return "HF_HUB_OFFLINE is set (offline mode): unset it to publish"
     if status == 401:
         return f"{endpoint}: authentication failed (401): the token (token=, HF_TOKEN or the login cache) was rejected; check it or run `hf auth login`"
@@ -290,9 +272,9 @@ def _describe(err: BaseException, *, repo_id: str, endpoint: str, attempts: int,
     if status is not None:
         suffix = f" after {attempts} attempts" if attempts > 1 else ""
         return f"{repo_id}: the Hub answered {status}{suffix}: {detail}"
-    if any(isinstance(c, (ConnectionRefusedError, _httpx().ConnectError)) for c in _causes(err)):
+    if any(isinstance(c, (ConnectionRefusedError, _httpx().ConnectError)) for c in causes(err)):
         return f"{endpoint}: unreachable after {attempts} attempts ({type(err).__name__}: {detail})"
-    if any(isinstance(c, _transport_errors()) for c in _causes(err)):
+    if any(isinstance(c, _transport_errors()) for c in causes(err)):
         return f"{endpoint}: connection failed after {attempts} attempts ({type(err).__name__}: {detail})"
     return f"{repo_id}: {detail}"
 

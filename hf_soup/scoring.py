@@ -133,8 +133,15 @@ class Scorer:
         names = frozenset(state.keys())
         if names != self._checked_keys:
             self._check_keys(names)
+        read_into = getattr(state, "read_into", None)  # lazy soups write into the model, no temporary
         for name in state:
             target = self._targets[name]
+            if read_into is not None and target.is_contiguous():
+                try:
+                    read_into(name, target)
+                except ValueError as err:  # a shape that does not fit
+                    raise SoupError(f"weights do not fit the scoring model: {err}") from None
+                continue
             value = state[name]
             if tuple(value.shape) != tuple(target.shape):
                 raise SoupError(f"weights do not fit the scoring model: {name!r} has shape {list(value.shape)}")

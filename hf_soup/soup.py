@@ -151,6 +151,15 @@ class AverageView(Mapping[str, torch.Tensor]):
             tensors = [source[name] for source in self.sources]
             return _weighted_tensor(tensors, self.weights, self.uniform, self.accumulate_dtype, self.chunk_size)
 
+    def read_into(self, name: str, out: torch.Tensor) -> None:
+        """`out.copy_(self[name])` without the tensor-sized temporary (a scorer loads soups with it)."""
+        name = self.aliases.get(name, name)
+        with single_threaded():
+            tensors = [source[name] for source in self.sources]
+            if tuple(tensors[0].shape) != tuple(out.shape):
+                raise ValueError(f"{name!r} has shape {list(tensors[0].shape)}, the target {list(out.shape)}")
+            _weighted_tensor(tensors, self.weights, self.uniform, self.accumulate_dtype, self.chunk_size, out=out)
+
     def __contains__(self, name: object) -> bool:  # Mapping's default would compute the tensor
         return name in self._names
 
@@ -189,15 +198,25 @@ def weighted_average(
 
 
 def _weighted_tensor(
-    tensors: list[torch.Tensor], weights: list[float], uniform: bool, accumulate_dtype: torch.dtype, chunk_size: int
+    tensors: list[torch.Tensor],
+    weights: list[float],
+    uniform: bool,
+    accumulate_dtype: torch.dtype,
+    chunk_size: int,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One tensor of `weighted_average`: θ₀ + Σᵢ wᵢ·(θᵢ − θ₀) chunk by chunk, in `accumulate_dtype`."""
+    """One tensor of `weighted_average`: θ₀ + Σᵢ wᵢ·(θᵢ − θ₀) chunk by chunk, in `accumulate_dtype`.
+
+    With `out` (any dtype or device, e.g. a scoring model's parameter) the result is written there,
+    rounded through the ingredients' dtype first, so it holds exactly what copying the returned
+    tensor would give, and no tensor-sized temporary exists.
+    """
     first = tensors[0]
     if not first.is_floating_point():
-        return first.clone()
+        return first.clone() if out is None else out.copy_(first)
     device = first.device  # accumulate where the tensors live (a CUDA state dict stays on its GPU)
     flat = [tensor.reshape(-1) for tensor in tensors]
-    result = torch.empty(first.numel(), dtype=first.dtype, device=device)
+    result = torch.empty(first.numel(), dtype=first.dtype, device=device) if out is None else out.view(-1)
     accumulator = torch.empty(min(chunk_size, first.numel()), dtype=accumulate_dtype, device=device)
     difference = torch.empty_like(accumulator)
     for start in range(0, result.numel(), chunk_size):
@@ -216,8 +235,8 @@ def _weighted_tensor(
                 acc.add_(diff, alpha=weight)
         if uniform:  # sum, then divide once: exact for two ingredients, and RunningSum's order
             acc.div_(len(flat))
-        result[chunk] = acc.add_(base)
-    return result.view(first.shape)
+        result[chunk] = acc.add_(base).to(first.dtype)
+    return result.view(first.shape) if out is None else out
 
 
 @register("uniform", "mean of all ingredients")
@@ -267,11 +286,17 @@ class RunningSum:
         device = self.total[self.aliases.get(name, name)].device
         return source[name].to(device, self.accumulate_dtype) - self.base[name].to(self.accumulate_dtype)
 
-    def add(self, source: StateDict) -> None:
+    def add(self, source: StateDict, chunk_size: int = 1 << 18) -> None:
         with single_threaded():
             for name, total in self.total.items():
-                if total.is_floating_point():
-                    total.add_(self._difference(source, name))
+                if not total.is_floating_point():
+                    continue
+                flat, other, base = total.view(-1), source[name].reshape(-1), self.base[name].reshape(-1)
+                for start in range(0, flat.numel(), chunk_size):  # chunks: no tensor-sized temporary
+                    chunk = slice(start, start + chunk_size)
+                    flat[chunk].add_(
+                        other[chunk].to(flat.device, self.accumulate_dtype) - base[chunk].to(self.accumulate_dtype)
+                    )
         self.count += 1
 
     def _mean_tensor(self, name: str, candidate: StateDict | None) -> torch.Tensor:
@@ -286,6 +311,29 @@ class RunningSum:
         # `weighted_average`, so the view is bitwise the soup it stands for.
         mean = self._difference(candidate, name).add_(total).div_(self.count + 1).add_(base)
         return mean.to(self.dtypes[name])
+
+    def read_into(self, name: str, candidate: StateDict | None, out: torch.Tensor, chunk_size: int = 1 << 18) -> None:
+        """`out.copy_(self._mean_tensor(name, candidate))`, chunk by chunk (the same operations per
+        element, so the same values), without the tensor-sized temporary."""
+        name = self.aliases.get(name, name)
+        total = self.total[name]
+        if tuple(total.shape) != tuple(out.shape):
+            raise ValueError(f"{name!r} has shape {list(total.shape)}, the target {list(out.shape)}")
+        if not total.is_floating_point():
+            out.copy_(total)
+            return
+        flat_total, flat_out, base = total.view(-1), out.view(-1), self.base[name].reshape(-1)
+        other = candidate[name].reshape(-1) if candidate is not None else None
+        with single_threaded():
+            for start in range(0, flat_total.numel(), chunk_size):
+                chunk = slice(start, start + chunk_size)
+                origin = base[chunk].to(self.accumulate_dtype)
+                if other is None:
+                    mean = (flat_total[chunk] / self.count).add_(origin)
+                else:
+                    mean = (other[chunk].to(total.device, self.accumulate_dtype) - origin).add_(flat_total[chunk])
+                    mean.div_(self.count + 1).add_(origin)
+                flat_out[chunk] = mean.to(self.dtypes[name])
 
     def mean_with(self, candidate: StateDict | None = None) -> StateDict:
         """The soup (with `candidate` added when given) as a lazy mapping in the ingredients' dtype."""
@@ -312,6 +360,12 @@ class _LazyMean(Mapping[str, torch.Tensor]):
         if name not in self.running.dtypes:
             raise KeyError(name)
         return self.running._mean_tensor(name, self.candidate)
+
+    def read_into(self, name: str, out: torch.Tensor) -> None:
+        self.running.read_into(name, self.candidate, out)
+
+    def __contains__(self, name: object) -> bool:  # Mapping's default would compute the tensor
+        return name in self.running.dtypes
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.running.names)

@@ -58,12 +58,6 @@ def error_line(result: dict) -> str:
 
 
 @pytest.fixture
-def online(monkeypatch):
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", False)
-
-
-@pytest.fixture
 def hub_repos(tmp_path, tokenizer_dir, online):
     """ns/a (main), ns/b (branch v1 = the folder b; main moved on to another model), ns/private,
     ns/pickled (only pytorch_model.bin); and the local folders they hold."""

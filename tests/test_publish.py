@@ -72,13 +72,6 @@ def soup_dir(tmp_path, soup_template):
     return shutil.copytree(soup_template, tmp_path / "rte-greedy")
 
 
-@pytest.fixture
-def online(monkeypatch):
-    """In-process publishing: the test process is offline by conftest; lift it for this test only."""
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", False)
-
-
 def publish(hub: HubServer, folder, **kwargs) -> str:
     kwargs.setdefault("token", hub.token)
     return publish_folder(folder, REPO, endpoint=hub.endpoint, backoff_s=0.01, max_attempts=3, **kwargs)

@@ -41,9 +41,8 @@ def spm_model() -> bytes:
     [("DebertaV2Tokenizer", "spm.model"), ("LlamaTokenizer", "tokenizer.model"), ("T5Tokenizer", "spiece.model")],
 )
 def test_sentencepiece_files_reach_the_soup_and_the_hub(
-    tmp_path, tokenizer_dir, spm_model, glue_dir, monkeypatch, tokenizer_class, filename, capsys
+    tmp_path, tokenizer_dir, spm_model, glue_dir, online, tokenizer_class, filename, capsys
 ):
-    import huggingface_hub
     from transformers import AutoTokenizer
 
     from hf_soup.publish import publish_folder
@@ -68,8 +67,6 @@ def test_sentencepiece_files_reach_the_soup_and_the_hub(
     pair = ("the cat sat", "a dog")
     assert AutoTokenizer.from_pretrained(output)(*pair) == AutoTokenizer.from_pretrained(folders[0])(*pair)
 
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", False)
     with HubServer(tmp_path / "hub") as hub:
         publish_folder(output, REPO, endpoint=hub.endpoint, token=hub.token, max_attempts=1)
         assert hub.read_file(REPO, filename) == spm_model

@@ -5,6 +5,7 @@ import torch
 
 from hf_soup.soup import (
     RECIPES,
+    AverageView,
     RunningSum,
     average_checkpoints,
     greedy_soup,
@@ -258,3 +259,25 @@ def test_recipes_accumulate_on_the_tensors_device(device):
     if device == "cuda":  # same numbers as on the CPU
         on_cpu = uniform_soup(cpu)
         assert all(torch.allclose(soups["uniform"][k].cpu(), on_cpu[k], atol=1e-6) for k in on_cpu)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_lazy_soups_write_into_a_buffer_exactly_what_they_read(dtype):
+    """read_into (how the scorer loads a lazy soup, with no tensor-sized temporary) gives bitwise the
+    values of reading the tensor, in chunks smaller than the tensors."""
+    states = [{k: v.to(dtype) for k, v in _state(seed).items()} for seed in range(3)]
+    view = AverageView(states, chunk_size=5)
+    running = RunningSum(states[0])
+    running.add(states[1], chunk_size=5)
+    assert torch.equal(running.mean_with()["w"], uniform_soup(states[:2])["w"])  # chunked add, same sum
+    for lazy in (view, running.mean_with(), running.mean_with(states[2])):
+        for name in lazy:
+            out = (
+                torch.full(lazy[name].shape, -1.0)
+                if lazy[name].is_floating_point()
+                else torch.zeros(1, dtype=torch.int64)
+            )
+            lazy.read_into(name, out)
+            assert torch.equal(out, lazy[name].to(out.dtype)), name
+    with pytest.raises(ValueError, match="shape"):
+        view.read_into("w", torch.empty(3, 4))
