@@ -20,8 +20,11 @@ What one run does, in order:
   4. write the recipe's soup as a normal HF model folder (config, tokenizer, model.safetensors,
      sharded when large) + soup.json (docs/FORMATS.md), atomically: a temp folder renamed into
      place, under a lock, so a killed or concurrent merge never leaves a half-written soup.
-Memory: one running sum (float32, one model) + the scoring model + one tensor, whatever the number
-of ingredients (ingredients are memory-mapped and read one tensor at a time).
+Memory: the scoring model + at most one soup (greedy's float32 running sum, or the requested
+recipe's weights while they are written) + one batch's activations, whatever the number of
+ingredients: ingredients are memory-mapped and read one tensor at a time, the uniform baseline is
+streamed into the scoring model, and freed memory is returned between recipes (`release_memory`).
+The learned soup is the exception (about three models: mixed weights, their gradient, the model).
 """
 
 from __future__ import annotations
