@@ -1,4 +1,4 @@
-"""The whole job in one command: sweep -> greedy soup -> model card -> publish -> from_pretrained.
+"""The whole job in one command: sweep -> soup -> model card -> publish -> from_pretrained.
 
     make demo                                                  # = python scripts/demo.py --glue_dir ../shared/glue
     python scripts/demo.py --glue_dir ../shared/glue --task mrpc
@@ -16,6 +16,7 @@ Rerunning skips the grid points already trained.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -30,6 +31,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hf_soup.errors import SoupError, cli_main
+from hf_soup.merge import DEFAULT_RECIPE
 from hf_soup.tasks import get_task
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +66,9 @@ class DemoArguments:
         default=1000, metadata={"help": "training subsample, to finish in minutes on a CPU (0: all of train)"}
     )
     num_train_epochs: float = field(default=2.0, metadata={"help": "epochs per grid point"})
+    recipe: str = field(
+        default=DEFAULT_RECIPE, metadata={"help": "merge recipe (default: the merge's, chosen from BENCHMARKS.md)"}
+    )
     warm_start_epochs: float = field(default=1.0, metadata={"help": "shared warm start every point forks from"})
     max_steps: int = field(default=-1, metadata={"help": "cap on steps per grid point (tests use a few)"})
     max_seq_length: int = field(default=128, metadata={"help": "truncate inputs"})
@@ -129,6 +134,20 @@ def sweep_command(args: DemoArguments, model: str, runs: Path) -> tuple[list[str
     )
 
 
+def gain_line(soup_dir: Path) -> str:
+    """The soup's test gain over the best single with its interval, in words, whatever it is."""
+    from hf_soup.card import gain_cell, gain_verdict
+
+    soup = json.loads((soup_dir / "soup.json").read_text())
+    gain = soup["results"]["soup"].get("gain_over_best_single")
+    if not gain:
+        return "gain over the best single: not computed"
+    return (
+        f"{soup['recipe']} soup vs the best single ingredient, test {soup['primary_metric']}: {gain_cell(gain)} "
+        f"(95% interval, paired bootstrap over the {soup['split']['test_size']} test rows): {gain_verdict(gain)}"
+    )
+
+
 def load_and_classify(repo_id: str, soup_dir: str, task_name: str) -> None:
     """Step 4, run in a fresh process (HF_ENDPOINT is read at import): what any user of the soup does."""
     import torch
@@ -169,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         model, base_model_id = args.model, None if Path(args.model).exists() else args.model
     base_model_id = args.base_model_id or base_model_id
     out = Path(args.output_dir)
-    runs, soup = out / "runs" / task.name, out / "soups" / f"{task.name}-greedy"
-    repo_id = args.repo_id or f"demo/{Path(base_model_id or model).name.lower()}-{task.name}-greedy-soup"
+    runs, soup = out / "runs" / task.name, out / "soups" / f"{task.name}-{args.recipe}"
+    repo_id = args.repo_id or f"demo/{Path(base_model_id or model).name.lower()}-{task.name}-{args.recipe}-soup"
     if args.glue_dir is None:
         print(f"GLUE {task.name} from the Hub (nyu-mll/glue); pass --glue_dir for a local copy")
     print(
@@ -184,15 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     command, shown = sweep_command(args, model, runs)
     run_step("1/4 sweep: one ingredient per grid point", command, env=python_env(), shown=shown)
 
-    merge = ["--ingredients", str(runs), "--recipe", "greedy", "--output", str(soup), "--overwrite"]
+    merge = ["--ingredients", str(runs), "--recipe", args.recipe, "--output", str(soup), "--overwrite"]
     if base_model_id:
         merge += ["--base_model_id", base_model_id]
     run_step(
-        "2/4 merge: greedy soup vs best single, uniform and ensemble",
+        f"2/4 merge: {args.recipe} soup vs best single, uniform and ensemble",
         [sys.executable, "-m", "hf_soup.merge", *merge],
         env=python_env(),
         shown=["python", "-m", "hf_soup.merge", *merge],
     )
+    print(gain_line(soup))
 
     publish = [str(soup), "--repo_id", repo_id]
     if args.hub == "real":
