@@ -301,18 +301,14 @@ def load_replicates(args: argparse.Namespace) -> list[Replicate]:
 
 
 def stats_task(soup: dict):
-    """The `hf_soup.tasks.Task` a soup was scored as (its primary metric decides the bootstrap's metric)."""
+    """The `hf_soup.tasks.Task` a soup was scored as (its primary metric decides the bootstrap's metric):
+    the task description soup.json carries (`data.task`), else the GLUE preset it names."""
     from hf_soup.tasks import Task, get_task
 
-    try:
-        return get_task(soup["task"])
-    except Exception:  # a user dataset (AG News): its task description travels in soup.json
-        described = soup.get("task_description") or {}
-        if hasattr(Task, "from_dict") and described:
-            return Task.from_dict(described)
-        labels = tuple(str(i) for i in range(int(soup.get("num_labels") or 4)))
-        primary = soup["primary_metric"]
-        return Task(soup["task"], ("text",), labels, (primary,), primary, (primary,), ("validation",))
+    described = (soup.get("data") or {}).get("task")
+    if described and hasattr(Task, "from_dict"):
+        return Task.from_dict(described)
+    return get_task(soup["task"])
 
 
 def analyse(replicates: list[Replicate], n_resamples: int, seed: int, exclude: tuple[str, ...] = ()) -> dict:
