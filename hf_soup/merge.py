@@ -197,7 +197,7 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
     splits = load_glue(data_args)
     record = next((c.ingredient for c in checkpoints if c.ingredient), None)
     recorded = ((record or {}).get("split") or {}).get("fingerprint")
-    if recorded and recorded != splits.fingerprint:
+    if recorded and recorded not in (splits.fingerprint, splits.legacy_fingerprint()):
         raise SoupError(
             f"{checkpoints[0].path}/ingredient.json: split fingerprint {recorded} does not match the held-out split "
             f"rebuilt from {splits.source} ({splits.fingerprint}); pass the --glue_dir the sweep used"
