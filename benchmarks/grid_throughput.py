@@ -10,7 +10,7 @@ One grid (learning rates x seeds), one run, one mode after another, each a fresh
 cold token cache and output folder, so one-time work is counted in every mode):
   * plain: a run_glue-style loop over the grid (bench_common.plain_point): tokenise per point,
     pad to max length, random batches, Trainer.train + evaluate heldout/test + save, one point at a time;
-  * K=1: hf_soup's sweep as is (`hf_soup.train.run_sweep`: cached tokens, dynamic padding,
+  * K=1: hf_soup's sweep as is (`hf_soup.sweep.loop.run_sweep`: cached tokens, dynamic padding,
     length-grouped batches), one point at a time;
   * K=2, 4, 8 (or auto): `--concurrent K` (`hf_soup.concurrency.run_sweep_concurrently`).
 Same model (loaded in float32; bf16 autocast where the GPU has it, for every mode), data,
@@ -62,7 +62,8 @@ def run_ours(argv: list[str], workers: int | str, cache: Path) -> dict:
 
     from hf_soup.concurrency import run_sweep_concurrently
     from hf_soup.grid import parse_sweep_args
-    from hf_soup.train import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep, run_sweep
+    from hf_soup.sweep.loop import run_sweep
+    from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
 
     os.environ["HF_SOUP_CACHE"] = str(cache)  # cold: the one-time tokenisation is part of every mode
     free_memory()  # what earlier modes cached in this process is not held from the workers
@@ -110,7 +111,7 @@ def uniform_soup(folders: list[Path], context) -> dict[str, float]:
     from safetensors.torch import load_file
 
     from hf_soup.models import load_ingredient_model
-    from hf_soup.train import score_model
+    from hf_soup.sweep.trainer import score_model
 
     states = [load_file(folder / "model.safetensors") for folder in folders]
     average = {

@@ -7,7 +7,7 @@
 "Plain" is what `run_glue.py` does by default for each grid point: tokenise the task (no cache
 shared across runs), pad every example to max_length 128, random (not length-grouped) batches,
 `default_data_collator`, `Trainer.train()`, `Trainer.evaluate()` on heldout and test, save.
-"Ours" is `hf_soup.train`: tokenise once per sweep (its one-time cost is spread over the points),
+"Ours" is `hf_soup.sweep`: tokenise once per sweep (its one-time cost is spread over the points),
 dynamic padding, length-grouped batches, length-sorted scoring. Same model, data, learning rates,
 epochs, batch size, seed and precision (fp32 on CPU, bf16 on GPUs that have it, for both).
 Points alternate plain/ours (ABBA) so drifting machine load hits both sides alike.
@@ -33,7 +33,7 @@ from bench_common import ROOT, bf16, machine, minilm_dir, plain_point, replace_s
 
 def ours_plan(model_dir: Path, glue_dir: str, learning_rates: list[float], args, out: Path):
     from hf_soup.grid import parse_sweep_args
-    from hf_soup.train import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
+    from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
 
     argv = [
         "--model", str(model_dir), "--task", args.task, "--glue_dir", glue_dir, "--output_dir", str(out),
@@ -48,7 +48,7 @@ def ours_plan(model_dir: Path, glue_dir: str, learning_rates: list[float], args,
 
 
 def ours_point(sweep, index: int) -> dict:
-    from hf_soup.train import run_grid_point
+    from hf_soup.sweep.loop import run_grid_point
 
     started = time.perf_counter()
     record = run_grid_point(sweep.runs[index], sweep.context)

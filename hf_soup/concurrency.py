@@ -12,7 +12,7 @@ cores are already busy: there, concurrency only trades threads per run for runs.
 Design (every choice keeps work safe and results identical to the sequential sweep):
   * the parent plans the sweep and does the once-per-sweep work (tokenisation cache; LP-FT /
     warm start in `.shared/`) before any worker starts, then hands each worker the planned
-    context; every worker runs the same `train.train_unclaimed_point` (lock, `run_grid_point`,
+    context; every worker runs the same `sweep.loop.train_unclaimed_point` (lock, `run_grid_point`,
     atomic ingredient folder) as the sequential loop, so an ingredient is the same whoever trains
     it: bit-identical on CPU at equal thread counts, as reproducible as GPU training itself on GPUs;
   * workers are forked from a fork server that imported torch and transformers once and never
@@ -55,15 +55,9 @@ from typing import Any
 
 from hf_soup.errors import SoupError
 from hf_soup.grid import RunConfig, SweepArguments
-from hf_soup.train import (
-    Sweep,
-    SweepContext,
-    begin_sweep,
-    finish_sweep,
-    point_summary,
-    train_in_order,
-    train_unclaimed_point,
-)
+from hf_soup.sweep.leaderboard import point_summary
+from hf_soup.sweep.loop import begin_sweep, finish_sweep, train_in_order, train_unclaimed_point
+from hf_soup.sweep.planning import Sweep, SweepContext
 
 AUTO = "auto"
 MAX_WORKERS = 8  # `auto` never goes beyond: more processes mostly add contention
@@ -202,7 +196,7 @@ def _trains_on_cuda(context: SweepContext) -> bool:
 
 
 def run_sweep_concurrently(sweep: Sweep, requested: int | str) -> list[dict[str, Any]]:
-    """`train.run_sweep` with the pending points trained by a pool of worker processes.
+    """`sweep.loop.run_sweep` with the pending points trained by a pool of worker processes.
 
     Returns the records of the points trained; raises GridPointsFailed (exit 1) after the
     leaderboard when some failed.

@@ -1,6 +1,6 @@
 """`ingredient.json`: the contract between whatever fine-tunes a model and the merge.
 
-Why a module of its own: the sweep (`train.py`), the Trainer callback any user can add to their own
+Why a module of its own: the sweep (`hf_soup.sweep`), the Trainer callback any user can add to their own
 script (`callbacks.IngredientExportCallback`) and the merge (`checkpoints.py`) all read or write
 this file; one reader/writer keeps them agreeing. The schema is documented in docs/FORMATS.md.
 """

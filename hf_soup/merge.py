@@ -13,9 +13,10 @@ What one run does, in order:
      the first difference (hf_soup.checkpoints);
   2. rebuild the held-out and test splits the sweep used (from ingredient.json; its fingerprint
      must match) and score every ingredient on both (hf_soup.scoring; logits kept for the ensemble);
-  3. uniform soup, greedy soup (always: they are the baselines), learned soup if asked, the
-     soft-vote ensemble (k× inference cost) and the best single ingredient chosen on held-out;
-     the best single on test is reported as an oracle only — test (GLUE dev) never chooses;
+  3. the baselines every soup is compared with: the best single ingredient chosen on held-out, the
+     soft-vote ensemble (k× inference cost), the best single on test reported as an oracle only
+     (test, i.e. GLUE dev, never chooses) — then the recipe runs of `hf_soup.recipes` (one registry:
+     uniform and greedy always, as baselines, then the requested recipe), each scored alike;
   4. write the recipe's soup as a normal HF model folder (config, tokenizer, model.safetensors,
      sharded when large) + soup.json (docs/FORMATS.md), atomically: a temp folder renamed into
      place, under a lock, so a killed or concurrent merge never leaves a half-written soup.
@@ -29,10 +30,7 @@ import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
-import torch
+from typing import Any
 
 from hf_soup.atomic import atomic_dir, clear_temporaries_of, exclusive_lock, write_json_atomic
 from hf_soup.card import write_card
@@ -47,16 +45,23 @@ from hf_soup.checkpoints import (
 from hf_soup.data import DataArguments, load_glue
 from hf_soup.errors import SoupError, cli_main
 from hf_soup.ingredient import library_versions, utc_now
-from hf_soup.soup import RECIPES, average_checkpoints, greedy_soup, learned_soup, uniform_soup
-from hf_soup.tasks import Task, get_task
-
-if TYPE_CHECKING:  # scoring pulls in scipy/sklearn/datasets: imported only when a merge scores
-    from hf_soup.scoring import Scorer
+from hf_soup.recipes import (
+    CRITERIA,
+    RECIPE_RUNS,
+    IngredientScores,
+    RecipeContext,
+    RecipeOutcome,
+    ResultRow,
+    baseline_rows,
+    metrics_of,
+    recipes_to_run,
+    score_ingredients,
+)
+from hf_soup.tasks import get_task
 
 SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
 SOUP_FORMAT_VERSION = 1
-CRITERIA = ("metric", "loss")
 DEFAULT_MAX_SEQ_LENGTH = 128
 
 
@@ -69,7 +74,7 @@ class MergeArguments:
         }
     )
     output: str = field(metadata={"help": "the soup folder to write (refused if it exists, unless --overwrite)"})
-    recipe: str = field(default="greedy", metadata={"help": f"one of {', '.join(RECIPES)}"})
+    recipe: str = field(default="greedy", metadata={"help": f"one of {', '.join(RECIPE_RUNS)}"})
     criterion: str = field(default="metric", metadata={"help": "held-out selection: 'metric' (primary) or 'loss'"})
     strict: bool = field(default=False, metadata={"help": "greedy: keep a candidate only if the score increases"})
     last_n: int = field(default=5, metadata={"help": "average-last: how many of the newest checkpoints"})
@@ -119,15 +124,15 @@ def parse_args(argv: list[str] | None) -> tuple[MergeArguments, MergeDataArgumen
     args, data, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
         raise SoupError(f"unrecognized arguments: {' '.join(unknown)}")
-    if args.recipe not in RECIPES:
-        raise SoupError(f"--recipe {args.recipe!r}: must be one of {', '.join(RECIPES)}")
+    if args.recipe not in RECIPE_RUNS:
+        raise SoupError(f"--recipe {args.recipe!r}: must be one of {', '.join(RECIPE_RUNS)}")
     if args.criterion not in CRITERIA:
         raise SoupError(f"--criterion {args.criterion!r}: must be 'metric' or 'loss'")
     if args.learned_granularity not in ("model", "layer"):
         raise SoupError(f"--learned_granularity {args.learned_granularity!r}: must be 'model' or 'layer'")
     if args.last_n < 1 or args.batch_size < 1 or args.learned_epochs < 0:
         raise SoupError("--last_n, --batch_size must be positive and --learned_epochs non-negative")
-    if args.skip_scoring and args.recipe in ("greedy", "learned"):
+    if args.skip_scoring and RECIPE_RUNS[args.recipe].needs_scores:
         raise SoupError(f"--skip_scoring: the {args.recipe} recipe chooses on held-out scores, it needs scoring")
     return args, data
 
@@ -231,162 +236,65 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
 # ----------------------------------------------------------------------------- the soups
 
 
-def selection_score(metrics: dict[str, float], criterion: str) -> float:
-    """Higher is better: the primary metric, or minus the loss."""
-    return float(metrics["primary"]) if criterion == "metric" else -float(metrics["loss"])
+@dataclass
+class MadeSoup:
+    """What `make_soup` did: the requested recipe's outcome, every result row, and what soup.json adds."""
+
+    task: str | None
+    primary_metric: str | None
+    split: dict[str, Any] | None  # the scored splits' description (None when not scored)
+    outcome: RecipeOutcome  # the requested recipe's (its state already written and dropped)
+    ingredients: IngredientScores | None  # None when not scored
+    rows: list[ResultRow] = field(default_factory=list)  # baselines, then every recipe run, in order
+    extra: dict[str, Any] = field(default_factory=dict)  # top-level soup.json keys the recipes added
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """soup.json `results`: every row, plus `soup` = the requested recipe's scores."""
+        if self.outcome.scores is None:
+            return {}
+        results = {row.key: row.to_json() for row in self.rows}
+        results["soup"] = metrics_of(self.outcome.scores)
+        return results
 
 
-def _progress(iterable, description: str):
-    from tqdm.auto import tqdm
+def make_soup(args: MergeArguments, data: MergeDataArguments, checkpoints: list[Checkpoint], folder: Path) -> MadeSoup:
+    """Score the ingredients, run the baselines and the recipe, write the recipe's weights into `folder`.
 
-    return tqdm(iterable, desc=description, leave=False, file=sys.stderr)
-
-
-def _scores(scorer: Scorer, state) -> dict[str, dict]:
-    scorer.load_state(state)
-    return {"heldout": scorer.score("heldout").metrics, "test": scorer.score("test").metrics}
-
-
-def _learned(args: MergeArguments, scorer: Scorer, task: Task, checkpoints: list[Checkpoint]):
-    """Fit the learned soup on held-out with the scorer's model and batches (cross-entropy / MSE)."""
-    import torch.nn.functional as F
-
-    scorer.load_state(checkpoints[0])  # integer buffers and anything not mixed come from here
-    batches = list(zip(scorer.batches("heldout"), scorer.batch_labels("heldout")))
-
-    def loss_fn(logits: torch.Tensor, batch) -> torch.Tensor:
-        labels = batch[1]
-        if task.is_regression:
-            return F.mse_loss(logits.float().reshape(-1), labels.float())
-        return F.cross_entropy(logits.float(), labels.long())
-
-    return learned_soup(
-        checkpoints,
-        scorer.model,
-        batches,
-        loss_fn,
-        forward=lambda model, batch: scorer.logits_fn(model, batch[0]),
-        granularity=args.learned_granularity,
-        epochs=args.learned_epochs,
-        lr=args.learned_lr,
-        device=scorer.device,
-        progress=lambda it: _progress(it, "learned soup epochs"),
-    )
-
-
-def make_soup(args: MergeArguments, data: MergeDataArguments, checkpoints: list[Checkpoint], folder: Path) -> dict:
-    """Score, mix, write the recipe's weights into `folder`; return the soup.json record (without header)."""
-    n = len(checkpoints)
-    weights = [0.0] * n
+    Each recipe's state is dropped as soon as it is scored (and written, for the requested one), so
+    at most one soup exists at a time beside the scoring model.
+    """
+    context = RecipeContext(args, checkpoints)
+    rows: list[ResultRow] = []
     if args.skip_scoring:
-        state = (average_checkpoints if args.recipe == "average-last" else uniform_soup)(
-            checkpoints, progress=lambda it: _progress(it, "averaging tensors")
-        )
-        save_state(state, folder, args.max_shard_size)
-        record = next((c.ingredient for c in checkpoints if c.ingredient), None)
-        return {"task": (record or {}).get("task"), "weights": [1 / n] * n, "results": {}, "split": None}
-
-    from hf_soup.ensemble import ensemble_metrics, inference_cost
-
-    task, split, scorer = prepare_scorer(args, data, checkpoints)
-    heldout, test = [], []
-    for checkpoint in _progress(checkpoints, "scoring ingredients"):
-        scorer.load_state(checkpoint)
-        heldout.append(scorer.score("heldout"))
-        test.append(scorer.score("test"))
-    selection = [selection_score(result.metrics, args.criterion) for result in heldout]
-    best = int(np.argmax(selection))
-    oracle = int(np.argmax([result.metrics["primary"] for result in test]))
-    results: dict[str, Any] = {
-        "best_single": {"name": checkpoints[best].name, "heldout": heldout[best].metrics, "test": test[best].metrics},
-        "ensemble": {
-            "heldout": ensemble_metrics(task, [r.logits for r in heldout], scorer.references("heldout")),
-            "test": ensemble_metrics(task, [r.logits for r in test], scorer.references("test")),
-            "members": n,
-            "inference_cost": inference_cost(n),
-        },
-        "oracle_best_single": {"name": checkpoints[oracle].name, "test": test[oracle].metrics, "oracle": True},
-    }
-    extra: dict[str, Any] = {}
-
-    if args.recipe == "average-last":
-        state = average_checkpoints(checkpoints, progress=lambda it: _progress(it, "averaging tensors"))
-        results["uniform"] = results["soup"] = _scores(scorer, state)
-        save_state(state, folder, args.max_shard_size)
-        del state
-        weights = [1 / n] * n
+        record = next((c.ingredient for c in checkpoints if c.ingredient), None) or {}
+        task_name, primary_metric, split = record.get("task"), None, None
     else:
-        state = uniform_soup(checkpoints, progress=lambda it: _progress(it, "uniform soup"))
-        results["uniform"] = _scores(scorer, state)
-        if args.recipe == "uniform":
-            save_state(state, folder, args.max_shard_size)
-            weights = [1 / n] * n
-        del state
-
-        greedy = greedy_soup(
-            checkpoints,
-            selection,
-            evaluate=lambda candidate: scorer.score_state(candidate, "heldout").metrics,
-            key=lambda metrics: selection_score(metrics, args.criterion),
-            strict=args.strict,
-            evaluations=[result.metrics for result in heldout],
-            progress=lambda it: _progress(it, "greedy soup candidates"),
-        )
-        kept_names = [checkpoints[i].name for i in greedy.kept]
-        # held-out: the trace already scored exactly these weights (the lazy view is bitwise the soup)
-        scorer.load_state(greedy.state)
-        greedy_scores = {"heldout": greedy.evaluation, "test": scorer.score("test").metrics}
-        results["greedy"] = {**greedy_scores, "kept": kept_names}
-        extra["greedy_trace"] = [
-            {
-                "step": step.step,
-                "candidate": checkpoints[step.index].name,
-                "heldout": step.evaluation,
-                "accepted": step.accepted,
-                "soup_size": step.soup_size,
-            }
-            for step in greedy.trace
-        ]
-        if args.recipe == "greedy":
-            save_state(greedy.state, folder, args.max_shard_size)
-            weights = [1 / len(greedy.kept) if i in greedy.kept else 0.0 for i in range(n)]
-        del greedy
-
-        if args.recipe == "learned":
-            learned = _learned(args, scorer, task, checkpoints)
-            results["learned"] = _scores(scorer, learned.state)
-            save_state(learned.state, folder, args.max_shard_size)
-            coefficients = learned.coefficients
-            weights = (coefficients if coefficients.ndim == 1 else coefficients.mean(dim=1)).tolist()
-            extra["learned"] = {
-                "granularity": learned.granularity,
-                "coefficients": coefficients.tolist(),
-                "tensors": learned.mixed_names if learned.granularity == "layer" else None,
-                "epochs": args.learned_epochs,
-                "lr": args.learned_lr,
-                "losses": learned.losses,
-            }
-        results["soup"] = {key: results[args.recipe][key] for key in ("heldout", "test")}
-
-    return {
-        "task": task.name,
-        "primary_metric": task.primary_metric,
-        "split": split,
-        "weights": weights,
-        "heldout": [r.metrics for r in heldout],
-        "test": [r.metrics for r in test],
-        "selection": selection,
-        "results": results,
-        **extra,
-    }
+        task, split, context.scorer = prepare_scorer(args, data, checkpoints)
+        context.task, task_name, primary_metric = task, task.name, task.primary_metric
+        context.ingredients = score_ingredients(context.scorer, checkpoints, args.criterion, context.splits)
+        rows = baseline_rows(task, checkpoints, context.ingredients, context.scorer)
+    chosen: RecipeOutcome | None = None
+    extra: dict[str, Any] = {}
+    for name in recipes_to_run(args.recipe, scored=not args.skip_scoring):
+        outcome = RECIPE_RUNS[name].run(context)
+        if name == args.recipe:
+            save_state(outcome.state, folder, args.max_shard_size)
+            chosen = outcome
+        outcome.state = None  # one soup at a time
+        if outcome.scores is not None:
+            rows.append(ResultRow(RECIPE_RUNS[name].result_key, outcome.scores, fields=outcome.row))
+        extra.update(outcome.extra)
+    return MadeSoup(task_name, primary_metric, split, chosen, context.ingredients, rows, extra)
 
 
 # ----------------------------------------------------------------------------- soup.json and the table
 
 
-def soup_record(args: MergeArguments, checkpoints: list[Checkpoint], made: dict, argv: list[str] | None) -> dict:
+def soup_record(args: MergeArguments, checkpoints: list[Checkpoint], made: MadeSoup, argv: list[str] | None) -> dict:
     """The soup.json payload (docs/FORMATS.md)."""
     record = next((c.ingredient for c in checkpoints if c.ingredient), None) or {}
+    weights = made.outcome.weights
     rows = []
     for i, checkpoint in enumerate(checkpoints):
         ingredient = checkpoint.ingredient or {}
@@ -396,22 +304,22 @@ def soup_record(args: MergeArguments, checkpoints: list[Checkpoint], made: dict,
             "hyperparameters": ingredient.get("hyperparameters", {}),
             "seed": ingredient.get("seed"),
         }
-        if "heldout" in made:
-            row["heldout"], row["test"] = made["heldout"][i], made["test"][i]
-        row["kept"] = made["weights"][i] > 0
-        row["weight"] = made["weights"][i]
+        if made.ingredients is not None:
+            row.update(metrics_of(made.ingredients.scored[i]))
+        row["kept"] = weights[i] > 0
+        row["weight"] = weights[i]
         rows.append(row)
-    if "selection" in made:
-        order = sorted(range(len(rows)), key=lambda i: -made["selection"][i])
-        rows = [rows[i] for i in order]
-    split = made.get("split") or record.get("split")
+    if made.ingredients is not None:
+        selection = made.ingredients.selection
+        rows = [rows[i] for i in sorted(range(len(rows)), key=lambda i: -selection[i])]
+    split = made.split or record.get("split")
     payload = {
         "format": SOUP_FORMAT,
         "format_version": SOUP_FORMAT_VERSION,
         "name": args.name or Path(args.output).name,
         "recipe": args.recipe,
-        "task": made.get("task"),
-        "primary_metric": made.get("primary_metric") or record.get("primary_metric"),
+        "task": made.task,
+        "primary_metric": made.primary_metric or record.get("primary_metric"),
         "criterion": args.criterion,
         "strict": args.strict,
         "base_model": record.get("base_model") or {"name_or_path": None, "revision": None, "weights_sha256": None},
@@ -419,12 +327,9 @@ def soup_record(args: MergeArguments, checkpoints: list[Checkpoint], made: dict,
         if split
         else None,
         "ingredients": rows,
+        **made.extra,
+        "results": made.results,
     }
-    if "greedy_trace" in made:
-        payload["greedy_trace"] = made["greedy_trace"]
-    payload["results"] = made["results"]
-    if "learned" in made:
-        payload["learned"] = made["learned"]
     merge_command = "python -m hf_soup.merge " + shlex.join(sys.argv[1:] if argv is None else argv)
     payload["commands"] = {"sweep": record.get("command"), "merge": merge_command}
     payload["versions"] = library_versions()
@@ -474,6 +379,28 @@ def _refuse_existing(output: Path, overwrite: bool) -> None:
         raise SoupError(f"{output}: already exists (refusing to overwrite; pass --overwrite)")
 
 
+def write_soup_folder(
+    args: MergeArguments, checkpoints: list[Checkpoint], made: MadeSoup, folder: Path, argv: list[str] | None
+) -> dict:
+    """Beside the weights: config and tokenizer files, soup.json, and the card (when scored)."""
+    files_from = next((c for c in checkpoints if c.tokenizer_files()), checkpoints[-1])
+    copy_model_files(checkpoints[0].path, folder)
+    copy_model_files(files_from.path, folder)
+    if args.recipe == "average-last" and not files_from.tokenizer_files():
+        copy_model_files(Path(args.ingredients[0]), folder)  # the run folder's save_model()
+    soup = soup_record(args, checkpoints, made, argv)
+    write_json_atomic(folder / SOUP_FILE, soup)
+    if soup["results"]:  # the card reports scores; an unscored average gets none
+        write_card(
+            folder,
+            license=args.license,
+            repo_id=args.push_to_hub,
+            base_model=args.base_model_id,
+            local_path=Path(args.output),
+        )
+    return soup
+
+
 def main(argv: list[str] | None = None) -> int:
     args, data = parse_args(argv)
     output = Path(args.output)
@@ -484,21 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         clear_temporaries_of(output)  # what a killed merge into `output` left behind
         with atomic_dir(output, overwrite=args.overwrite) as folder:
             made = make_soup(args, data, checkpoints, folder)
-            files_from = next((c for c in checkpoints if c.tokenizer_files()), checkpoints[-1])
-            copy_model_files(checkpoints[0].path, folder)
-            copy_model_files(files_from.path, folder)
-            if args.recipe == "average-last" and not files_from.tokenizer_files():
-                copy_model_files(Path(args.ingredients[0]), folder)  # the run folder's save_model()
-            soup = soup_record(args, checkpoints, made, argv)
-            write_json_atomic(folder / SOUP_FILE, soup)
-            if soup["results"]:  # the card reports scores; an unscored average gets none
-                write_card(
-                    folder,
-                    license=args.license,
-                    repo_id=args.push_to_hub,
-                    base_model=args.base_model_id,
-                    local_path=output,
-                )
+            soup = write_soup_folder(args, checkpoints, made, folder, argv)
     print(format_table(soup))
     print(f"wrote {output}")
     if args.push_to_hub:

@@ -9,10 +9,12 @@
     python scripts/sweep.py --config configs/rte.yaml --concurrent 4                  # 4 points at once, one GPU
     python scripts/sweep.py --help                                                    # every flag
 
-Flags are HfArgumentParser's over hf_soup's argument dataclasses and `TrainingArguments`, so any
+A thin wrapper around `python -m hf_soup.sweep` (hf_soup/sweep/cli.py), kept so that launchers
+given a script path (`accelerate launch scripts/sweep.py`) keep working. Flags are
+HfArgumentParser's over hf_soup's argument dataclasses and `TrainingArguments`, so any
 TrainingArguments field can be fixed (`--weight_decay 0.01`) or an axis (`--grid weight_decay=0,0.1`);
 model-config fields (`hidden_dropout_prob`) too. Rerunning the same command skips finished points
-and resumes an interrupted one. Then: `python -m hf_soup.merge runs/rte ...`.
+and resumes an interrupted one. Then: `python -m hf_soup.merge --ingredients runs/rte ...`.
 """
 
 import sys
@@ -23,24 +25,9 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hf_soup.concurrency import requested_workers, run_sweep_concurrently
-from hf_soup.errors import cli_main
-from hf_soup.grid import SweepArguments, parse_sweep_args
-from hf_soup.train import ARGUMENT_TYPES, SWEEP_DEFAULTS, configure_cpu_launch, plan_sweep, process_state, run_sweep
+from hf_soup.sweep.cli import main, run
 
-
-def main(argv: list[str] | None = None) -> int:
-    configure_cpu_launch()  # before the parser builds TrainingArguments
-    parsed = parse_sweep_args(argv, ARGUMENT_TYPES, defaults=SWEEP_DEFAULTS)
-    workers = requested_workers(next(a for a in parsed.arguments if isinstance(a, SweepArguments)))
-    process_state()  # join the launcher's process group, if any, before planning
-    sweep = plan_sweep(parsed)  # every check; nothing written yet
-    if workers == 1:
-        run_sweep(sweep)
-    else:  # K points at a time in worker processes; exit 1 if some failed
-        run_sweep_concurrently(sweep, workers)
-    return 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
-    sys.exit(cli_main(main))
+    run()

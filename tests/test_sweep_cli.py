@@ -22,10 +22,10 @@ from sweep_helpers import (
 )
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from hf_soup import train
 from hf_soup.errors import cli_main
 from hf_soup.grid import expand_grid, parse_sweep_args
 from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
+from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, resolve_grid
 from hf_soup.tasks import TASKS, get_task
 
 sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process
@@ -93,12 +93,12 @@ def test_entry_point_in_a_subprocess_exits_2_with_one_line(tmp_path, cli_env):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_example_configs_parse_and_expand(config, tiny_bert_dir):
-    parsed = parse_sweep_args(["--config", str(config), "--model", str(tiny_bert_dir)], train.ARGUMENT_TYPES,
-                              defaults=train.SWEEP_DEFAULTS)  # fmt: skip
+    parsed = parse_sweep_args(["--config", str(config), "--model", str(tiny_bert_dir)], ARGUMENT_TYPES,
+                              defaults=SWEEP_DEFAULTS)  # fmt: skip
     data = next(a for a in parsed.arguments if type(a).__name__ == "DataArguments")
     assert data.task in TASKS and config.stem == data.task
     sweep_args = next(a for a in parsed.arguments if type(a).__name__ == "SweepArguments")
-    axes, _ = train.resolve_grid(parsed, AutoConfig.from_pretrained(tiny_bert_dir))
+    axes, _ = resolve_grid(parsed, AutoConfig.from_pretrained(tiny_bert_dir))
     runs = expand_grid(axes, num_samples=sweep_args.num_samples, search_seed=sweep_args.search_seed)
     assert len(runs) >= 2 and len({r.run_id for r in runs}) == len(runs)
     lr = [r.values["learning_rate"] for r in runs if "learning_rate" in r.values]

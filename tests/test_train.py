@@ -17,11 +17,14 @@ from sweep_helpers import (
 )
 from transformers import AutoModelForSequenceClassification
 
-from hf_soup import models, train
+from hf_soup import models
 from hf_soup.data import DataArguments, load_glue
 from hf_soup.errors import SoupError
+from hf_soup.grid import parse_sweep_args
 from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
 from hf_soup.scoring import Scorer
+from hf_soup.sweep.loop import last_complete_checkpoint
+from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
 from hf_soup.tasks import get_task
 
 sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process
@@ -168,15 +171,14 @@ def test_stale_temporaries_and_torn_checkpoints_are_cleared(tiny_bert_dir, tiny_
     out = tmp_path / "stale"
     flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--save_strategy", "steps", "--save_steps", "1",
                        "--grid", "seed=0,1")  # fmt: skip
-    sweep = train.plan_sweep(__import__("hf_soup.grid", fromlist=["x"]).parse_sweep_args(
-        flags, train.ARGUMENT_TYPES, defaults=train.SWEEP_DEFAULTS))  # fmt: skip
+    sweep = plan_sweep(parse_sweep_args(flags, ARGUMENT_TYPES, defaults=SWEEP_DEFAULTS))
     first = sweep.runs[0].run_id
     (out / f".tmp-{first}-123-abcd").mkdir(parents=True)
     (out / f".tmp-{first}-123-abcd" / "model.safetensors").write_bytes(b"partial")
     torn = out / ".work" / first / "checkpoint-2"
     torn.mkdir(parents=True)
     (torn / "model.safetensors").write_bytes(b"partial")
-    assert train.last_complete_checkpoint(out / ".work" / first) is None
+    assert last_complete_checkpoint(out / ".work" / first) is None
     assert sweep_main(flags) == 0
     assert not list(out.glob(".tmp-*")) and not (out / ".work").exists()
     assert [f.name for f in ingredient_dirs(out)] == sorted(r.run_id for r in sweep.runs)

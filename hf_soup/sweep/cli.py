@@ -1,0 +1,49 @@
+"""`python -m hf_soup.sweep`, `hf-soup-sweep` and `scripts/sweep.py`: parse, plan, train, rank.
+
+    python -m hf_soup.sweep --config configs/rte.yaml
+    python -m hf_soup.sweep --model sentence-transformers/all-MiniLM-L6-v2 --task rte \\
+        --glue_dir ../shared/glue --output_dir runs/rte \\
+        --grid learning_rate=2e-5,5e-5 num_train_epochs=2,3 seed=0,1
+    accelerate launch --num_processes 8 -m hf_soup.sweep --config configs/sst2.yaml   # each point data-parallel
+    python -m hf_soup.sweep --config configs/rte.yaml --shard 0/4                     # job 0 of a 4-job array
+    python -m hf_soup.sweep --config configs/rte.yaml --concurrent 4                  # 4 points at once, one GPU
+    python -m hf_soup.sweep --help                                                    # every flag
+
+Flags are HfArgumentParser's over hf_soup's argument dataclasses and `TrainingArguments`, so any
+TrainingArguments field can be fixed (`--weight_decay 0.01`) or an axis (`--grid weight_decay=0,0.1`);
+model-config fields (`hidden_dropout_prob`) too. Rerunning the same command skips finished points
+and resumes an interrupted one. Then: `python -m hf_soup.merge --ingredients runs/rte ...`.
+
+This module sits on top of the sweep package and of `hf_soup.concurrency` (which imports the
+loop), so nothing below it imports it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from hf_soup.concurrency import requested_workers, run_sweep_concurrently
+from hf_soup.errors import cli_main
+from hf_soup.grid import SweepArguments, parse_sweep_args
+from hf_soup.sweep.launch import configure_cpu_launch, process_state
+from hf_soup.sweep.loop import run_sweep
+from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The whole sweep for `argv` (default: sys.argv[1:]); raises SoupError on bad input."""
+    configure_cpu_launch()  # before the parser builds TrainingArguments
+    parsed = parse_sweep_args(argv, ARGUMENT_TYPES, defaults=SWEEP_DEFAULTS)
+    workers = requested_workers(next(a for a in parsed.arguments if isinstance(a, SweepArguments)))
+    process_state()  # join the launcher's process group, if any, before planning
+    sweep = plan_sweep(parsed)  # every check; nothing written yet
+    if workers == 1:
+        run_sweep(sweep)
+    else:  # K points at a time in worker processes; exit 1 if some failed
+        run_sweep_concurrently(sweep, workers)
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point: one `error:` line and exit 2 on bad input."""
+    sys.exit(cli_main(main))
