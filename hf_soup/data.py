@@ -170,6 +170,7 @@ class TaskSplits:
     tests: dict[str, Any] = field(default_factory=dict)  # how each test split was made
     notes: list[str] = field(default_factory=list)  # what the user should be told (carved test, ...)
     legacy: Callable[[], str] | None = field(default=None, repr=False)  # format-1 fingerprint (presets)
+    full_train: Dataset | None = field(default=None, repr=False)  # every row of the source's train split
 
     def __getitem__(self, name: str) -> Dataset:
         return self.splits[name]
@@ -202,9 +203,21 @@ class TaskSplits:
 
     @property
     def identity(self) -> str:
-        """Hash of everything that determines the splits' content: the token cache key's data part."""
-        payload = {k: v for k, v in self.description().items() if k != "sizes"}
-        payload["arguments"] = {k: v for k, v in self.arguments.items() if k != "max_seq_length"}
+        """Hash of what determines the splits' content: the token cache key's and the sweep id's data part.
+
+        Paths are left out (the bytes are in: file sha256s, the Hub commit), so moving the files
+        keeps the identity; `max_seq_length` too (it is part of those keys on its own).
+        """
+
+        def strip(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: strip(v) for k, v in value.items() if k not in ("path", "where")}
+            return value
+
+        payload = strip({k: v for k, v in self.description().items() if k != "sizes"})
+        payload["arguments"] = {
+            k: v for k, v in self.arguments.items() if k not in (*LOCATION_FIELDS, "max_seq_length")
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
     def legacy_fingerprint(self) -> str | None:
@@ -978,6 +991,7 @@ def load_splits(
         tests=tests,
         notes=notes,
         legacy=legacy,
+        full_train=full_train,
     )
 
 
@@ -988,9 +1002,162 @@ def arguments_from_description(description: dict[str, Any], where: str = "data")
     """The DataArguments a recorded `data` block was made with (unknown keys ignored)."""
     recorded = description.get("arguments")
     if not isinstance(recorded, dict):
-        raise SoupError(f"{where}: field 'arguments' is missing")
+        raise SoupError(f"{where}: field 'data.arguments' is missing")
     known = {f.name for f in fields(DataArguments)}
     return DataArguments(**{k: v for k, v in recorded.items() if k in known})
+
+
+# ----------------------------------------------------------------------------- the merge's data
+
+
+@dataclass
+class HeldoutCheck:
+    """Can we show that the held-out rows a merge chooses on were not training rows of its ingredients?"""
+
+    disjoint: bool
+    reason: str
+
+
+# Flags a merge may give beside a recorded data description (everything else comes from the record).
+MERGE_OVERRIDES = (*LOCATION_FIELDS, "heldout_split", "max_test_samples", "max_seq_length", "task")
+
+
+def _given(flags: DataArguments) -> dict[str, Any]:
+    """The DataArguments fields set to something else than their default (what the user typed)."""
+    defaults = DataArguments()
+    return {
+        f.name: getattr(flags, f.name)
+        for f in fields(DataArguments)
+        if getattr(flags, f.name) != getattr(defaults, f.name)
+    }
+
+
+def _text_keys(dataset: Dataset, task: Task) -> set[int]:
+    keys: set[int] = set()
+    for batch in dataset.select_columns(list(task.text_fields)).iter(batch_size=20_000):
+        keys.update(hash(texts) for texts in zip(*(batch[name] for name in task.text_fields)))
+    return keys
+
+
+def overlap_with_train(splits: TaskSplits) -> int:
+    """Held-out rows whose text(s) also occur in the source's train split (exact match)."""
+    train = _text_keys(splits.full_train if splits.full_train is not None else splits["train"], splits.task)
+    heldout = splits["heldout"].select_columns(list(splits.task.text_fields))
+    return sum(hash(texts) in train for texts in zip(*(heldout[name] for name in splits.task.text_fields)))
+
+
+def load_recorded(record: dict[str, Any] | None, flags: DataArguments, where: str) -> tuple[TaskSplits, HeldoutCheck]:
+    """The splits a merge scores on: rebuilt from an ingredient's record, or from flags for plain folders.
+
+    * a `data` block (this version's sweep, or `IngredientExportCallback(splits=...)`): everything
+      comes from it; the flags may only repoint files (`LOCATION_FIELDS`; sha256 must match), choose
+      an explicit held-out (`--heldout_file`, `--heldout_split`), subsample test or set the length;
+    * a format-1 record (task name + `split.source` "local:…" / "hub:…"): the preset, its source and
+      held-out carve, checked against the recorded fingerprint;
+    * no record (plain model folders): the flags describe the data.
+    `HeldoutCheck` says whether the held-out rows are provably not training rows (module docstring).
+    """
+    record = record or {}
+    given = _given(flags)
+    data = record.get("data")
+    split = record.get("split") or {}
+    recorded_fingerprint = split.get("fingerprint") or (data or {}).get("heldout", {}).get("fingerprint")
+    explicit_heldout = bool(flags.heldout_file or flags.heldout_split)
+    if isinstance(data, dict):
+        refused = sorted(set(given) - set(MERGE_OVERRIDES))
+        if refused:
+            raise SoupError(
+                f"--{refused[0]}: the ingredients record their data ({where}); a merge may only point at moved "
+                "files (--train_file, --dataset_name, ...) or choose another held-out (--heldout_file, --heldout_split)"
+            )
+        task = Task.from_dict(data.get("task") or {}, f"{where}: data.task")
+        if flags.task and get_task(flags.task).name != task.name:
+            raise SoupError(f"--task {flags.task}: the ingredients were fine-tuned on {task.name!r}")
+        args = arguments_from_description(data, where)
+        for name in MERGE_OVERRIDES:
+            if name in given and name != "task":
+                setattr(args, name, given[name])
+        if flags.heldout_file or flags.heldout_split:  # one explicit held-out replaces the recorded one
+            args.heldout_file, args.heldout_split = flags.heldout_file, flags.heldout_split
+            if flags.heldout_file and not args.train_file:
+                raise SoupError("--heldout_file: the ingredients' data is a dataset; use --heldout_split NAME")
+        splits = load_splits(args, task=task, expected_origin=data.get("source"))
+    elif record.get("task") and record["task"] in _preset_names():
+        args = DataArguments(**{**asdict(DataArguments()), **given})
+        args.task = record["task"]
+        if flags.task and get_task(flags.task).name != get_task(record["task"]).name:
+            raise SoupError(f"--task {flags.task}: the ingredients were fine-tuned on {record['task']!r}")
+        source = str(split.get("source") or "")
+        if not args.glue_dir and not args.dataset_name and not args.train_file and source.startswith("local:"):
+            args.glue_dir = source.removeprefix("local:")
+        if args.dataset_revision is None and source.startswith("hub:") and "@" in source:
+            args.dataset_revision = source.split("@", 1)[1]
+        for name in ("heldout_seed", "heldout_size"):
+            if split.get(name) is not None and name not in given:
+                setattr(args, name, split[name])
+        if "max_test_samples" not in given and split.get("max_test_samples") is not None:
+            args.max_test_samples = split["max_test_samples"]
+        splits = load_splits(args)
+    else:
+        if not (flags.task or flags.dataset_name or flags.train_file):
+            missing = "no ingredient.json" if not record else "ingredient.json records no data description"
+            raise SoupError(
+                f"{where}: {missing}, so the data is unknown; pass what the models were fine-tuned on "
+                "(--task PRESET [--glue_dir], --dataset_name ID or --train_file FILE) to score them, or --skip_scoring"
+            )
+        args = DataArguments(**{**asdict(DataArguments()), **given})
+        splits = load_splits(args)
+        recorded_fingerprint = None
+    check = recorded_fingerprint and not explicit_heldout and recorded_fingerprint != splits.fingerprint
+    if check and recorded_fingerprint != splits.legacy_fingerprint():  # format-1 records: the old formula
+        raise SoupError(
+            f"{where}: held-out fingerprint {recorded_fingerprint} does not match the held-out split rebuilt from "
+            f"{splits.source} ({splits.fingerprint}); pass the data the sweep used"
+        )
+    return splits, heldout_check(splits, record, recorded_fingerprint, explicit_heldout)
+
+
+def _preset_names() -> set[str]:
+    from hf_soup.tasks import PRESETS
+
+    return set(PRESETS)
+
+
+def heldout_check(splits: TaskSplits, record: dict[str, Any], fingerprint: str | None, explicit: bool) -> HeldoutCheck:
+    """Whether the merge can show its held-out rows were not training rows of the ingredients (issue: a
+    plain folder may have trained on anything, so carving 10 % of train for it proves nothing)."""
+    size = len(splits["heldout"])
+    if not record:
+        how = (
+            f"given by --heldout_{'file' if splits.heldout.get('from') == 'file' else 'split'}"
+            if explicit
+            else ("carved from the train split")
+        )
+        return HeldoutCheck(
+            False,
+            f"the ingredients are plain model folders (no ingredient.json), so what they were trained on is unknown; "
+            f"the {size} held-out rows ({how}) may be training data"
+            + ("" if explicit else ": pass --heldout_file or --heldout_split with rows they did not see"),
+        )
+    if not fingerprint:
+        return HeldoutCheck(
+            False,
+            f"ingredient.json records no held-out split (IngredientExportCallback without splits=), so the {size} "
+            "held-out rows may be training data",
+        )
+    carved = splits.heldout.get("from") == "train"
+    if carved and not explicit:
+        return HeldoutCheck(
+            True, f"the {size} held-out rows the ingredients recorded (fingerprint {fingerprint}), carved from train "
+            "before fine-tuning",
+        )  # fmt: skip
+    overlap = overlap_with_train(splits)
+    if overlap:
+        return HeldoutCheck(False, f"{overlap} of the {size} held-out rows also appear in the training split")
+    return HeldoutCheck(
+        True, f"the {size} held-out rows ({splits.heldout.get('where')}) are a split of their own; none of them "
+        "appears in the training split",
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- tokenisation

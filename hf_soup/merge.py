@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import shlex
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hf_soup.atomic import atomic_dir, clear_temporaries_of, exclusive_lock, write_json_atomic
-from hf_soup.card import write_card
+from hf_soup.card import test_split_names, test_split_text, write_card
 from hf_soup.checkpoints import (
     Checkpoint,
     check_compatible,
@@ -42,7 +42,7 @@ from hf_soup.checkpoints import (
     find_trainer_checkpoints,
     save_state,
 )
-from hf_soup.data import DataArguments, load_glue
+from hf_soup.data import DataArguments
 from hf_soup.errors import SoupError, cli_main
 from hf_soup.ingredient import library_versions, utc_now
 from hf_soup.recipes import (
@@ -57,7 +57,6 @@ from hf_soup.recipes import (
     recipes_to_run,
     score_ingredients,
 )
-from hf_soup.tasks import get_task
 
 SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
@@ -104,9 +103,12 @@ class MergeArguments:
 
 @dataclass
 class MergeDataArguments(DataArguments):
-    """DataArguments whose task and length default to what the ingredients recorded."""
+    """DataArguments for plain model folders; with ingredient.json the data comes from its record and
+    these flags may only point at moved files or choose another held-out (hf_soup.data.load_recorded)."""
 
-    task: str | None = field(default=None, metadata={"help": "GLUE task (default: from ingredient.json)"})
+    task: str | None = field(
+        default=None, metadata={"help": "GLUE preset (default: the data the ingredients recorded)"}
+    )
     max_seq_length: int | None = field(
         default=None, metadata={"help": "default: the ingredients' max_seq_length hyperparameter, else 128"}
     )
@@ -157,67 +159,42 @@ def open_ingredients(args: MergeArguments) -> list[Checkpoint]:
     return checkpoints
 
 
-def data_arguments(data: MergeDataArguments, checkpoints: list[Checkpoint]) -> DataArguments:
-    """The split the sweep used: task, source and held-out carve from the first ingredient.json."""
-    record = next((c.ingredient for c in checkpoints if c.ingredient), None)
-    task = data.task or (record or {}).get("task")
-    if task is None:
-        raise SoupError(
-            f"{checkpoints[0].path}: no ingredient.json, so the task is unknown; pass --task (and --glue_dir) "
-            "to score plain model folders, or --skip_scoring"
-        )
-    if record and get_task(task).name != get_task(record["task"]).name:
-        raise SoupError(f"--task {task}: the ingredients were fine-tuned on {record['task']!r}")
-    values = asdict(data)
-    values["task"] = task
-    split = (record or {}).get("split") or {}
-    source = str(split.get("source") or "")
-    if data.glue_dir is None and source.startswith("local:"):
-        values["glue_dir"] = source.removeprefix("local:")
-    if data.dataset_revision is None and source.startswith("hub:") and "@" in source:
-        values["dataset_revision"] = source.split("@", 1)[1]
-    for name in ("heldout_seed", "heldout_size"):
-        if split.get(name) is not None:
-            values[name] = split[name]
-    if data.max_test_samples is None and split.get("max_test_samples") is not None:
-        values["max_test_samples"] = split["max_test_samples"]
-    recorded_length = ((record or {}).get("hyperparameters") or {}).get("max_seq_length")
-    values["max_seq_length"] = data.max_seq_length or recorded_length or DEFAULT_MAX_SEQ_LENGTH
-    return DataArguments(**values)
-
-
 def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: list[Checkpoint]):
     """(task, split description, Scorer) for the held-out and test splits the ingredients were scored on.
 
-    The model family (encoder, T5 classification, T5 text-to-text) is read from the first
-    ingredient's config: `hf_soup.models.scoring_hooks` picks the model class, the logits function
-    and the input encoding it was trained with.
+    The data comes from the first ingredient.json (`hf_soup.data.load_recorded`: its data
+    description, or a format-1 task name + split source), or from the flags for plain folders. The
+    model family (encoder, T5 classification, T5 text-to-text) is read from the first ingredient's
+    config: `hf_soup.models.scoring_hooks` picks the model class, the logits function and the
+    input encoding it was trained with.
     """
     from transformers import AutoConfig, AutoTokenizer
 
-    from hf_soup.models import scoring_hooks
+    from hf_soup.data import load_recorded
+    from hf_soup.models import check_task_labels, scoring_hooks
     from hf_soup.scoring import build_scorer, tokenize_for_scoring
 
-    data_args = data_arguments(data, checkpoints)
-    splits = load_glue(data_args)
-    record = next((c.ingredient for c in checkpoints if c.ingredient), None)
-    recorded = ((record or {}).get("split") or {}).get("fingerprint")
-    if recorded and recorded not in (splits.fingerprint, splits.legacy_fingerprint()):
-        raise SoupError(
-            f"{checkpoints[0].path}/ingredient.json: split fingerprint {recorded} does not match the held-out split "
-            f"rebuilt from {splits.source} ({splits.fingerprint}); pass the --glue_dir the sweep used"
-        )
+    first = next((c for c in checkpoints if c.ingredient), None)
+    record = first.ingredient if first else None
+    where = f"{(first or checkpoints[0]).path}/ingredient.json" if first else str(checkpoints[0].path)
+    splits, heldout = load_recorded(record, data, where)
+    for note in splits.notes:
+        print(f"note: {note}", flush=True)
+    config = AutoConfig.from_pretrained(checkpoints[0].path)
+    check_task_labels(config, splits.task)  # plain folders: the inferred labels must be the model's
+    recorded_length = ((record or {}).get("hyperparameters") or {}).get("max_seq_length")
+    max_length = (
+        data.max_seq_length or recorded_length or splits.arguments.get("max_seq_length") or DEFAULT_MAX_SEQ_LENGTH
+    )
     tokenizer_source = next((c for c in checkpoints if c.tokenizer_files()), None)
     if tokenizer_source is None:
         raise SoupError(f"{checkpoints[0].path}: no tokenizer files in any ingredient; cannot score")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source.path)
-    hooks = scoring_hooks(
-        AutoConfig.from_pretrained(checkpoints[0].path), splits.task, tokenizer, data_args.max_seq_length
-    )
+    hooks = scoring_hooks(config, splits.task, tokenizer, max_length)
     tokenized = tokenize_for_scoring(
         splits,
         tokenizer,
-        data_args.max_seq_length,
+        max_length,
         encoder=hooks.pop("encoder", None),
         encoder_name=hooks.pop("encoder_name", "classification"),
     )
@@ -230,7 +207,13 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
         device=args.device,
         **hooks,
     )
-    return splits.task, splits.describe(), scorer
+    described = {
+        **splits.describe(),
+        "data": splits.description(),
+        "heldout_disjoint": heldout.disjoint,
+        "heldout_disjoint_reason": heldout.reason,
+    }
+    return splits.task, described, scorer
 
 
 # ----------------------------------------------------------------------------- the soups
@@ -272,6 +255,7 @@ def make_soup(args: MergeArguments, data: MergeDataArguments, checkpoints: list[
     else:
         task, split, context.scorer = prepare_scorer(args, data, checkpoints)
         context.task, task_name, primary_metric = task, task.name, task.primary_metric
+        context.splits = ("heldout", *task.test_split_names)  # every test split (MNLI: mismatched too)
         context.ingredients = score_ingredients(context.scorer, checkpoints, args.criterion, context.splits)
         rows = baseline_rows(task, checkpoints, context.ingredients, context.scorer)
     chosen: RecipeOutcome | None = None
@@ -323,9 +307,15 @@ def soup_record(args: MergeArguments, checkpoints: list[Checkpoint], made: MadeS
         "criterion": args.criterion,
         "strict": args.strict,
         "base_model": record.get("base_model") or {"name_or_path": None, "revision": None, "weights_sha256": None},
-        "split": {key: split.get(key) for key in ("source", "fingerprint", "heldout_size", "test_size")}
+        "split": {
+            key: split.get(key)
+            for key in ("source", "fingerprint", "heldout_size", "test_size", "test_sizes", "heldout_from")
+        }
         if split
         else None,
+        "data": (made.split or {}).get("data") or record.get("data"),
+        "heldout_disjoint": (made.split or {}).get("heldout_disjoint"),
+        "heldout_disjoint_reason": (made.split or {}).get("heldout_disjoint_reason"),
         "ingredients": rows,
         **made.extra,
         "results": made.results,
@@ -338,7 +328,7 @@ def soup_record(args: MergeArguments, checkpoints: list[Checkpoint], made: MadeS
 
 
 def format_table(soup: dict) -> str:
-    """The comparison printed after every merge: one row per baseline/soup, held-out and test."""
+    """The comparison printed after every merge: one row per baseline/soup, held-out and every test split."""
     results = soup["results"]
     if not results:
         return f"{soup['recipe']} soup of {len(soup['ingredients'])} ingredients written (not scored)"
@@ -351,9 +341,11 @@ def format_table(soup: dict) -> str:
         "ensemble": lambda r: f"ensemble ({r['members']} models, {r['inference_cost']}x inference)",
         "oracle_best_single": lambda r: f"oracle best single on test ({r['name']})",
     }
+    more_tests = [s for s in test_split_names(soup) if s != "test"]  # e.g. MNLI's test_mismatched
     lines = [
         f"primary metric: {metric}; chosen on held-out by {soup['criterion']}",
-        f"{'':56s} {'heldout':>9s} {'heldout loss':>13s} {'test':>9s} {'test loss':>10s}",
+        f"{'':56s} {'heldout':>9s} {'heldout loss':>13s} {'test':>9s} {'test loss':>10s}"
+        + "".join(f" {name:>16s}" for name in more_tests),
     ]
 
     def cell(row: dict, split: str, key: str, width: int) -> str:
@@ -366,11 +358,15 @@ def format_table(soup: dict) -> str:
             marker = "  <- written" if key == soup["recipe"] else ""
             lines.append(
                 f"{label(row)[:56]:56s} {cell(row, 'heldout', 'primary', 9)} {cell(row, 'heldout', 'loss', 13)} "
-                f"{cell(row, 'test', 'primary', 9)} {cell(row, 'test', 'loss', 10)}{marker}"
+                f"{cell(row, 'test', 'primary', 9)} {cell(row, 'test', 'loss', 10)}"
+                + "".join(f" {cell(row, name, 'primary', 16)}" for name in more_tests)
+                + marker
             )
     if soup["recipe"] == "average-last":
         lines.append(f"written: the average of the last {len(soup['ingredients'])} checkpoints (row 'uniform')")
-    lines.append("test = GLUE dev: reported, never used to choose; 'oracle' rows are chosen on test.")
+    lines.append(f"test = {test_split_text(soup)}: reported, never used to choose; 'oracle' rows are chosen on test.")
+    if soup.get("heldout_disjoint") is False:
+        lines.append(f"warning: held-out may overlap the ingredients' training data: {soup['heldout_disjoint_reason']}")
     return "\n".join(lines)
 
 

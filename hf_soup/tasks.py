@@ -129,6 +129,7 @@ class Task:
         record.pop("tsv")
         record["is_regression"] = self.is_regression
         record["is_pair"] = self.is_pair
+        record["preset"] = self.is_preset
         record["prompt"] = self.t5_prompt
         return record
 

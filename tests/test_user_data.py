@@ -100,7 +100,9 @@ def test_metric_names_choose_the_primary_and_are_checked(tmp_path):
     common = dict(train_file=str(path), text_column_names="title", test_split_size=20)
     splits = load_splits(args(**common, metric_name=["matthews_correlation,accuracy"]))
     assert splits.task.metrics == ("matthews_correlation", "accuracy")
-    assert splits.task.primary_metric == "matthews_correlation" and splits.task.primary_parts == ("matthews_correlation",)
+    assert splits.task.primary_metric == "matthews_correlation" and splits.task.primary_parts == (
+        "matthews_correlation",
+    )
     with pytest.raises(SoupError, match="metric_name: 'pearson' does not apply to classification"):
         load_splits(args(**common, metric_name=["pearson"]))
     with pytest.raises(SoupError, match="metric_name: unknown metric 'auc'"):
@@ -168,7 +170,9 @@ def test_test_validation_and_heldout_files(tmp_path):
     )
     assert split_heldout.fingerprint == as_heldout.fingerprint  # the same rows, named two ways
     with pytest.raises(SoupError, match="'validation' is also a test split"):
-        load_splits(args(train_file=str(train), validation_file=str(valid), heldout_split="validation", test_split="validation"))
+        load_splits(
+            args(train_file=str(train), validation_file=str(valid), heldout_split="validation", test_split="validation")
+        )
 
 
 def test_dataset_folder_with_class_labels_and_unlabelled_test(tmp_path):
@@ -236,20 +240,28 @@ def test_token_cache_key_includes_the_data(tmp_path, tokenizer_dir):
         ),
         ([[1.5, "t", "b"], ["high", "t", "b"]], {"do_regression": True}, r"row 2: label 'high' is not a number"),
         ([[1, "t", "b"]] * 3, {}, r"only one label value \(1,\) in train"),
-        ([[1, "t", "b"]] * 3, {"label_column_name": "y"}, r"bad\.csv: missing column 'y'; columns present: label, title, body"),
+        (
+            [[1, "t", "b"]] * 3,
+            {"label_column_name": "y"},
+            r"bad\.csv: missing column 'y'; columns present: label, title, body",
+        ),
         ([[1, "t", "b"]] * 3, {"text_column_names": "a,b,c"}, r"at most 2 text columns"),
     ],
 )
 def test_bad_labels_and_columns_name_file_column_row(tmp_path, rows, extra, message):
     path = write_csv(tmp_path / "bad.csv", rows)
     with pytest.raises(SoupError, match=message):
-        load_splits(args(train_file=str(path), heldout_size=1, test_split_size=1, **{"text_column_names": "title", **extra}))
+        load_splits(
+            args(train_file=str(path), heldout_size=1, test_split_size=1, **{"text_column_names": "title", **extra})
+        )
 
 
 def test_more_bad_input(tmp_path):
     train = write_csv(tmp_path / "train.csv", [[i % 2, f"t {i}", "b"] for i in range(40)])
     test = write_csv(tmp_path / "test.csv", [[0, "t", "b"], [7, "t", "b"]])
-    with pytest.raises(SoupError, match=r"test\.csv: column 'label', row 2: label 7 never appears in the training labels \[0, 1\]"):
+    with pytest.raises(
+        SoupError, match=r"test\.csv: column 'label', row 2: label 7 never appears in the training labels \[0, 1\]"
+    ):
         load_splits(args(train_file=str(train), test_file=str(test), text_column_names="title", heldout_size=5))
     empty = write_csv(tmp_path / "empty.csv", [])
     with pytest.raises(SoupError, match=r"empty\.csv: no rows"):
@@ -282,7 +294,10 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, cli_env):
     path = write_csv(tmp_path / "bad.csv", [[1, "t", "b"], [2, "u", "c"]])
     before = sorted(p.name for p in tmp_path.iterdir())
     for flags, expected in [
-        (["--train_file", str(path), "--label_column_name", "y"], "missing column 'y'; columns present: label, title, body"),
+        (
+            ["--train_file", str(path), "--label_column_name", "y"],
+            "missing column 'y'; columns present: label, title, body",
+        ),
         (["--train_file", str(tmp_path / "x.docx")], "unknown file extension '.docx'"),
         (["--dataset_name", "nobody/no-such-dataset"], "cannot load it from the Hub (offline"),
     ]:
