@@ -124,11 +124,12 @@ def clear_temporaries_of(dest: str | os.PathLike) -> list[Path]:
 
 
 @contextlib.contextmanager
-def exclusive_lock(target: str | os.PathLike) -> Iterator[None]:
+def exclusive_lock(target: str | os.PathLike, *, wait: bool = False) -> Iterator[None]:
     """Hold an advisory lock `<target>.lock` so two writers of the same output cannot both run.
 
     Uses `fcntl.flock` (released by the kernel when a process dies, so SIGKILL leaves no stale
-    lock). The second writer is refused with a clear error rather than made to wait.
+    lock). The second writer is refused with a clear error rather than made to wait, unless
+    `wait=True` (for short critical sections, e.g. two launchers deciding what to submit).
     """
     import fcntl
 
@@ -141,7 +142,7 @@ def exclusive_lock(target: str | os.PathLike) -> Iterator[None]:
         raise SoupError(_describe_os_error(err, target.parent)) from err
     try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
             raise SoupError(f"{target}: another process is writing it right now ({lock_path})") from err
         yield

@@ -15,7 +15,8 @@ it back, `model-index` included); the body is the Jinja template `hf_soup/templa
 The last line of a generated card carries a hash of its content: `is_generated_card` tells an
 untouched generated card (safe to regenerate) from one a person edited (never overwritten).
 
-Imports nothing of ours except the error type (like `tasks`), so any tool can call it.
+Imports nothing of ours except the error type and `hf_soup.families` (how a folder says its model
+family, which decides the usage snippet and the pipeline tag), so any tool can call it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from hf_soup.atomic import write_text_atomic
 from hf_soup.errors import SoupError, cli_main
+from hf_soup.families import ENCODER, LABEL_WORDS_KEY, T5_CLASSIFICATION, T5_TEXT2TEXT, family_of, t5_prompt
 
 SOUP_FORMAT = "hf_soup.soup"
 SUPPORTED_FORMAT_MAJOR = 1
@@ -80,6 +82,7 @@ RECIPES = {
     "learned": ("learned soup", "learned-soup"),
     "average-last": ("checkpoint average", "checkpoint-averaging"),
 }
+LEARNED_NOTE = "held-out score fitted on held-out"
 RESULT_ROWS = ("best_single", "uniform", "greedy", "learned", "ensemble", "oracle_best_single")
 
 
@@ -295,7 +298,9 @@ def data_texts(soup: dict[str, Any], task: TaskCard) -> dict[str, Any]:
     }
 
 
-def card_metadata(soup: dict[str, Any], *, license: str | None, base_model: str | None, model_name: str):
+def card_metadata(
+    soup: dict[str, Any], *, license: str | None, base_model: str | None, model_name: str, family: str = ENCODER
+):
     """The YAML block: library, pipeline, base model, dataset, tags, license, model-index (test scores).
 
     `datasets:` is the data's Hub id when it has one (a preset's nyu-mll/glue, or any Hub dataset);
@@ -329,7 +334,7 @@ def card_metadata(soup: dict[str, Any], *, license: str | None, base_model: str 
     tags += ["glue", soup["task"]] if is_glue(soup) else [str(soup["task"])]
     return ModelCardData(
         library_name="transformers",
-        pipeline_tag="text-classification",
+        pipeline_tag="text2text-generation" if family == T5_TEXT2TEXT else "text-classification",
         base_model=base_model,
         datasets=[dataset["id"]] if dataset["id"] else None,
         metrics=list(test) or None,
@@ -340,21 +345,70 @@ def card_metadata(soup: dict[str, Any], *, license: str | None, base_model: str 
     )
 
 
-def usage_snippet(model_ref: str, task: TaskCard) -> str:
-    """from_pretrained + pipeline, runnable as written (tested against the local hub)."""
-    pipe_args = ', function_to_apply="none"' if task.regression else ""
-    if len(task.example) == 2:
-        call = f"classifier({json.dumps({'text': task.example[0], 'text_pair': task.example[1]})})"
-    else:
-        call = f"classifier({json.dumps(task.example[0])})"
+def example_texts(task: TaskCard, text_fields: list[str]) -> tuple[str, ...]:
+    """One example text per text field: the task's own example when it has as many, else placeholders."""
+    if len(task.example) == len(text_fields):
+        return task.example
+    placeholders = ("A cat is sleeping on the mat.", "An animal is on the mat.")
+    return tuple(placeholders[i % 2] for i in range(len(text_fields)))
+
+
+def usage_snippet(
+    model_ref: str,
+    task_name: str,
+    task: TaskCard,
+    *,
+    family: str = ENCODER,
+    text_fields: list[str] | None = None,
+    label_words: list[str] | None = None,
+) -> str:
+    """from_pretrained + the input the model was fine-tuned on, runnable as written (tested against the local hub).
+
+    The family decides it: encoders take one text or a pair (`text`/`text_pair`) in the
+    text-classification pipeline; t5-classification takes T5's GLUE prompt string in the same
+    pipeline; t5-text2text is a seq2seq model that generates the label word from that prompt.
+    """
+    ref = json.dumps(model_ref)
+    fields = text_fields or [f"sentence{i + 1}" for i in range(len(task.example))]
+    texts = example_texts(task, fields)
+    if family == ENCODER:
+        pipe_args = ', function_to_apply="none"' if task.regression else ""
+        call = json.dumps({"text": texts[0], "text_pair": texts[1]} if len(texts) == 2 else texts[0])
+        return "\n".join(
+            [
+                "from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline",
+                "",
+                f"model = AutoModelForSequenceClassification.from_pretrained({ref})",
+                f"tokenizer = AutoTokenizer.from_pretrained({ref})",
+                f'classifier = pipeline("text-classification", model=model, tokenizer=tokenizer{pipe_args})',
+                f"print(classifier({call}))",
+            ]
+        )
+    prompt = json.dumps(t5_prompt(task_name, fields, texts))
+    if family == T5_CLASSIFICATION:
+        pipe_args = ', function_to_apply="none"' if task.regression else ""
+        return "\n".join(
+            [
+                "from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline",
+                "",
+                f"model = AutoModelForSequenceClassification.from_pretrained({ref})  # T5ForSequenceClassification",
+                f"tokenizer = AutoTokenizer.from_pretrained({ref})",
+                f'classifier = pipeline("text-classification", model=model, tokenizer=tokenizer{pipe_args})',
+                "# the input format it was fine-tuned on: T5's GLUE prompt",
+                f"print(classifier({prompt}))",
+            ]
+        )
+    words = f"  # one of: {', '.join(label_words)}" if label_words else ""
     return "\n".join(
         [
-            "from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline",
+            "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
             "",
-            f"model = AutoModelForSequenceClassification.from_pretrained({json.dumps(model_ref)})",
-            f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(model_ref)})",
-            f'classifier = pipeline("text-classification", model=model, tokenizer=tokenizer{pipe_args})',
-            f"print({call})",
+            f"model = AutoModelForSeq2SeqLM.from_pretrained({ref})",
+            f"tokenizer = AutoTokenizer.from_pretrained({ref})",
+            "# the input format it was fine-tuned on: T5's GLUE prompt; it answers with a label word",
+            f'inputs = tokenizer({prompt}, return_tensors="pt")',
+            "output = model.generate(inputs.input_ids, attention_mask=inputs.attention_mask, max_new_tokens=8)",
+            f"print(tokenizer.decode(output[0], skip_special_tokens=True)){words}",
         ]
     )
 
@@ -392,7 +446,7 @@ def results_table(soup: dict[str, Any]) -> str:
             "best_single": f"best single ingredient{name}, chosen on held-out",
             "uniform": f"uniform soup ({n} ingredients)",
             "greedy": f"greedy soup ({len(row.get('kept') or [])} of {n} kept)" if row.get("kept") else "greedy soup",
-            "learned": "learned soup",
+            "learned": f"learned soup ({LEARNED_NOTE})",
             "ensemble": f"logit ensemble ({row.get('members', n)} models)",
             "oracle_best_single": f"oracle best single{name}, chosen **on test**: reference only",
         }.get(key, key)
@@ -401,14 +455,21 @@ def results_table(soup: dict[str, Any]) -> str:
         metrics = " · ".join(f"{_metric_name(k)} {_num(v)}" for k, v in _reported_metrics(scores.get("test")).items())
         return [title, _num(_primary(scores.get("heldout"))), _num(_primary(scores.get("test"))), metrics or "—", cost]
 
-    rows = [row(f"**this model** ({recipe_title})", results["soup"], "1×")]
+    this = f"{recipe_title}; {LEARNED_NOTE}" if soup["recipe"] == "learned" else recipe_title
+    rows = [row(f"**this model** ({this})", results["soup"], "1×")]
     for key in RESULT_ROWS:
         if isinstance(results.get(key), dict):
             entry = results[key]
             cost = f"{entry.get('inference_cost', entry.get('members', n))}×" if key == "ensemble" else "1×"
             rows.append(row(label(key, entry), entry, cost))
     header = ["model", f"held-out {primary}", f"test {primary}", "test metrics", "inference cost"]
-    return _table(header, rows)
+    table = _table(header, rows)
+    if isinstance(results.get("learned"), dict):
+        table += (
+            "\n\nThe learned soup's mixing coefficients were fitted on the held-out split, so its held-out "
+            "score is not selection-free like the others': compare it on test."
+        )
+    return table
 
 
 def ingredients_table(soup: dict[str, Any]) -> str:
@@ -589,16 +650,18 @@ def build_card(
         base_text = f"[{base_id}](https://huggingface.co/{base_id})"
     else:
         base_text = f"`{Path(base_path).name or base_path}` (a local checkpoint)"
-    architecture = "ForSequenceClassification model"
+    config: dict[str, Any] = {}
     config_path = soup_dir / "config.json"
     if config_path.is_file():
         try:
-            architecture = (json.loads(config_path.read_text()).get("architectures") or [architecture])[0]
+            config = json.loads(config_path.read_text())
         except ValueError as err:
             raise SoupError(f"{config_path}: not readable JSON ({err})") from err
+    architecture = (config.get("architectures") or ["ForSequenceClassification model"])[0]
+    family = soup.get("model_family") or family_of(config)  # older soup.json files: from config.json
     split = soup.get("split") or {}
     heldout_size = split.get("heldout_size")
-    metadata = card_metadata(soup, license=license, base_model=base_id, model_name=model_name)
+    metadata = card_metadata(soup, license=license, base_model=base_id, model_name=model_name, family=family)
     criterion = _metric_name(soup["primary_metric"]) if soup.get("criterion", "metric") == "metric" else "loss"
     versions = soup.get("versions") or {}
     content = ModelCard.from_template(
@@ -614,7 +677,14 @@ def build_card(
         architecture=architecture,
         n_ingredients=len(soup["ingredients"]),
         n_kept=sum(1 for i in soup["ingredients"] if i.get("kept")) or len(soup["ingredients"]),
-        snippet=usage_snippet(model_ref, task),
+        snippet=usage_snippet(
+            model_ref,
+            (recorded_task(soup) or {}).get("prompt") or soup["task"],  # the T5 prompt it was trained with
+            task,
+            family=family,
+            text_fields=soup.get("text_fields") or (recorded_task(soup) or {}).get("text_fields"),
+            label_words=config.get(LABEL_WORDS_KEY),
+        ),
         recipe_sentences=recipe_sentences(soup),
         has_learned=isinstance(soup.get("learned"), dict),
         primary_name=_metric_name(soup["primary_metric"]),

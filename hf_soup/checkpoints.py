@@ -12,8 +12,9 @@ belong to the page cache, not to the process's anonymous memory) only when asked
 `hf_soup.soup` stream one tensor of one ingredient at a time.
 
 Why the refusals: averaging weights is only meaningful for models fine-tuned from the same
-pretrained weights with the same head initialisation, label order and tokenizer. Mixing anything
-else silently produces a broken model, so every difference is an error naming both folders.
+pretrained weights with the same head initialisation, label order, config and tokenizer. Mixing
+anything else silently produces a broken model, so every difference is an error naming both
+folders (config.json: every key but paths, versions, dtype and dropouts, see `config_difference`).
 Pickled `.bin` weights can execute code when loaded: refused unless the user opts in, and then
 loaded with `torch.load(weights_only=True)`.
 """
@@ -43,6 +44,10 @@ BIN_SINGLE = "pytorch_model.bin"
 BIN_INDEX = "pytorch_model.bin.index.json"
 # Files that make a folder loadable besides the weights: copied into a soup as they are.
 MODEL_FILES = ("config.json", "generation_config.json")
+# The one list of tokenizer files (the merge copies them into a soup, the publisher pushes them):
+# fast tokenizers (tokenizer.json), WordPiece/BPE vocabularies, and the SentencePiece models that
+# slow tokenizers and older Hub repos keep (T5 spiece.model, DeBERTa-v2/v3 spm.model, XLM-R
+# sentencepiece.bpe.model, Llama-style tokenizer.model).
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -52,7 +57,9 @@ TOKENIZER_FILES = (
     "vocab.json",
     "merges.txt",
     "spiece.model",
+    "spm.model",
     "sentencepiece.bpe.model",
+    "tokenizer.model",
     "chat_template.jinja",
 )
 # Per-call or per-save runtime state in tokenizer files: not part of what the tokenizer does.
@@ -106,12 +113,15 @@ def is_model_folder(folder: str | os.PathLike) -> bool:
 
 
 def find_ingredients(patterns: Sequence[str]) -> list[Path]:
-    """Expand ingredient arguments into model folders, in argument order, without duplicates.
+    """Expand ingredient arguments into model folders, in argument order.
 
     Each argument is a model folder, a folder of model folders (a sweep's output: expanded to its
-    children, `.tmp-*` leftovers of killed runs skipped), or a glob of either.
+    children, `.tmp-*` leftovers of killed runs skipped), or a glob of either. The same folder
+    reached twice (`A A`, a symlink to A, a sweep folder and one of its runs) is refused: silently
+    dropping one would hide a mistake in the command, keeping both would weight it double.
     """
     found: list[Path] = []
+    given_by: dict[Path, str] = {}
     for pattern in patterns:
         paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not paths:
@@ -123,6 +133,7 @@ def find_ingredients(patterns: Sequence[str]) -> list[Path]:
                 raise SoupError(f"{path}: no such folder")
             if is_model_folder(path):
                 found.append(path)
+                given_by[path] = pattern
                 continue
             if not path.is_dir():
                 raise SoupError(f"{path}: not a model folder (expected config.json and model.safetensors)")
@@ -134,10 +145,21 @@ def find_ingredients(patterns: Sequence[str]) -> list[Path]:
             if not children:
                 raise SoupError(f"{path}: no model folders inside (expected config.json and model.safetensors)")
             found.extend(children)
-    unique: dict[Path, Path] = {}
+            given_by.update(dict.fromkeys(children, pattern))
+    first_of: dict[tuple[int, int], Path] = {}
     for path in found:
-        unique.setdefault(path.resolve(), path)
-    return list(unique.values())
+        stat = path.stat()  # (device, inode): equal through symlinks, bind mounts and `a/../a`
+        first = first_of.setdefault((stat.st_dev, stat.st_ino), path)
+        if first is not path:
+
+            def named(folder: Path) -> str:
+                return str(folder) if given_by[folder] == str(folder) else f"{folder} (from {given_by[folder]!r})"
+
+            raise SoupError(
+                f"--ingredients: {named(first)} and {named(path)} are the same folder; it would count twice in "
+                "the soup, give each ingredient once"
+            )
+    return found
 
 
 def find_trainer_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
@@ -336,6 +358,94 @@ def _base_model_identity(checkpoint: Checkpoint) -> Any:
     return {"name_or_path": base.get("name_or_path"), "revision": base.get("revision")}
 
 
+# config.json keys that may differ between ingredients of one soup: where the folder came from,
+# which library version wrote it, and the storage dtype (the tensors' dtypes are compared one by
+# one instead). Dropout probabilities (`is_dropout_key`) may differ too: dropout is off at
+# inference, so they change how an ingredient was trained, not what the soup computes. Every other
+# key (layer_norm_eps, initializer or attention settings, label words...) must be equal: the soup is
+# scored with, and written with, one config.
+HARMLESS_CONFIG_KEYS = frozenset({"_name_or_path", "transformers_version", "dtype", "torch_dtype"})
+_ABSENT = object()
+
+
+def is_dropout_key(key: str) -> bool:
+    """hidden_dropout_prob, attention_probs_dropout_prob, classifier_dropout, dropout_rate (T5), ..."""
+    return "dropout" in key.lower()
+
+
+def _config_defaults(model_type: Any) -> dict[str, Any]:
+    """The model type's default config: a key one transformers version writes and another omits
+    is compared against it, not reported as a difference."""
+    try:
+        from transformers import CONFIG_MAPPING
+
+        return CONFIG_MAPPING[model_type]().to_dict()
+    except Exception:  # an unknown or missing model_type: no defaults, absent keys compare as absent
+        return {}
+
+
+def config_difference(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """The first config.json key (sorted) whose values differ, harmless keys and dropouts left out."""
+    defaults = _config_defaults(a.get("model_type"))
+    for key in sorted(set(a) | set(b)):
+        if key in HARMLESS_CONFIG_KEYS or is_dropout_key(key):
+            continue
+        left, right = a.get(key, defaults.get(key, _ABSENT)), b.get(key, defaults.get(key, _ABSENT))
+        if left != right:
+            shown = ["(absent)" if value is _ABSENT else repr(value) for value in (left, right)]
+            return f"config.json {key!r}: {shown[0]} vs {shown[1]}"
+    return None
+
+
+def mixed_dropout(checkpoints: Sequence[Checkpoint]) -> dict[str, list[Any]]:
+    """{dropout key: its distinct values, in ingredient order} for the dropouts that differ (soup.json
+    records them: the soup's config.json keeps one value, the ingredients were trained with all)."""
+    keys = sorted({key for c in checkpoints for key in c.config if is_dropout_key(key)})
+    defaults = _config_defaults(checkpoints[0].config.get("model_type")) if checkpoints else {}
+    mixed = {}
+    for key in keys:
+        values: list[Any] = []
+        for checkpoint in checkpoints:
+            value = checkpoint.config.get(key, defaults.get(key))
+            if value not in values:
+                values.append(value)
+        if len(values) > 1:
+            mixed[key] = values
+    return mixed
+
+
+def _run_identity(checkpoint: Checkpoint) -> str | None:
+    """sweep_id + hyperparameters + seed: what makes two ingredients the same grid point (None
+    without a sweep_id: ingredients from elsewhere carry no such promise)."""
+    record = checkpoint.ingredient or {}
+    if not record.get("sweep_id"):
+        return None
+    return json.dumps([record["sweep_id"], record.get("hyperparameters"), record.get("seed")], sort_keys=True)
+
+
+def drop_duplicate_runs(
+    checkpoints: Sequence[Checkpoint],
+) -> tuple[list[Checkpoint], list[tuple[Checkpoint, Checkpoint]]]:
+    """(ingredients with each grid point once, [(dropped, the one kept)]).
+
+    Two folders of one sweep with the same hyperparameters and seed are one grid point trained
+    twice (e.g. under an old and a new run id): counting both would weight it double in the
+    uniform soup and the ensemble. The first one given is kept.
+    """
+    kept: list[Checkpoint] = []
+    first_of: dict[str, Checkpoint] = {}
+    dropped = []
+    for checkpoint in checkpoints:
+        identity = _run_identity(checkpoint)
+        if identity is not None and identity in first_of:
+            dropped.append((checkpoint, first_of[identity]))
+            continue
+        if identity is not None:
+            first_of[identity] = checkpoint
+        kept.append(checkpoint)
+    return kept, dropped
+
+
 def first_difference(a: Checkpoint, b: Checkpoint) -> str | None:
     """What first makes `b` unmixable with `a` (checked cheapest first, headers only), or None."""
     for what, left, right in (
@@ -358,6 +468,9 @@ def first_difference(a: Checkpoint, b: Checkpoint) -> str | None:
             return f"dtype of {name!r}: {a.dtype(name)} vs {b.dtype(name)}"
     if _label_map(a.config) != _label_map(b.config):
         return f"label map (config.json id2label): {_label_map(a.config)} vs {_label_map(b.config)}"
+    difference = config_difference(a.config, b.config)
+    if difference:
+        return difference
     digest_a, digest_b = a.tokenizer_digest(), b.tokenizer_digest()
     if digest_a and digest_b and digest_a != digest_b:
         return "tokenizer files (different vocabulary or tokenizer settings)"

@@ -8,12 +8,16 @@
 Axis values: `key=v1,v2,...` on the command line, a list in YAML (`learning_rate: [2e-5, 5e-5]`).
 Random search (`num_samples: K`, as in the Model Soups paper) draws K points: list axes uniformly,
 `uniform:LO:HI`, `loguniform:LO:HI` or `randint:LO:HI` (inclusive) ranges, seeded by
-`search_seed`. An axis with a single value is simply a fixed setting.
+`search_seed`. An axis with a single value trains like a fixed setting, but it names the run ids
+and stays out of the sweep's identity, so it can be widened later.
 
-Run ids are readable and stable: `lr2e-05_ep3_seed0-3f9a1c2e` = the varying values, then a hash
-of them. The same grid gives the same ids in every process, job and rerun, which is what lets a
-rerun skip finished points and `--shard i/n` split the grid without coordination. Extending an
-axis (a third learning rate) keeps the ids of points already trained.
+Run ids are readable and stable: `lr2e-05_ep3_seed0-3f9a1c2e` = every axis value of the point,
+then a hash of them. A point's id depends on its own values only, never on which other axes vary,
+so the same point gets the same id in every process, job and rerun: that is what lets a rerun skip
+finished points and `--shard i/n` split the grid without coordination. Extending an axis (a third
+learning rate) or widening a single-valued one (`seed=0` -> `seed=0,1`) keeps the ids of points
+already trained. (Before every axis was named, single-valued axes were left out of the readable
+part; the sweep still finds such folders by their hash, see `sweep.planning.finished_folders`.)
 """
 
 from __future__ import annotations
@@ -93,7 +97,14 @@ class Range:
             value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
         else:
             value = rng.uniform(self.low, self.high)
-        return float(f"{value:.4g}")  # readable ids, and the value written is the value used
+        return self.rounded(value)
+
+    def rounded(self, value: float) -> float | int:
+        """A drawn value as it is used and recorded: 4 significant digits (readable run ids), ints for randint.
+
+        Also applied to values another sampler (Optuna, in hf_soup.hpo) draws from this range.
+        """
+        return round(value) if self.kind == "randint" else float(f"{value:.4g}")
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.low:g}:{self.high:g}"
@@ -109,7 +120,7 @@ class RunConfig:
     index: int
     run_id: str
     values: dict[str, Any]  # every per-run setting of this point (axes, in axis order)
-    varying: tuple[str, ...]  # the keys whose values differ across the grid (they name the run)
+    varying: tuple[str, ...]  # the keys whose values differ across the grid (the leaderboard's columns)
 
 
 # ----------------------------------------------------------------------------- parsing values
@@ -237,15 +248,25 @@ def _abbreviation(key: str) -> str:
     return ABBREVIATIONS.get(key) or "".join(part[:4] for part in key.split("_"))[:12]
 
 
-def run_id_for(values: Mapping[str, Any], varying: Sequence[str]) -> str:
-    """Readable part (the varying values, in axis order) + 8 hex digits of the hash of all its values.
+def point_digest(values: Mapping[str, Any]) -> str:
+    """8 hex digits of the hash of a point's values: its identity, whatever else the grid holds."""
+    return hashlib.sha256(json.dumps(dict(values), sort_keys=True, default=str).encode()).hexdigest()[:8]
 
-    Single-valued axes stay out of the readable part but not the hash: `hidden_dropout_prob=0.1`
-    and `=0.2` are different models, and a rerun must not mistake one for the other.
+
+def run_id_for(values: Mapping[str, Any]) -> str:
+    """Readable part (every axis of the point, in axis order) + `point_digest(values)`.
+
+    Every axis is named, single-valued or not, so a point's id depends on its own values only:
+    widening `seed=0` to `seed=0,1` keeps the id of the `seed=0` point (`seed0-<hash>`), and a
+    rerun skips it.
     """
-    digest = hashlib.sha256(json.dumps(dict(values), sort_keys=True, default=str).encode()).hexdigest()[:8]
-    readable = "_".join(f"{_abbreviation(k)}{_format_value(values[k])}" for k in varying)[:_MAX_READABLE]
-    return f"{readable or 'run'}-{digest}"
+    readable = "_".join(f"{_abbreviation(k)}{_format_value(v)}" for k, v in values.items())[:_MAX_READABLE]
+    return f"{readable or 'run'}-{point_digest(values)}"
+
+
+def digest_of_run_id(run_id: str) -> str:
+    """The `point_digest` part of a run id (also of ids written before every axis was named)."""
+    return run_id.rsplit("-", 1)[-1]
 
 
 def expand_grid(axes: Mapping[str, Axis], *, num_samples: int | None = None, search_seed: int = 0) -> list[RunConfig]:
@@ -263,7 +284,7 @@ def expand_grid(axes: Mapping[str, Axis], *, num_samples: int | None = None, sea
     else:
         points = _draw(axes, num_samples, search_seed)
     varying = tuple(k for k in keys if len({json.dumps(p[k], default=str) for p in points}) > 1)
-    runs = [RunConfig(i, run_id_for(p, varying), p, varying) for i, p in enumerate(points)]
+    runs = [RunConfig(i, run_id_for(p), p, varying) for i, p in enumerate(points)]
     duplicates = len(runs) - len({run.run_id for run in runs})
     if duplicates:
         raise SoupError(f"grid: {duplicates} grid point(s) repeat another (an axis lists the same value twice)")

@@ -26,6 +26,7 @@ of ingredients (ingredients are memory-mapped and read one tensor at a time).
 
 from __future__ import annotations
 
+import glob
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -38,12 +39,15 @@ from hf_soup.checkpoints import (
     Checkpoint,
     check_compatible,
     copy_model_files,
+    drop_duplicate_runs,
     find_ingredients,
     find_trainer_checkpoints,
+    mixed_dropout,
     save_state,
 )
 from hf_soup.data import DataArguments
 from hf_soup.errors import SoupError, cli_main
+from hf_soup.families import family_of
 from hf_soup.ingredient import library_versions, utc_now
 from hf_soup.recipes import (
     CRITERIA,
@@ -62,6 +66,8 @@ SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
 SOUP_FORMAT_VERSION = 1
 DEFAULT_MAX_SEQ_LENGTH = 128
+# Keys of the requested recipe's results row that `results.soup` repeats (they qualify its scores).
+SOUP_ROW_FLAGS = ("fitted_on_heldout",)
 
 
 @dataclass
@@ -142,7 +148,8 @@ def parse_args(argv: list[str] | None) -> tuple[MergeArguments, MergeDataArgumen
 # ----------------------------------------------------------------------------- ingredients and data
 
 
-def open_ingredients(args: MergeArguments) -> list[Checkpoint]:
+def open_ingredients(args: MergeArguments) -> tuple[list[Checkpoint], list[dict[str, str]]]:
+    """(the ingredients, checked mixable; soup.json rows of the duplicates dropped from them)."""
     if args.recipe == "average-last":
         if len(args.ingredients) != 1:
             raise SoupError("--recipe average-last: give exactly one Trainer output folder as --ingredients")
@@ -152,11 +159,32 @@ def open_ingredients(args: MergeArguments) -> list[Checkpoint]:
                 f"{args.ingredients[0]}: {len(found)} checkpoint-* folders, fewer than --last_n {args.last_n}"
             )
         paths = found[-args.last_n :]
+        _refuse_nested_output(Path(args.output), paths)  # beside them in the run folder is fine
     else:
         paths = find_ingredients(args.ingredients)
+        _refuse_nested_output(Path(args.output), [Path(a) for a in args.ingredients if not glob.has_magic(a)] + paths)
     checkpoints = [Checkpoint(path, allow_pickle=args.allow_pickle) for path in paths]
+    checkpoints, duplicates = drop_duplicate_runs(checkpoints)
+    for dropped, kept in duplicates:
+        print(
+            f"warning: {dropped.path}: dropped, the same grid point as {kept.path} (same sweep_id, hyperparameters "
+            "and seed: trained twice, e.g. under an old run id)",
+            file=sys.stderr,
+        )
     check_compatible(checkpoints)
-    return checkpoints
+    return checkpoints, [{"path": str(dropped.path), "duplicate_of": str(kept.path)} for dropped, kept in duplicates]
+
+
+def _refuse_nested_output(output: Path, inputs: list[Path]) -> None:
+    """The output must be neither inside an input (a later merge of that sweep folder would take the
+    soup for an ingredient) nor above one (--overwrite would delete the ingredients)."""
+    target = output.resolve()
+    for path in inputs:
+        source = path.resolve()
+        if target == source or target.is_relative_to(source):
+            raise SoupError(f"--output {output}: inside the ingredient folder {path}; write the soup elsewhere")
+        if source.is_relative_to(target):
+            raise SoupError(f"--output {output}: holds the ingredient folder {path}; write the soup elsewhere")
 
 
 def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: list[Checkpoint]):
@@ -226,6 +254,7 @@ class MadeSoup:
     task: str | None
     primary_metric: str | None
     split: dict[str, Any] | None  # the scored splits' description (None when not scored)
+    text_fields: list[str] | None  # the task's text columns (one text or a pair; the card's snippet feeds them)
     outcome: RecipeOutcome  # the requested recipe's (its state already written and dropped)
     ingredients: IngredientScores | None  # None when not scored
     rows: list[ResultRow] = field(default_factory=list)  # baselines, then every recipe run, in order
@@ -237,7 +266,8 @@ class MadeSoup:
         if self.outcome.scores is None:
             return {}
         results = {row.key: row.to_json() for row in self.rows}
-        results["soup"] = metrics_of(self.outcome.scores)
+        flags = {key: value for key, value in self.outcome.row.items() if key in SOUP_ROW_FLAGS}
+        results["soup"] = {**metrics_of(self.outcome.scores), **flags}
         return results
 
 
@@ -251,10 +281,15 @@ def make_soup(args: MergeArguments, data: MergeDataArguments, checkpoints: list[
     rows: list[ResultRow] = []
     if args.skip_scoring:
         record = next((c.ingredient for c in checkpoints if c.ingredient), None) or {}
-        task_name, primary_metric, split = record.get("task"), None, None
+        task_name, primary_metric, split, text_fields = record.get("task"), None, None, None
     else:
         task, split, context.scorer = prepare_scorer(args, data, checkpoints)
-        context.task, task_name, primary_metric = task, task.name, task.primary_metric
+        context.task, task_name, primary_metric, text_fields = (
+            task,
+            task.name,
+            task.primary_metric,
+            list(task.text_fields),
+        )
         context.splits = ("heldout", *task.test_split_names)  # every test split (MNLI: mismatched too)
         context.ingredients = score_ingredients(context.scorer, checkpoints, args.criterion, context.splits)
         rows = baseline_rows(task, checkpoints, context.ingredients, context.scorer)
@@ -269,13 +304,19 @@ def make_soup(args: MergeArguments, data: MergeDataArguments, checkpoints: list[
         if outcome.scores is not None:
             rows.append(ResultRow(RECIPE_RUNS[name].result_key, outcome.scores, fields=outcome.row))
         extra.update(outcome.extra)
-    return MadeSoup(task_name, primary_metric, split, chosen, context.ingredients, rows, extra)
+    return MadeSoup(task_name, primary_metric, split, text_fields, chosen, context.ingredients, rows, extra)
 
 
 # ----------------------------------------------------------------------------- soup.json and the table
 
 
-def soup_record(args: MergeArguments, checkpoints: list[Checkpoint], made: MadeSoup, argv: list[str] | None) -> dict:
+def soup_record(
+    args: MergeArguments,
+    checkpoints: list[Checkpoint],
+    made: MadeSoup,
+    argv: list[str] | None,
+    dropped: list[dict[str, str]] | None = None,
+) -> dict:
     """The soup.json payload (docs/FORMATS.md)."""
     record = next((c.ingredient for c in checkpoints if c.ingredient), None) or {}
     weights = made.outcome.weights
@@ -304,6 +345,8 @@ def soup_record(args: MergeArguments, checkpoints: list[Checkpoint], made: MadeS
         "recipe": args.recipe,
         "task": made.task,
         "primary_metric": made.primary_metric or record.get("primary_metric"),
+        "model_family": family_of(checkpoints[0].config),  # decides the loader, the card's snippet, the pipeline
+        **({"text_fields": made.text_fields} if made.text_fields else {}),
         "criterion": args.criterion,
         "strict": args.strict,
         "base_model": record.get("base_model") or {"name_or_path": None, "revision": None, "weights_sha256": None},
@@ -317,6 +360,8 @@ def soup_record(args: MergeArguments, checkpoints: list[Checkpoint], made: MadeS
         "heldout_disjoint": (made.split or {}).get("heldout_disjoint"),
         "heldout_disjoint_reason": (made.split or {}).get("heldout_disjoint_reason"),
         "ingredients": rows,
+        **({"dropped_duplicates": dropped} if dropped else {}),
+        **({"mixed_dropout": mixed} if (mixed := mixed_dropout(checkpoints)) else {}),
         **made.extra,
         "results": made.results,
     }
@@ -337,7 +382,7 @@ def format_table(soup: dict) -> str:
         "best_single": lambda r: f"best single ({r['name']})",
         "uniform": lambda r: f"uniform soup ({len(soup['ingredients'])})",
         "greedy": lambda r: f"greedy soup ({len(r['kept'])} kept)",
-        "learned": lambda r: f"learned soup ({soup['learned']['granularity']})",
+        "learned": lambda r: f"learned soup ({soup['learned']['granularity']}; fitted on held-out)",
         "ensemble": lambda r: f"ensemble ({r['members']} models, {r['inference_cost']}x inference)",
         "oracle_best_single": lambda r: f"oracle best single on test ({r['name']})",
     }
@@ -364,6 +409,8 @@ def format_table(soup: dict) -> str:
             )
     if soup["recipe"] == "average-last":
         lines.append(f"written: the average of the last {len(soup['ingredients'])} checkpoints (row 'uniform')")
+    if "learned" in results:
+        lines.append("learned: its coefficients were fitted on held-out, so its held-out score is optimistic.")
     lines.append(f"test = {test_split_text(soup)}: reported, never used to choose; 'oracle' rows are chosen on test.")
     if soup.get("heldout_disjoint") is False:
         lines.append(f"warning: held-out may overlap the ingredients' training data: {soup['heldout_disjoint_reason']}")
@@ -376,7 +423,12 @@ def _refuse_existing(output: Path, overwrite: bool) -> None:
 
 
 def write_soup_folder(
-    args: MergeArguments, checkpoints: list[Checkpoint], made: MadeSoup, folder: Path, argv: list[str] | None
+    args: MergeArguments,
+    checkpoints: list[Checkpoint],
+    made: MadeSoup,
+    folder: Path,
+    argv: list[str] | None,
+    dropped: list[dict[str, str]] | None = None,
 ) -> dict:
     """Beside the weights: config and tokenizer files, soup.json, and the card (when scored)."""
     files_from = next((c for c in checkpoints if c.tokenizer_files()), checkpoints[-1])
@@ -384,7 +436,7 @@ def write_soup_folder(
     copy_model_files(files_from.path, folder)
     if args.recipe == "average-last" and not files_from.tokenizer_files():
         copy_model_files(Path(args.ingredients[0]), folder)  # the run folder's save_model()
-    soup = soup_record(args, checkpoints, made, argv)
+    soup = soup_record(args, checkpoints, made, argv, dropped)
     write_json_atomic(folder / SOUP_FILE, soup)
     if soup["results"]:  # the card reports scores; an unscored average gets none
         write_card(
@@ -401,13 +453,13 @@ def main(argv: list[str] | None = None) -> int:
     args, data = parse_args(argv)
     output = Path(args.output)
     _refuse_existing(output, args.overwrite)  # fail fast, before any work
-    checkpoints = open_ingredients(args)  # read-only: bad input leaves no trace, not even a lock file
+    checkpoints, dropped = open_ingredients(args)  # read-only: bad input leaves no trace, not even a lock file
     with exclusive_lock(output):
         _refuse_existing(output, args.overwrite)  # another merge may have finished meanwhile
         clear_temporaries_of(output)  # what a killed merge into `output` left behind
         with atomic_dir(output, overwrite=args.overwrite) as folder:
             made = make_soup(args, data, checkpoints, folder)
-            soup = write_soup_folder(args, checkpoints, made, folder, argv)
+            soup = write_soup_folder(args, checkpoints, made, folder, argv, dropped)
     print(format_table(soup))
     print(f"wrote {output}")
     if args.push_to_hub:

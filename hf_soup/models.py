@@ -31,17 +31,18 @@ from typing import Any
 import torch
 
 from hf_soup.errors import SoupError, cli_main
+from hf_soup.families import (  # the family rule lives there (the card reads it without torch); re-exported
+    ENCODER,
+    FAMILIES,
+    LABEL_TOKEN_IDS_KEY,
+    LABEL_WORDS_KEY,
+    T5_CLASSIFICATION,
+    T5_TEXT2TEXT,
+    family_of,
+    t5_prompt,
+)
 from hf_soup.ingredient import weights_sha256
 from hf_soup.tasks import Task, get_task
-
-ENCODER = "encoder"
-T5_CLASSIFICATION = "t5-classification"
-T5_TEXT2TEXT = "t5-text2text"
-FAMILIES = (ENCODER, T5_CLASSIFICATION, T5_TEXT2TEXT)
-
-# Written into a text2text model's config.json (what class_logits needs to read label scores).
-LABEL_WORDS_KEY = "hf_soup_label_words"
-LABEL_TOKEN_IDS_KEY = "hf_soup_label_token_ids"
 
 _WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "spiece*", "*.tiktoken"]
 
@@ -163,13 +164,6 @@ def resolve_family(requested: str, config: Any) -> str:
     return requested
 
 
-def family_of(config: Any) -> str:
-    """The family of a saved model, read from its config alone."""
-    if getattr(config, LABEL_WORDS_KEY, None):
-        return T5_TEXT2TEXT
-    return T5_CLASSIFICATION if getattr(config, "is_encoder_decoder", False) else ENCODER
-
-
 def _has_default_labels(config: Any) -> bool:
     return all(re.fullmatch(r"LABEL_\d+", str(name)) for name in (config.id2label or {}).values())
 
@@ -236,10 +230,7 @@ def t5_prompt_encoder(task: Task, tokenizer: Any, max_length: int):
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
         columns = [batch[name] for name in task.text_fields]
-        prompts = [
-            " ".join([task.t5_prompt, *(f"{name}: {text}" for name, text in zip(task.text_fields, texts))])
-            for texts in zip(*columns)
-        ]
+        prompts = [t5_prompt(task.t5_prompt, task.text_fields, texts) for texts in zip(*columns)]
         return tokenizer(prompts, truncation=True, max_length=max_length)
 
     return encode
@@ -267,7 +258,7 @@ def scoring_hooks(config: Any, task: Task, tokenizer: Any, max_length: int) -> d
     merge scores T5 text-to-text ingredients on the prompts they were trained on.
     """
     family = family_of(config)
-    hooks: dict[str, Any] = {"model_class": _model_class(family), "logits_fn": class_logits}
+    hooks: dict[str, Any] = {"model_class": model_class_for(family), "logits_fn": class_logits}
     if family != ENCODER:
         hooks["encoder"] = t5_prompt_encoder(task, tokenizer, max_length)
         hooks["encoder_name"] = "t5-prompt"
@@ -290,7 +281,8 @@ def check_t5_inputs(family: str, config: Any, features: Any) -> None:
 # ----------------------------------------------------------------------------- loading
 
 
-def _model_class(family: str):
+def model_class_for(family: str):
+    """The transformers Auto class a folder of `family` loads with (the publisher's round trip too)."""
     from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
     return AutoModelForSeq2SeqLM if family == T5_TEXT2TEXT else AutoModelForSequenceClassification
@@ -324,7 +316,7 @@ def load_for_task(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(head_init_seed)
-            model, info = _model_class(family).from_pretrained(
+            model, info = model_class_for(family).from_pretrained(
                 source, dtype=dtype, output_loading_info=True, use_safetensors=None if allow_pickle else True, **kwargs
             )
     finally:
@@ -388,7 +380,7 @@ def load_ingredient_model(folder: str | os.PathLike, dtype: torch.dtype = torch.
     family = family_of(config)
     if family == T5_TEXT2TEXT and not getattr(config, LABEL_TOKEN_IDS_KEY, None):
         raise SoupError(f"{folder}/config.json: t5-text2text model without {LABEL_TOKEN_IDS_KEY}")
-    model = _model_class(family).from_pretrained(folder, dtype=dtype, use_safetensors=True)
+    model = model_class_for(family).from_pretrained(folder, dtype=dtype, use_safetensors=True)
     return model.eval()
 
 

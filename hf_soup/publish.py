@@ -7,13 +7,14 @@
     python -m hf_soup.publish soups/rte-greedy --repo_id you/rte-soup --dry_run        # no network
     python -m hf_soup.publish soups/rte-greedy --repo_id you/rte-soup --endpoint http://127.0.0.1:8123
 
-Then anyone can `AutoModelForSequenceClassification.from_pretrained("you/rte-soup")`.
+Then anyone can `AutoModelForSequenceClassification.from_pretrained("you/rte-soup")`
+(`AutoModelForSeq2SeqLM` for a t5-text2text soup; the card's snippet shows the right one).
 
 What happens, in order (everything local comes before the first network call):
 1. Validate the folder: `config.json`, safetensors weights (pickled `pytorch_model*.bin` is refused;
    every shard of a sharded index present), tokenizer files, `soup.json` (docs/FORMATS.md).
-2. Round trip: config, tokenizer and model load with transformers from the folder; a weight the
-   model expects but the files lack (e.g. a classifier head that would be randomly initialised)
+2. Round trip: config, tokenizer and model load with transformers from the folder (the class the
+   model family needs); a weight the model expects but the files lack (e.g. a classifier head that would be randomly initialised)
    is an error.
 3. Card: README.md + soup.png are generated from soup.json when missing; a generated card nobody
    edited is regenerated (so its snippet names the repo id; same soup.json, same bytes); a card a
@@ -50,15 +51,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hf_soup.card import is_generated_card, read_soup, write_card
+from hf_soup.checkpoints import TOKENIZER_FILES
 from hf_soup.errors import SoupError, cli_main
 
 T = TypeVar("T")
 
 WEIGHT_FILES = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
-    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "chat_template.jinja",
-)  # fmt: skip
 # Only these go to the Hub: a soup folder may also hold logs, caches or pickles that do not belong.
 ALLOW_PATTERNS = (
     "config.json",
@@ -169,13 +167,21 @@ def _prepare_card(folder: Path, repo_id: str, license: str | None, dry_run: bool
 
 
 def _round_trip(folder: Path) -> None:
-    """Load the folder the way a user of the Hub repo will, once, before anything is sent."""
-    try:
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    """Load the folder the way a user of the Hub repo will, once, before anything is sent.
 
-        AutoConfig.from_pretrained(folder)
+    The model family in config.json decides the class (`hf_soup.models.model_class_for`):
+    AutoModelForSequenceClassification, or AutoModelForSeq2SeqLM for a t5-text2text soup, whose
+    weights hold no classification head.
+    """
+    try:
+        from transformers import AutoConfig, AutoTokenizer
+
+        from hf_soup.models import family_of, model_class_for
+
+        config = AutoConfig.from_pretrained(folder)
         AutoTokenizer.from_pretrained(folder)
-        _model, info = AutoModelForSequenceClassification.from_pretrained(folder, output_loading_info=True)
+        model_class = model_class_for(family_of(config))
+        _model, info = model_class.from_pretrained(folder, output_loading_info=True)
     except Exception as err:
         first_line = (str(err).strip().splitlines() or [""])[0]
         raise SoupError(f"{folder}: does not load with transformers ({type(err).__name__}: {first_line})") from err

@@ -324,4 +324,6 @@ def _learned(context: RecipeContext) -> RecipeOutcome:
             "losses": learned.losses,
         }
     }
-    return RecipeOutcome(learned.state, weights, context.score(learned.state), extra=extra)
+    # Its held-out score is measured on the split its coefficients were fitted on: not selection-free.
+    row = {"fitted_on_heldout": True}
+    return RecipeOutcome(learned.state, weights, context.score(learned.state), row=row, extra=extra)

@@ -157,9 +157,10 @@ def _weighted_tensor(
     first = tensors[0]
     if not first.is_floating_point():
         return first.clone()
+    device = first.device  # accumulate where the tensors live (a CUDA state dict stays on its GPU)
     flat = [tensor.reshape(-1) for tensor in tensors]
-    result = torch.empty(first.numel(), dtype=first.dtype)
-    accumulator = torch.empty(min(chunk_size, first.numel()), dtype=accumulate_dtype)
+    result = torch.empty(first.numel(), dtype=first.dtype, device=device)
+    accumulator = torch.empty(min(chunk_size, first.numel()), dtype=accumulate_dtype, device=device)
     difference = torch.empty_like(accumulator)
     for start in range(0, result.numel(), chunk_size):
         chunk = slice(start, start + chunk_size)
@@ -167,9 +168,9 @@ def _weighted_tensor(
         acc, diff = accumulator[: base.numel()], difference[: base.numel()]
         acc.zero_()
         for tensor, weight in zip(flat[1:], weights[1:]):
-            if tensor.dtype == accumulate_dtype:
+            if tensor.dtype == accumulate_dtype and tensor.device == device:
                 torch.sub(tensor[chunk], base, out=diff)
-            else:  # an explicit cast is much faster than a mixed-dtype subtraction
+            else:  # an explicit cast (or copy across devices) is much faster than a mixed subtraction
                 diff.copy_(tensor[chunk]).sub_(base)
             if uniform:
                 acc.add_(diff)
@@ -218,12 +219,15 @@ class RunningSum:
                 continue
             tensor = first[name]
             self.total[name] = (
-                torch.zeros(tensor.shape, dtype=accumulate_dtype) if tensor.is_floating_point() else tensor.clone()
+                torch.zeros(tensor.shape, dtype=accumulate_dtype, device=tensor.device)
+                if tensor.is_floating_point()
+                else tensor.clone()
             )
         self.count = 1
 
     def _difference(self, source: StateDict, name: str) -> torch.Tensor:
-        return source[name].to(self.accumulate_dtype) - self.base[name].to(self.accumulate_dtype)
+        device = self.total[self.aliases.get(name, name)].device
+        return source[name].to(device, self.accumulate_dtype) - self.base[name].to(self.accumulate_dtype)
 
     def add(self, source: StateDict) -> None:
         with single_threaded():
@@ -351,17 +355,18 @@ class _Mix(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weights: torch.Tensor, accumulate_dtype: torch.dtype, device: torch.device, *tensors):
+        ctx.weights_device = weights.device
         ctx.tensors = tensors
-        out = torch.zeros(tensors[0].shape, dtype=accumulate_dtype)
+        out = torch.zeros(tensors[0].shape, dtype=accumulate_dtype, device=tensors[0].device)
         for weight, tensor in zip(weights.tolist(), tensors):
-            out.add_(tensor, alpha=weight)
+            out.add_(tensor.to(out.device), alpha=weight)
         return out.to(device)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        grad = grad.to("cpu", torch.float32)
-        grads = torch.stack([(grad * tensor).sum() for tensor in ctx.tensors])
-        return (grads, None, None, *([None] * len(ctx.tensors)))
+        grad = grad.to(ctx.tensors[0].device, torch.float32)
+        grads = torch.stack([(grad * tensor.to(grad.device)).sum() for tensor in ctx.tensors])
+        return (grads.to(ctx.weights_device), None, None, *([None] * len(ctx.tensors)))
 
 
 class _Forward(torch.nn.Module):
@@ -457,9 +462,10 @@ def learned_soup(
     state: dict[str, torch.Tensor] = {}
     for column, name in enumerate(mixed):
         w = coefficients if granularity == "model" else coefficients[:, column]
-        accumulator = torch.zeros(tensors[name][0].shape, dtype=torch.float32)
+        first = tensors[name][0]
+        accumulator = torch.zeros(first.shape, dtype=torch.float32, device=first.device)
         for weight, tensor in zip(w.tolist(), tensors[name]):
-            accumulator.add_(tensor, alpha=weight)
+            accumulator.add_(tensor.to(first.device), alpha=weight)
         state[name] = accumulator.to(tensors[name][0].dtype)
     for name in names:
         if name not in state and name not in aliases:

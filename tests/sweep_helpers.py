@@ -7,7 +7,10 @@ and fast; the integration test uses the real data.
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
+import select
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +75,23 @@ def single_thread_env(env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture(name="tiny_glue", scope="module")
 def tiny_glue_fixture(tmp_path_factory) -> Path:
     return write_tiny_rte(tmp_path_factory.mktemp("glue"))
+
+
+def wait_for(condition, seconds: float, what: str) -> None:
+    """Poll `condition` until it holds; fail (not hang) after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def read_until(stream, text: str, seconds: float) -> str:
+    """Read a subprocess pipe until `text` appears; fail (not hang) after `seconds` or at EOF."""
+    seen, deadline = "", time.monotonic() + seconds
+    while text not in seen:
+        assert time.monotonic() < deadline, f"timed out waiting for {text!r} in: {seen[-2000:]}"
+        if select.select([stream], [], [], 0.2)[0]:
+            chunk = os.read(stream.fileno(), 65536).decode(errors="replace")
+            assert chunk, f"stream closed before {text!r}: {seen[-2000:]}"
+            seen += chunk
+    return seen

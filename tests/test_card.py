@@ -69,7 +69,7 @@ def test_body_numbers_are_soup_json_numbers(tmp_path):
         f"best single ingredient (`{results['best_single']['name']}`), chosen on held-out": results["best_single"],
         "uniform soup (4 ingredients)": results["uniform"],
         "greedy soup (2 of 4 kept)": results["greedy"],
-        "learned soup": results["learned"],
+        "learned soup (held-out score fitted on held-out)": results["learned"],
         "logit ensemble (4 models)": results["ensemble"],
     }
     for label, scores in expected.items():
@@ -98,6 +98,7 @@ def test_body_numbers_are_soup_json_numbers(tmp_path):
     ]
     assert [row[2] for row in trace] == [f"{step['heldout']['primary']:.4f}" for step in record["greedy_trace"]]
     assert len(table_rows(text, "Learned coefficients")) == 4
+    assert "coefficients were fitted on the held-out split, so its held-out score is not selection-free" in text
 
     assert "](soup.png)" in text
     assert "@inproceedings{wortsman2022model" in text and "Model soups" in text
@@ -201,3 +202,42 @@ def test_card_cli(tmp_path, capsys):
     assert cli_main(main, [str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "soup.json: not found" in err and "\n" not in err
+
+
+def _snippet(text: str) -> str:
+    return re.search(r"```python\n(.*?)```", text, re.S).group(1)
+
+
+@pytest.mark.parametrize(
+    ("family", "config", "loader", "call"),
+    [
+        ("encoder", {}, "AutoModelForSequenceClassification", '{"text": "A cat is sleeping on the mat.", "text_pair"'),
+        ("t5-classification", {"is_encoder_decoder": True}, "AutoModelForSequenceClassification",
+         'classifier("rte sentence1: A cat is sleeping on the mat. sentence2: An animal is on the mat.")'),
+        ("t5-text2text", {"is_encoder_decoder": True, "hf_soup_label_words": ["entailment", "not_entailment"]},
+         "AutoModelForSeq2SeqLM", 'tokenizer("rte sentence1: A cat is sleeping on the mat. sentence2: An animal'),
+    ],
+)  # fmt: skip
+def test_the_model_family_decides_loader_input_and_pipeline(tmp_path, family, config, loader, call):
+    folder, record = make_soup_dir(tmp_path)
+    (folder / "config.json").write_text(json.dumps({"architectures": ["X"], **config}))
+    for recorded in (None, family):  # older soup.json: the family is read from config.json
+        if recorded:
+            record["model_family"] = recorded
+            (folder / "soup.json").write_text(json.dumps(record))
+        text = write_card(folder, repo_id="ns/soup").read_text()
+        snippet = _snippet(text)
+        assert f'{loader}.from_pretrained("ns/soup")' in snippet and call in snippet, snippet
+        tag = "text2text-generation" if family == "t5-text2text" else "text-classification"
+        assert ModelCard.load(folder / "README.md").data.pipeline_tag == tag
+
+
+def test_one_text_or_a_pair_as_the_task_has(tmp_path):
+    folder, record = make_soup_dir(tmp_path)
+    record.update(task="sst2", text_fields=["sentence"])
+    (folder / "soup.json").write_text(json.dumps(record))
+    assert 'classifier("A gripping, beautifully acted film.")' in _snippet(write_card(folder).read_text())
+    record.update(task="tickets", text_fields=["title", "body"], model_family="t5-classification")
+    (folder / "soup.json").write_text(json.dumps(record))
+    snippet = _snippet(write_card(folder).read_text())
+    assert 'classifier("tickets title: A cat is sleeping on the mat. body: An animal is on the mat.")' in snippet

@@ -9,8 +9,10 @@ from soup_factory import ingredient_record, make_ingredient, tiny_classifier
 from hf_soup.checkpoints import (
     Checkpoint,
     check_compatible,
+    drop_duplicate_runs,
     find_ingredients,
     find_trainer_checkpoints,
+    mixed_dropout,
     save_state,
 )
 from hf_soup.errors import SoupError
@@ -36,13 +38,31 @@ def test_find_ingredients_expands_sweeps_globs_and_skips_temporaries(tmp_path, t
         make_ingredient(sweep / name, tokenizer_dir, noise_seed=1)
     (sweep / "notes").mkdir()
     extra = make_ingredient(tmp_path / "extra-seed5", tokenizer_dir, noise_seed=5)
-    found = find_ingredients([str(sweep), str(tmp_path / "extra-*"), str(sweep / "r1")])
-    assert found == [sweep / "r1", sweep / "r2", extra]  # sorted within a sweep, no duplicates
+    found = find_ingredients([str(sweep), str(tmp_path / "extra-*")])
+    assert found == [sweep / "r1", sweep / "r2", extra]  # sorted within a sweep
     for bad, message in ((tmp_path / "missing", "no such folder"), (tmp_path / "nope-*", "no file or folder matches")):
         with pytest.raises(SoupError, match=message):
             find_ingredients([str(bad)])
     with pytest.raises(SoupError, match="no model folders inside"):
         find_ingredients([str(sweep / "notes")])
+
+
+def test_the_same_folder_twice_is_refused_naming_both_paths(tmp_path, tokenizer_dir):
+    sweep = tmp_path / "runs"
+    a = make_ingredient(sweep / "a", tokenizer_dir, noise_seed=1)
+    make_ingredient(sweep / "b", tokenizer_dir, noise_seed=2)
+    (tmp_path / "link").symlink_to(a)
+    for arguments, second in (
+        ([str(a), str(a)], a),  # A A
+        ([str(a), str(tmp_path / "link")], tmp_path / "link"),  # a symlink to A
+        ([str(a), str(sweep / ".." / "runs" / "a")], sweep / ".." / "runs" / "a"),  # another spelling
+        ([str(sweep), str(a)], a),  # a sweep folder and one of its runs
+        ([str(sweep / "*"), str(sweep)], sweep / "a"),  # overlapping glob and folder
+    ):
+        with pytest.raises(SoupError, match="same folder") as info:
+            find_ingredients(arguments)
+        message = str(info.value)
+        assert str(a) in message and str(second) in message and "count twice" in message, message
 
 
 def test_trainer_checkpoints_sorted_by_step(tmp_path, tokenizer_dir):
@@ -129,6 +149,40 @@ def test_tokenizer_refused_but_runtime_state_ignored(tokenizer_dir, pair):
     tokenizer.add_tokens(["zzzunseen"])
     tokenizer.save_pretrained(pair[1])
     _refusal(pair[0], pair[1], "tokenizer files")
+
+
+def test_config_values_refused_but_paths_versions_dtype_and_dropout_are_not(tmp_path, tokenizer_dir, pair):
+    from transformers import AutoTokenizer
+
+    vocab = len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    eps = make_ingredient(
+        tmp_path / "eps", tokenizer_dir, noise_seed=3, model=tiny_classifier(vocab, layer_norm_eps=1e-5)
+    )
+    _refusal(pair[0], eps, r"config\.json 'layer_norm_eps': 1e-12 vs 1e-05")
+    config = json.loads((pair[1] / "config.json").read_text())
+    config.pop("attention_probs_dropout_prob")  # absent = the model type's default (0.1): not a difference
+    config.update(_name_or_path="/elsewhere", transformers_version="4.0.0", dtype="bfloat16", hidden_dropout_prob=0.3)
+    (pair[1] / "config.json").write_text(json.dumps(config))
+    check_compatible([Checkpoint(pair[0]), Checkpoint(pair[1])])
+    assert mixed_dropout([Checkpoint(pair[0]), Checkpoint(pair[1])]) == {"hidden_dropout_prob": [0.1, 0.3]}
+    config["pad_token_id"] = 3
+    (pair[1] / "config.json").write_text(json.dumps(config))
+    _refusal(pair[0], pair[1], r"config\.json 'pad_token_id': 0 vs 3")
+
+
+def test_one_grid_point_twice_is_dropped_once(tmp_path, tokenizer_dir):
+    def point(name, seed, lr=1e-5, sweep_id="s1"):
+        record = ingredient_record(name, seed=seed, sweep_id=sweep_id, hyperparameters={"learning_rate": lr})
+        return Checkpoint(make_ingredient(tmp_path / name, tokenizer_dir, noise_seed=seed, record=record))
+
+    old, new, other_seed, other_sweep = (
+        point("lr1e-05-abc", 0),
+        point("lr1e-05_seed0-abc", 0),
+        point("s1", 1),
+        point("x", 0, sweep_id="s2"),
+    )
+    kept, dropped = drop_duplicate_runs([old, other_seed, new, other_sweep])
+    assert kept == [old, other_seed, other_sweep] and dropped == [(new, old)]
 
 
 @pytest.mark.parametrize(

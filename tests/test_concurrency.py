@@ -7,12 +7,10 @@ Tiny random BERT on a synthetic RTE folder; each worker gets one torch thread (c
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,9 +21,11 @@ from sweep_helpers import (
     ingredient_dirs,
     load_sweep_main,
     one_torch_thread,  # noqa: F401 (autouse fixture)
+    read_until,
     single_thread_env,
     tiny_flags,
     tiny_glue_fixture,  # noqa: F401 (fixture `tiny_glue`)
+    wait_for,
 )
 
 from hf_soup import concurrency
@@ -39,6 +39,7 @@ from hf_soup.concurrency import (
     usable_cores,
 )
 from hf_soup.errors import SoupError, cli_main
+from hf_soup.grid import expand_grid
 from hf_soup.ingredient import is_ingredient, read_ingredient
 
 sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process
@@ -142,21 +143,26 @@ def test_a_failing_point_fails_alone_and_the_exit_status_says_so(tiny_bert_dir, 
                                                                   monkeypatch):  # fmt: skip
     monkeypatch.setattr(concurrency, "usable_cores", lambda: 2)
     out = tmp_path / "out"
-    # Dropout 1.5 passes planning (a float) but the model refuses it when the worker builds it.
-    flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "hidden_dropout_prob=0.1,1.5", "seed=0,1",
+    # Planning refuses bad values up front, so the failure is planted on disk: a file where the two
+    # lr=1e-3 points keep their Trainer work folder makes those points raise in their workers.
+    failing = [r.run_id for r in expand_grid({"learning_rate": [1e-4, 1e-3], "seed": [0, 1]})][2:]
+    (out / ".work").mkdir(parents=True)
+    for run_id in failing:
+        (out / ".work" / run_id).write_text("not a folder")
+    flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "learning_rate=1e-4,1e-3", "seed=0,1",
                        "--concurrent", "2")  # fmt: skip
     capsys.readouterr()
     assert cli_main(sweep_main, flags) == 1
     captured = capsys.readouterr()
     error = captured.err.strip().splitlines()[-1]
-    assert error.startswith("error: 2 of 4 grid points failed: hdrop1.5_seed0-") and "hdrop1.5_seed1-" in error
-    assert "ValueError: dropout probability" in error and "rerun the same command" in error
-    assert f"{out / '.logs'}/hdrop1.5_seed0-" in captured.err  # where the traceback is
+    assert error.startswith(f"error: 2 of 4 grid points failed: {failing[0]} (") and f"{failing[1]} (" in error
+    assert "NotADirectoryError" in error and "rerun the same command" in error
+    assert f"{out / '.logs'}/{failing[0]}.log" in captured.err  # where the traceback is
     done = ingredient_dirs(out)
-    assert [f.name.split("-")[0] for f in done] == ["hdrop0.1_seed0", "hdrop0.1_seed1"]
-    assert all(is_ingredient(f) for f in done) and "hdrop0.1_seed0" in captured.out  # leaderboard of the rest
-    log = next((out / ".logs").glob("hdrop1.5_seed0-*.log")).read_text()
-    assert "Traceback" in log and "dropout probability" in log
+    assert [f.name.split("-")[0] for f in done] == ["lr0.0001_seed0", "lr0.0001_seed1"]
+    assert all(is_ingredient(f) for f in done) and "lr0.0001_seed0" in captured.out  # leaderboard of the rest
+    log = (out / ".logs" / f"{failing[0]}.log").read_text()
+    assert "Traceback" in log and "NotADirectoryError" in log
 
 
 @pytest.mark.slow
@@ -168,7 +174,7 @@ def test_sigterm_or_ctrl_c_stops_every_worker_cleanly(stop, tiny_bert_dir, tiny_
                        "--save_steps", "10", "--grid", "seed=0,1,2", "--concurrent", "2")  # fmt: skip
 
     def stop_when_training():  # only while the pool runs: its handler turns the signal into Ctrl-C
-        _wait_for(lambda: list((out / ".work").glob("*/checkpoint-*/trainer_state.json")), 120, "a checkpoint")
+        wait_for(lambda: list((out / ".work").glob("*/checkpoint-*/trainer_state.json")), 120, "a checkpoint")
         if stop == signal.SIGINT or signal.getsignal(signal.SIGTERM) is concurrency._raise_interrupt:
             os.kill(os.getpid(), stop)
 
@@ -209,24 +215,6 @@ def _running(pid: int) -> bool:
     return state != "Z"  # an orphan's zombie waits for init to reap it: it is gone for us
 
 
-def _wait_for(condition, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def _read_until(stream, text: str, seconds: float) -> str:
-    seen, deadline = "", time.monotonic() + seconds
-    while text not in seen:
-        assert time.monotonic() < deadline, f"timed out waiting for {text!r} in: {seen[-2000:]}"
-        if select.select([stream], [], [], 0.2)[0]:
-            chunk = os.read(stream.fileno(), 65536).decode(errors="replace")
-            assert chunk, f"stream closed before {text!r}: {seen[-2000:]}"
-            seen += chunk
-    return seen
-
-
 @pytest.mark.slow
 def test_killed_worker_then_sigkilled_parent_then_rerun_completes(tiny_bert_dir, tiny_glue, tmp_path, cli_env):
     out = tmp_path / "killed"
@@ -236,11 +224,11 @@ def test_killed_worker_then_sigkilled_parent_then_rerun_completes(tiny_bert_dir,
     parent = subprocess.Popen([sys.executable, str(SWEEP_SCRIPT), *flags], env=single_thread_env(cli_env),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
-        _wait_for(lambda: list((out / ".work").glob("*/checkpoint-*/trainer_state.json")), 120, "a checkpoint")
+        wait_for(lambda: list((out / ".work").glob("*/checkpoint-*/trainer_state.json")), 120, "a checkpoint")
         workers = _workers(parent.pid)
         assert len(workers) == 2, [_command(pid) for pid in _children(parent.pid)]
         os.kill(workers[0], signal.SIGKILL)  # a crash: its point fails, the sweep goes on
-        _read_until(parent.stderr, "died, killed by SIGKILL", 60)
+        read_until(parent.stderr, "died, killed by SIGKILL", 60)
         orphans = [pid for pid in _descendants(parent.pid) if pid != workers[0]]
         parent.kill()  # SIGKILL: no cleanup in the parent; the workers must notice and stop themselves
         assert parent.wait(timeout=30) == -9
@@ -248,7 +236,7 @@ def test_killed_worker_then_sigkilled_parent_then_rerun_completes(tiny_bert_dir,
         if parent.poll() is None:
             parent.kill()
         parent.stderr.close()
-    _wait_for(lambda: not any(_running(pid) for pid in orphans), 60, "orphaned workers to stop")
+    wait_for(lambda: not any(_running(pid) for pid in orphans), 60, "orphaned workers to stop")
     folders = ingredient_dirs(out)
     assert all(is_ingredient(f) for f in folders) and len(folders) < 4  # complete or absent, never half
     assert not list(out.glob(".tmp-*"))

@@ -12,11 +12,13 @@ from hf_soup.grid import (
     SweepArguments,
     check_keys,
     coerce_axes,
+    digest_of_run_id,
     expand_grid,
     parse_grid_flags,
     parse_scalar,
     parse_shard,
     parse_sweep_args,
+    point_digest,
     run_id_for,
     shard_runs,
 )
@@ -57,12 +59,18 @@ def test_cartesian_product_order_and_readable_stable_ids():
     assert {r.run_id for r in runs} <= {r.run_id for r in again}
 
 
-def test_single_valued_axes_stay_out_of_the_readable_id_but_not_the_hash():
+def test_a_points_id_does_not_depend_on_which_other_axes_vary():
+    """Widening a single-valued axis must keep the ids of the points already trained (issue 15, item 2)."""
+    narrow = expand_grid({"learning_rate": [2e-5], "seed": [0]})
+    wide = expand_grid({"learning_rate": [2e-5], "seed": [0, 1]})
+    assert narrow[0].run_id == wide[0].run_id and narrow[0].run_id.startswith("lr2e-05_seed0-")
+    assert narrow[0].varying == () and wide[0].varying == ("seed",)
     first = expand_grid({"learning_rate": [2e-5, 5e-5], "hidden_dropout_prob": [0.1]})
     second = expand_grid({"learning_rate": [2e-5, 5e-5], "hidden_dropout_prob": [0.2]})
-    assert first[0].varying == ("learning_rate",) and first[0].run_id.startswith("lr2e-05-")
+    assert first[0].run_id.startswith("lr2e-05_hdrop0.1-")
     assert first[0].run_id != second[0].run_id  # a different fixed dropout is a different model
-    assert first[0].values["hidden_dropout_prob"] == 0.1
+    assert digest_of_run_id(first[0].run_id) == point_digest({"learning_rate": 2e-5, "hidden_dropout_prob": 0.1})
+    assert digest_of_run_id("lr2e-05-" + point_digest(first[0].values)) == digest_of_run_id(first[0].run_id)
 
 
 def test_empty_and_repeated_grids_are_errors():
@@ -132,7 +140,7 @@ def test_unknown_key_message_names_it_suggests_and_lists():
 
 
 def test_run_id_is_sanitised_and_short():
-    run_id = run_id_for({"lr_scheduler_type": "cosine/with restarts", "x" * 50: 1.5}, ["lr_scheduler_type", "x" * 50])
+    run_id = run_id_for({"lr_scheduler_type": "cosine/with restarts", "x" * 50: 1.5})
     assert "/" not in run_id and " " not in run_id and len(run_id) <= 80 + 9
 
 

@@ -123,10 +123,15 @@ def test_plain_folders_are_scored_when_the_task_is_given(plain_pair, glue_dir, t
     code, out, _ = run(
         [*base, "--task", "rte", "--glue_dir", glue_dir, "--heldout_size", "32", "--max_test_samples", "24"], capsys
     )
-    assert code == 0 and "learned soup (model)" in out
+    assert code == 0 and "learned soup (model; fitted on held-out)" in out and "held-out score is optimistic" in out
     # Plain folders may have trained on anything: the carved held-out is flagged, not trusted (issue 15 item 4).
     assert "warning: held-out may overlap the ingredients' training data: the ingredients are plain" in out
     soup = json.loads((output / "soup.json").read_text())
+    assert soup["results"]["learned"]["fitted_on_heldout"] is True and soup["results"]["soup"]["fitted_on_heldout"]
+    assert (
+        "fitted_on_heldout" not in soup["results"]["uniform"] and "fitted_on_heldout" not in soup["results"]["greedy"]
+    )
+    assert "fitted on the held-out split" in (output / "README.md").read_text()
     assert soup["learned"]["granularity"] == "model" and len(soup["learned"]["coefficients"]) == 2
     assert sum(row["weight"] for row in soup["ingredients"]) == pytest.approx(1.0)
     assert soup["results"]["soup"]["heldout"] == soup["results"]["learned"]["heldout"]
@@ -259,3 +264,59 @@ def test_tied_weights_of_a_merged_folder_stay_tied(tmp_path, tokenizer_dir, caps
     a, b = (load_file(folder / "model.safetensors") for folder in folders)
     name = "bert.embeddings.word_embeddings.weight"
     assert torch.allclose(merged.get_input_embeddings().weight, (a[name] + b[name]) / 2, atol=1e-7)
+
+
+def test_the_same_ingredient_twice_and_a_nested_output_are_refused(plain_pair, tmp_path, capsys):
+    a, b = plain_pair
+    code, _, err = run(
+        ["--ingredients", a, a, b, "--recipe", "uniform", "--skip_scoring", "--output", tmp_path / "s"], capsys
+    )
+    assert code == 2 and "same folder" in err and err.count(str(a)) == 2 and not (tmp_path / "s").exists()
+    for output, message in ((a / "soup", "inside the ingredient folder"), (tmp_path, "holds the ingredient folder")):
+        argv = ["--ingredients", a, b, "--recipe", "uniform", "--skip_scoring", "--output", output, "--overwrite"]
+        code, _, err = run(argv, capsys)
+        assert code == 2 and message in err and str(output) in err, err
+    assert (a / "model.safetensors").is_file() and not (a / "soup").exists()  # --overwrite deleted nothing
+
+
+def test_a_grid_point_trained_twice_is_dropped_saying_so(tmp_path, tokenizer_dir, capsys):
+    from safetensors.torch import load_file
+
+    root = tmp_path / "runs"
+    for name, seed, lr in (("lr1e-05-aaa", 0, 1e-5), ("lr1e-05_seed0-aaa", 0, 1e-5), ("lr2e-05_seed0-bbb", 0, 2e-5)):
+        record = ingredient_record(name, seed=seed, sweep_id="s1", hyperparameters={"learning_rate": lr})
+        make_ingredient(root / name, tokenizer_dir, noise_seed=int(lr * 1e6), record=record)
+    output = tmp_path / "soup"
+    code, _, err = run(["--ingredients", root, "--recipe", "uniform", "--skip_scoring", "--output", output], capsys)
+    assert code == 0
+    assert f"warning: {root / 'lr1e-05_seed0-aaa'}: dropped, the same grid point as {root / 'lr1e-05-aaa'}" in err
+    soup = json.loads((output / "soup.json").read_text())
+    assert [row["name"] for row in soup["ingredients"]] == ["lr1e-05-aaa", "lr2e-05_seed0-bbb"]
+    assert soup["dropped_duplicates"] == [
+        {"path": str(root / "lr1e-05_seed0-aaa"), "duplicate_of": str(root / "lr1e-05-aaa")}
+    ]
+    kept = [load_file(root / name / "model.safetensors") for name in ("lr1e-05-aaa", "lr2e-05_seed0-bbb")]
+    merged = load_file(output / "model.safetensors")
+    name = "classifier.weight"
+    assert torch.equal(merged[name], (kept[0][name] + (kept[1][name] - kept[0][name]) / 2))  # each point once
+
+
+def test_mixed_dropouts_are_recorded_and_other_config_values_refused(tmp_path, tokenizer_dir, capsys):
+    from soup_factory import tiny_classifier
+    from transformers import AutoTokenizer
+
+    vocab = len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    folders = [
+        make_ingredient(tmp_path / f"d{p}", tokenizer_dir, noise_seed=i, with_record=False,
+                        model=tiny_classifier(vocab, noise_seed=i, hidden_dropout_prob=p))
+        for i, p in ((1, 0.1), (2, 0.2))
+    ]  # fmt: skip
+    output = tmp_path / "soup"
+    assert run(["--ingredients", *folders, "--recipe", "uniform", "--skip_scoring", "--output", output], capsys)[0] == 0
+    assert json.loads((output / "soup.json").read_text())["mixed_dropout"] == {"hidden_dropout_prob": [0.1, 0.2]}
+    eps = make_ingredient(tmp_path / "eps", tokenizer_dir, noise_seed=3, with_record=False,
+                          model=tiny_classifier(vocab, noise_seed=3, layer_norm_eps=1e-6))  # fmt: skip
+    code, _, err = run(
+        ["--ingredients", folders[0], eps, "--recipe", "uniform", "--skip_scoring", "--output", tmp_path / "x"], capsys
+    )
+    assert code == 2 and "'layer_norm_eps'" in err and str(eps) in err and str(folders[0]) in err

@@ -45,12 +45,15 @@ def test_average_of_two_known_state_dicts_is_exact():
 
 
 def test_fp16_ingredients_stay_fp16_but_accumulate_in_float32():
-    # 2049 + 2050 overflows fp16's exact integer range mid-sum only if accumulated in fp16.
-    a = {"w": torch.full((3,), 60000.0, dtype=torch.float16)}
-    b = {"w": torch.full((3,), 60000.0, dtype=torch.float16)}
-    soup = uniform_soup([a, b])
-    assert soup["w"].dtype == torch.float16
-    assert torch.isfinite(soup["w"]).all() and soup["w"][0].item() == 60000.0  # fp16 sum would be inf
+    # θ₀ = 0, then 2048 and four 1s: in fp16, 2048 + 1 rounds back to 2048 (its spacing there is 2),
+    # so an fp16 accumulator loses every 1 and gives 2048/6 -> 341.25; float32 gives 2052/6 = 342.
+    values = [0.0, 2048.0, 1.0, 1.0, 1.0, 1.0]
+    states = [{"w": torch.full((3,), value, dtype=torch.float16)} for value in values]
+    expected = torch.full((3,), 342.0, dtype=torch.float16)
+    greedy = greedy_soup(states, [6, 5, 4, 3, 2, 1], evaluate=lambda s: 9.0)  # keeps all, in this order
+    for soup in (uniform_soup(states), greedy.state):
+        assert soup["w"].dtype == torch.float16
+        assert torch.equal(soup["w"], expected), soup["w"]
 
 
 def test_checkpoint_averaging_uses_float64():
@@ -209,3 +212,49 @@ def test_learned_soup_keeps_fp16_ingredients_fp16():
 def test_mismatched_names_are_refused():
     with pytest.raises(ValueError, match="different tensor names"):
         uniform_soup([{"a": torch.zeros(1)}, {"b": torch.zeros(1)}])
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "meta",  # no data, but every op checks devices: a CPU accumulator fails here as on CUDA
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
+        ),
+    ],
+)
+def test_recipes_accumulate_on_the_tensors_device(device):
+    cpu = [
+        {"weight": torch.randn(4, 3, generator=torch.Generator().manual_seed(s)), "bias": torch.randn(4)}
+        for s in (1, 2)
+    ]
+    states = [{name: tensor.to(device) for name, tensor in state.items()} for state in cpu]
+    evaluations = []
+
+    def evaluate(candidate):
+        evaluations.append({name: candidate[name].device.type for name in candidate})
+        return 1.0
+
+    module = torch.nn.Linear(3, 4).to(device)
+    batches = [(torch.randn(8, 3, device=device), torch.randn(8, 4, device=device))]
+    soups = {
+        "uniform": uniform_soup(states),
+        "average-last": average_checkpoints(states),
+        "greedy": greedy_soup(states, [1.0, 0.5], evaluate=evaluate).state,
+        "learned": learned_soup(
+            states,
+            module,
+            batches,
+            loss_fn=lambda out, batch: torch.nn.functional.mse_loss(out, batch[1]),
+            forward=lambda m, batch: m(batch[0]),
+            epochs=0 if device == "meta" else 2,
+            device=device,
+        ).state,
+    }
+    assert evaluations == [{"weight": device, "bias": device}]  # the greedy candidate view too
+    for recipe, soup in soups.items():
+        assert {tensor.device.type for tensor in soup.values()} == {device}, recipe
+    if device == "cuda":  # same numbers as on the CPU
+        on_cpu = uniform_soup(cpu)
+        assert all(torch.allclose(soups["uniform"][k].cpu(), on_cpu[k], atol=1e-6) for k in on_cpu)

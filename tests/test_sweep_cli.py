@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from hf_soup.errors import cli_main
 from hf_soup.grid import expand_grid, parse_sweep_args
 from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
-from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, resolve_grid
+from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, WEIGHT_NEUTRAL_SETTINGS, resolve_grid
 from hf_soup.tasks import TASKS, get_task
 
 sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process
@@ -76,9 +77,94 @@ def test_foreign_output_dir_is_refused_untouched(tiny_bert_dir, tiny_glue, tmp_p
     other = tiny_flags(tiny_bert_dir, tiny_glue, out, "--weight_decay", "0.1", "--grid", "seed=0,1")
     line = _refused(other, capsys, match="holds a different sweep")
     assert "weight_decay" in line and "--output_dir" in line
+    # a setting that changes the weights is identity even when its name looks like plumbing (issue 15, item 9)
+    drop_last = tiny_flags(tiny_bert_dir, tiny_glue, out, "--dataloader_drop_last", "true", "--grid", "seed=0,1")
+    assert "dataloader_drop_last" in _refused(drop_last, capsys, match="holds a different sweep")
+    # ... while settings that cannot change them may differ on a rerun
+    neutral = tiny_flags(tiny_bert_dir, tiny_glue, out, "--logging_steps", "7", "--dataloader_num_workers", "0",
+                         "--per_device_eval_batch_size", "16", "--save_total_limit", "2", "--report_to", "none",
+                         "--grid", "seed=0,1")  # fmt: skip
+    assert sweep_main(neutral) == 0 and "2 already finished, 0 to train" in capsys.readouterr().out
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     (out / "sweep.json").unlink()  # ingredients alone identify the sweep too
     _refused(other, capsys, match="holds ingredients of a different sweep")
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == {p: t for p, t in before.items() if p.exists()}
+
+
+def test_weight_neutral_settings_are_real_fields_and_spare_what_changes_weights():
+    names = {f.name for cls in ARGUMENT_TYPES for f in dataclasses.fields(cls)}
+    assert names >= WEIGHT_NEUTRAL_SETTINGS, sorted(WEIGHT_NEUTRAL_SETTINGS - names)
+    assert not {"dataloader_drop_last", "precision", "bf16", "tf32", "group_by_length", "eval_strategy",
+                "seed", "data_seed", "learning_rate"} & WEIGHT_NEUTRAL_SETTINGS  # fmt: skip
+
+
+BAD_POINTS = [  # (extra flags, what the one line must say): each reached torch, or trained nothing, before
+    (["--grid", "learning_rate=0,1e-4"], "learning_rate=0.0 (grid axis): must be > 0"),
+    (["--max_steps", "-1", "--grid", "num_train_epochs=0,1"], "num_train_epochs=0.0 (grid axis): trains no step"),
+    (["--num_train_epochs", "0", "--grid", "max_steps=0,2"], "max_steps=0 (grid axis): trains no step"),
+    (["--grid", "per_device_train_batch_size=0,8"], "per_device_train_batch_size=0 (grid axis): must be a whole"),
+    (["--gradient_accumulation_steps", "0"], "gradient_accumulation_steps=0: must be a whole number >= 1"),
+    (["--per_device_eval_batch_size", "0"], "per_device_eval_batch_size=0: must be a whole number >= 1"),
+    (["--grid", "weight_decay=-0.1,0"], "weight_decay=-0.1 (grid axis): must be >= 0"),
+    (["--grid", "warmup_steps=1.5"], "warmup_steps=1.5 (grid axis): must be a fraction"),
+    (["--grid", "warmup_steps=-1"], "warmup_steps = -1"),  # TrainingArguments' own check, named by grid point
+    (["--grid", "lr_scheduler_type=nonsense"], "is not a valid SchedulerType"),
+    (["--grid", "label_smoothing_factor=1.5"], "label_smoothing_factor=1.5 (grid axis): must be in [0, 1)"),
+    (["--grid", "hidden_dropout_prob=0.1,1.0"], "hidden_dropout_prob=1.0 (grid axis): a dropout probability"),
+    (["--grid", "freeze_layers=3"], "freeze_layers=3 (grid axis): must be in [0, 2]"),
+    (["--freeze_layers", "-1"], "freeze_layers=-1: must be in [0, 2]"),
+    (["--grid", "early_stopping_patience=-1"], "early_stopping_patience=-1 (grid axis): must be >= 0"),
+    (["--warm_start_epochs", "1", "--warm_start_learning_rate=-1e-5"], "warm_start_learning_rate=-1e-05: must"),
+    (["--lp_ft_epochs", "-1"], "lp_ft_epochs=-1.0: must be >= 0"),
+    (["--shared_start_timeout", "0"], "shared_start_timeout=0.0: must be > 0"),
+    (["--fsdp", "full_shard"], "fsdp: FSDP and DeepSpeed are not supported"),
+    (["--deepspeed", "ds.json"], "deepspeed: FSDP and DeepSpeed are not supported"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_POINTS, ids=[" ".join(e) for e, _ in BAD_POINTS])
+def test_bad_grid_values_are_refused_before_anything_is_written(extra, message, tiny_bert_dir, tiny_glue, tmp_path,
+                                                                capsys):  # fmt: skip
+    """Issue 15, item 12: one line naming the setting and value, exit 2, output dir untouched."""
+    out = tmp_path / "out"
+    flags = tiny_flags(tiny_bert_dir, tiny_glue, out)
+    for axis in (item.split("=")[0] for item in extra if "=" in item and not item.startswith("--")):
+        if f"--{axis}" in flags:  # tiny_flags fixes it: the axis replaces the fixed value
+            index = flags.index(f"--{axis}")
+            del flags[index : index + 2]
+    _refused([*flags, *extra], capsys, match=message)
+    assert not out.exists()
+
+
+def test_sharded_training_is_refused_from_accelerates_environment_and_the_config(tiny_bert_dir, tiny_glue, tmp_path,
+                                                                                 capsys, monkeypatch):  # fmt: skip
+    """Issue 15, item 10: FSDP / DeepSpeed would write ingredients from sharded weights; refused up front."""
+    out = tmp_path / "out"
+    flags = tiny_flags(tiny_bert_dir, tiny_glue, out)
+    for variable in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
+        with monkeypatch.context() as env:
+            env.setenv(variable, "true")
+            _refused(flags, capsys, match=f"{variable}: FSDP and DeepSpeed are not supported")
+    config = tmp_path / "fsdp.yaml"
+    config.write_text("fsdp: full_shard\ngrid:\n  seed: [0, 1]\n")
+    _refused([*flags, "--config", str(config)], capsys, match="fsdp=True: FSDP and DeepSpeed are not supported")
+    assert not out.exists()
+
+
+def test_a_bad_learning_rate_in_a_subprocess_is_one_line_and_leaves_the_sweep_untouched(tiny_bert_dir, tiny_glue,
+                                                                                        tmp_path, cli_env):  # fmt: skip
+    """The reported case: `--grid learning_rate=-1e-5` used to end in a torch traceback after
+    sweep.json and a .lock were written; widening a finished sweep with it must change nothing."""
+    out = tmp_path / "out"
+    assert sweep_main(tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "learning_rate=1e-4")) == 0
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "learning_rate=1e-4,-1e-5")
+    result = subprocess.run([sys.executable, str(SWEEP_SCRIPT), *flags], env=single_thread_env(cli_env),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: learning_rate=-1e-05 (grid axis): must be > 0 (a point "
+                                                  "that does not learn is no ingredient)"]  # fmt: skip
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
 def test_entry_point_in_a_subprocess_exits_2_with_one_line(tmp_path, cli_env):

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import shared_dir
-from huggingface_hub import ModelCard
 from hub_client import client_env
+from huggingface_hub import ModelCard
 from sweep_helpers import load_sweep_main, one_torch_thread  # noqa: F401  (fixture)
 
 from hf_soup.errors import cli_main

@@ -25,15 +25,23 @@ import sys
 from hf_soup.concurrency import requested_workers, run_sweep_concurrently
 from hf_soup.errors import cli_main
 from hf_soup.grid import SweepArguments, parse_sweep_args
-from hf_soup.sweep.launch import configure_cpu_launch, process_state
+from hf_soup.launchers import LauncherArguments
+from hf_soup.sweep.launch import configure_cpu_launch, process_state, refuse_sharded_launch
 from hf_soup.sweep.loop import run_sweep
 from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
 
 
 def main(argv: list[str] | None = None) -> int:
     """The whole sweep for `argv` (default: sys.argv[1:]); raises SoupError on bad input."""
+    refuse_sharded_launch(argv)
     configure_cpu_launch()  # before the parser builds TrainingArguments
-    parsed = parse_sweep_args(argv, ARGUMENT_TYPES, defaults=SWEEP_DEFAULTS)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parsed = parse_sweep_args(argv, (*ARGUMENT_TYPES, LauncherArguments), defaults=SWEEP_DEFAULTS)
+    launcher = next(a for a in parsed.arguments if isinstance(a, LauncherArguments))
+    if launcher.launcher not in (None, "none"):  # the grid as a job array (hf_soup.launchers)
+        from hf_soup.launchers.submitit import launch
+
+        return launch(parsed, argv, launcher)
     workers = requested_workers(next(a for a in parsed.arguments if isinstance(a, SweepArguments)))
     process_state()  # join the launcher's process group, if any, before planning
     sweep = plan_sweep(parsed)  # every check; nothing written yet

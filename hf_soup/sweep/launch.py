@@ -49,11 +49,43 @@ def try_lock(stack: contextlib.ExitStack, target: Path) -> bool:
     return True
 
 
-def agree(state: Any, decide: Callable[[], bool]) -> bool:
-    """The main process decides (e.g. takes a lock); every rank follows, so all train or none does."""
+def share_decision(state: Any, decide: Callable[[], Any]) -> Any:
+    """The main process decides (e.g. takes a lock); every rank gets its answer (a collective call)."""
     decision = [decide() if state.is_main_process else None]
     if state.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
         broadcast_object_list(decision)
-    return bool(decision[0])
+    return decision[0]
+
+
+def agree(state: Any, decide: Callable[[], bool]) -> bool:
+    """`share_decision` for yes/no questions, so all ranks train or none does."""
+    return bool(share_decision(state, decide))
+
+
+# Accelerate's announcements of a sharded launch (`accelerate launch --use_fsdp / --use_deepspeed`).
+SHARDED_LAUNCH_VARIABLES = ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
+SHARDED_TRAINING_HELP = (
+    "FSDP and DeepSpeed are not supported: the sweep scores and saves each ingredient from the main "
+    "process's full copy of the weights, which sharded training does not have; train each point "
+    "data-parallel instead (accelerate launch --num_processes N -m hf_soup.sweep ...)"
+)
+
+
+def refuse_sharded_launch(argv: list[str] | None = None) -> None:
+    """Refuse, before anything is parsed or written, a launch that shards the model (FSDP, DeepSpeed).
+
+    Checked from accelerate's environment and from the flags (`--deepspeed` cannot even be parsed
+    without the deepspeed package); `planning.check_point` checks the parsed settings again, which
+    catches the same keys given in a config file or as a grid axis.
+    """
+    import sys
+
+    for name in SHARDED_LAUNCH_VARIABLES:
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "y", "on"):
+            raise SoupError(f"{name}: {SHARDED_TRAINING_HELP}")
+    for arg in sys.argv[1:] if argv is None else argv:
+        flag = arg.split("=", 1)[0].replace("-", "_")
+        if flag in ("__fsdp", "__deepspeed"):
+            raise SoupError(f"{flag[2:]}: {SHARDED_TRAINING_HELP}")

@@ -35,6 +35,7 @@ from hf_soup.sweep.planning import (
     WORK_DIR,
     Sweep,
     SweepContext,
+    finished_folders,
     recorded_hyperparameters,
     run_options,
     training_arguments_for,
@@ -47,6 +48,7 @@ __all__ = [  # the loop's API, including what it re-exports from the modules bel
     "begin_sweep",
     "configure_cpu_launch",
     "finish_sweep",
+    "ingredient_record",
     "last_complete_checkpoint",
     "process_state",
     "run_grid_point",
@@ -97,44 +99,68 @@ def run_grid_point(run: RunConfig, context: SweepContext) -> dict[str, Any]:
     model = trainer.accelerator.unwrap_model(trainer.model)
     record = None
     if state.is_main_process:
-        scores = score_model(context, model, args.per_device_eval_batch_size)
-        record = build_ingredient(
-            run_id=run.run_id,
-            sweep_id=context.sweep_id,
-            task=context.task.name,
-            primary_metric=context.task.primary_metric,
-            base_model=context.base.describe(),
-            model_family=context.family,
-            head_init_seed=context.model_args.head_init_seed,
-            seed=args.seed,
-            hyperparameters=recorded_hyperparameters(run, args, options, context),
-            grid_axes=list(run.varying),
-            split=context.splits.describe(),
-            data=context.splits.description(),
-            metrics=scores,
-            train={
-                "runtime_s": round(float(output.metrics.get("train_runtime", 0.0)), 3),
-                "samples_per_second": round(float(output.metrics.get("train_samples_per_second", 0.0)), 3),
-                "steps": int(trainer.state.global_step),
-                "resumed_from_step": _step_of(resume),
-                "stopped_early": bool(
-                    options.early_stopping_patience and trainer.state.global_step < trainer.state.max_steps
-                ),
-                "wall_s": None,
-                "device": args.device.type,
-                "num_processes": args.world_size,
-                "precision": context.precision,
-            },
-            start=context.start,
-            command=context.command,
-        )
-        record["train"]["wall_s"] = round(time.perf_counter() - started, 3)
+        record = ingredient_record(run, context, trainer, output, options, resumed_from=resume, started=started)
         write_model_folder(context.output_dir / run.run_id, model, context.tokenizer, record)
         shutil.rmtree(work, ignore_errors=True)
     state.wait_for_everyone()
     del trainer, model
     free_memory()
     return record if record is not None else read_ingredient(context.output_dir / run.run_id)
+
+
+def ingredient_record(
+    run: RunConfig,
+    context: SweepContext,
+    trainer: Any,
+    output: Any,
+    options: Any,
+    *,
+    resumed_from: str | None = None,
+    started: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Score a trained point (held-out and test, the merge's scorer) and build its ingredient.json record.
+
+    Shared by the grid loop and `hf_soup.hpo` (whose trials add a `search` block in `extra`), so an
+    ingredient reads the same whoever trained it.
+    """
+    args = trainer.args
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    scores = score_model(context, model, args.per_device_eval_batch_size)
+    record = build_ingredient(
+        run_id=run.run_id,
+        sweep_id=context.sweep_id,
+        task=context.task.name,
+        primary_metric=context.task.primary_metric,
+        base_model=context.base.describe(),
+        model_family=context.family,
+        head_init_seed=context.model_args.head_init_seed,
+        seed=args.seed,
+        hyperparameters=recorded_hyperparameters(run, args, options, context),
+        grid_axes=list(run.varying),
+        split=context.splits.describe(),
+        data=context.splits.description(),
+        metrics=scores,
+        train={
+            "runtime_s": round(float(output.metrics.get("train_runtime", 0.0)), 3),
+            "samples_per_second": round(float(output.metrics.get("train_samples_per_second", 0.0)), 3),
+            "steps": int(trainer.state.global_step),
+            "resumed_from_step": _step_of(resumed_from),
+            "stopped_early": bool(
+                options.early_stopping_patience and trainer.state.global_step < trainer.state.max_steps
+            ),
+            "wall_s": None,
+            "device": args.device.type,
+            "num_processes": args.world_size,
+            "precision": context.precision,
+        },
+        start=context.start,
+        command=context.command,
+        **extra,
+    )
+    if started is not None:
+        record["train"]["wall_s"] = round(time.perf_counter() - started, 3)
+    return record
 
 
 def _step_of(checkpoint: str | None) -> int | None:
@@ -158,7 +184,8 @@ def begin_sweep(sweep: Sweep) -> list[RunConfig]:
 
     context = sweep.context
     state = process_state()
-    pending = [run for run in sweep.mine if not is_ingredient(context.output_dir / run.run_id)]
+    finished = finished_folders(context.output_dir, context.sweep_id, sweep.mine)
+    pending = [run for run in sweep.mine if run.run_id not in finished]
     blocked = [run.run_id for run in pending if (context.output_dir / run.run_id).exists()]
     if blocked:
         raise SoupError(f"{context.output_dir / blocked[0]}: exists but holds no valid ingredient.json; remove it")
@@ -166,6 +193,9 @@ def begin_sweep(sweep: Sweep) -> list[RunConfig]:
     if state.is_main_process:
         context.output_dir.mkdir(parents=True, exist_ok=True)
         write_sweep_file(sweep)
+        for run_id, found in finished.items():
+            if found.name != run_id:
+                print(f"{run_id}: finished as {found.name} (named before every axis was), skipped", flush=True)
         done = len(sweep.mine) - len(pending)
         shard = f" (shard {sweep.sweep_args.shard} of {len(sweep.runs)})" if sweep.sweep_args.shard else ""
         print(

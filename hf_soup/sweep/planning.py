@@ -35,12 +35,13 @@ from hf_soup.grid import (
     SweepArguments,
     check_keys,
     coerce_axes,
+    digest_of_run_id,
     expand_grid,
     parse_scalar,
     shard_runs,
 )
-from hf_soup.ingredient import INGREDIENT_FILE, library_versions, utc_now
-from hf_soup.sweep.launch import process_state
+from hf_soup.ingredient import INGREDIENT_FILE, is_ingredient, library_versions, utc_now
+from hf_soup.sweep.launch import SHARDED_TRAINING_HELP, process_state
 from hf_soup.tasks import Task
 
 WORK_DIR = ".work"
@@ -53,34 +54,35 @@ SWEEP_DEFAULTS = {
     "save_strategy": "no",  # no checkpoints (and no optimizer state) unless asked for
     "per_device_eval_batch_size": 64,
 }
+# How long a shard waits for the shared start another live job is computing (it takes over at once
+# when that job dies): a day, longer than any warm start should take, short of hanging for ever.
+SHARED_START_TIMEOUT_S = 24 * 3600.0
 # TrainingArguments fields that are about the sweep, not a run: never grid axes.
 SWEEP_LEVEL_TRAINING_FIELDS = frozenset({"output_dir", "resume_from_checkpoint"})
-# Fields that change nothing in the weights: left out of the sweep's identity.
-_NON_SEMANTIC_PREFIXES = (
-    "output_dir",
-    "logging_",
-    "log_",
-    "report_to",
-    "run_name",
-    "disable_tqdm",
-    "save_",
-    "dataloader_",
-    "hub_",
-    "push_to_hub",
-    "per_device_eval_batch_size",
-    "eval_accumulation",
-    "skip_memory_metrics",
-    "resume_from_checkpoint",
-    "include_",
-    "config",
-    "grid",
-    "shard",
-    "precision",
-    "bf16",
-    "fp16",
-    "tf32",
-    "group_by_length",
-)
+# Settings that cannot change the weights a point trains to: left out of the sweep's identity, so a
+# rerun may change them. An explicit list, because a setting missing here only makes a rerun with
+# another value refused, while one wrongly here would let ingredients of different recipes mix.
+# Everything else the user sets (file or flags) is identity, e.g. dataloader_drop_last, precision,
+# tf32, group_by_length, eval_strategy (it drives early stopping).
+WEIGHT_NEUTRAL_SETTINGS = frozenset(
+    {
+        # where things go and what is shown
+        "output_dir", "run_name", "resume_from_checkpoint", "local_rank", "do_train", "do_eval", "do_predict",
+        "logging_strategy", "logging_steps", "logging_first_step", "log_on_each_node", "logging_nan_inf_filter",
+        "log_level", "log_level_replica", "disable_tqdm", "report_to", "project", "trackio_space_id",
+        "trackio_bucket_id", "trackio_static_space_id", "include_num_input_tokens_seen", "skip_memory_metrics",
+        "debug",
+        # checkpoints (a resumed point reaches the uninterrupted point's weights) and the Hub
+        "save_strategy", "save_steps", "save_on_each_node", "save_total_limit", "save_only_model",
+        "enable_jit_checkpoint", "push_to_hub", "hub_token", "hub_private_repo", "hub_model_id", "hub_strategy",
+        "hub_always_push", "hub_revision",
+        # evaluation throughput, data-loading workers, memory housekeeping, timeouts
+        "per_device_eval_batch_size", "eval_accumulation_steps", "eval_do_concat_batches", "eval_use_gather_object",
+        "dataloader_num_workers", "dataloader_pin_memory", "dataloader_persistent_workers",
+        "dataloader_prefetch_factor", "dataloader_multiprocessing_context", "torch_empty_cache_steps", "ddp_timeout",
+        "shared_start_timeout",
+    }
+)  # fmt: skip
 # Core hyperparameters recorded in every ingredient (plus every axis and every fixed setting).
 RECORDED_TRAINING_FIELDS = (
     "learning_rate",
@@ -122,6 +124,13 @@ class FineTuneArguments:
     group_by_length: bool = field(
         default=True, metadata={"help": "batch examples of similar length together (less padding, same epochs)"}
     )
+    shared_start_timeout: float = field(
+        default=SHARED_START_TIMEOUT_S,
+        metadata={
+            "help": "seconds a job waits for the LP-FT / warm start another job of the sweep is computing, "
+            "then stops with an error (a job that dies meanwhile is taken over at once)"
+        },
+    )
 
 
 PER_RUN_FINETUNE_FIELDS = ("freeze_layers", "early_stopping_patience", "early_stopping_threshold")
@@ -135,7 +144,7 @@ class SweepContext:
 
     task: Task
     splits: TaskSplits
-    features: Any  # datasets.DatasetDict of token ids (+ `length`, `label`)
+    features: Any  # datasets.DatasetDict of token ids (+ `length`, `label`); set once every point is checked
     tokenizer: Any
     base: models.BaseModel
     family: str
@@ -170,8 +179,12 @@ class Sweep:
 # ----------------------------------------------------------------------------- planning
 
 
-def plan_sweep(parsed: ParsedSweep) -> Sweep:
-    """Validate and prepare a sweep; raises SoupError on any bad input and writes nothing in output_dir."""
+def plan_sweep(parsed: ParsedSweep, *, expand: bool = True) -> Sweep:
+    """Validate and prepare a sweep; raises SoupError on any bad input and writes nothing in output_dir.
+
+    `expand=False` checks the axes but draws no points (`runs` and `mine` empty): for a search
+    whose sampler picks the points (hf_soup.hpo), where ranges need no `--num_samples`.
+    """
     model_args, data_args, finetune, sweep_args, training_args = (
         next(a for a in parsed.arguments if isinstance(a, cls)) for cls in ARGUMENT_TYPES
     )
@@ -184,16 +197,19 @@ def plan_sweep(parsed: ParsedSweep) -> Sweep:
         raise SoupError(f"precision: {finetune.precision!r} is not one of auto, fp32, bf16, fp16")
     base = models.resolve_base_model(model_args)
     family = models.resolve_family(model_args.model_family, base.config)
-    splits = load_splits(data_args)  # a preset, a Hub dataset or files: the task comes with the data
-    task = splits.task
-    models.check_task_labels(base.config, task)
     if family == models.T5_TEXT2TEXT and finetune.lp_ft_epochs > 0:
         raise SoupError("lp_ft_epochs: t5-text2text has no new head to fit; use warm_start_epochs")
+    _check_start_settings(finetune)
+    if "dataloader_pin_memory" not in parsed.explicit and not _has_accelerator():
+        training_args.dataloader_pin_memory = False  # nothing to pin for; torch would warn at every point
     axes, config_overrides = resolve_grid(parsed, base.config)
-    runs = expand_grid(axes, num_samples=sweep_args.num_samples, search_seed=sweep_args.search_seed)
+    runs = expand_grid(axes, num_samples=sweep_args.num_samples, search_seed=sweep_args.search_seed) if expand else []
     mine = shard_runs(runs, sweep_args.shard)
     from transformers import AutoTokenizer
 
+    splits = load_splits(data_args)  # a preset, a Hub dataset or files: the task comes with the data
+    task = splits.task
+    models.check_task_labels(base.config, task)
     tokenizer = AutoTokenizer.from_pretrained(base.local_dir)
     token_ids = None
     if family == models.T5_TEXT2TEXT:
@@ -203,16 +219,10 @@ def plan_sweep(parsed: ParsedSweep) -> Sweep:
     shared = _sweep_identity(task, base, family, model_args, data_args, finetune, splits, parsed, config_overrides)
     sweep_id = hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:16]
     check_output_dir(output_dir, sweep_id, shared)  # before the (cached, but chatty) tokenisation
-    with process_state().main_process_first():
-        features = models.encode_splits(splits, tokenizer, family, data_args.max_seq_length)
-    models.check_t5_inputs(family, base.config, features)
-    if process_state().is_main_process:  # what the data is, and anything carved or skipped (e.g. a test split)
-        print("data: " + "\n".join(summary_lines(splits)), flush=True)
-
     context = SweepContext(
         task=task,
         splits=splits,
-        features=features,
+        features=None,
         tokenizer=tokenizer,
         base=base,
         family=family,
@@ -228,11 +238,104 @@ def plan_sweep(parsed: ParsedSweep) -> Sweep:
         precision=_resolve_precision(finetune.precision, training_args, parsed.explicit),
         label_token_ids=token_ids,
         command=command_line(),
-        train_lengths=[int(n) for n in features["train"]["length"]],
     )
-    for run in mine:  # every point's arguments are valid before anything trains
-        training_arguments_for(run, context)
+    for run in runs:  # every point's settings are valid before anything is tokenised, written or trained
+        check_point(run, training_arguments_for(run, context), run_options(run, context), context)
+    for stage in start_stages(finetune):
+        start_stage_arguments(context, stage)
+    with process_state().main_process_first():
+        context.features = models.encode_splits(splits, tokenizer, family, data_args.max_seq_length)
+    models.check_t5_inputs(family, base.config, context.features)
+    if process_state().is_main_process:  # what the data is, and anything carved or skipped (e.g. a test split)
+        print("data: " + "\n".join(summary_lines(splits)), flush=True)
+    context.train_lengths = [int(n) for n in context.features["train"]["length"]]
     return Sweep(context, runs, mine, axes, sweep_args)
+
+
+def check_point(run: RunConfig, args: TrainingArguments, options: FineTuneArguments, context: SweepContext) -> None:
+    """Refuse a grid point whose settings TrainingArguments accepts but that would fail later (torch
+    raises after sweep.json is written) or, worse, train nothing and be written as an ingredient.
+
+    One line naming the setting and its value, and whether it is a grid axis.
+    """
+
+    def refuse(name: str, value: Any, rule: str) -> None:
+        where = " (grid axis)" if name in run.values else ""
+        raise SoupError(f"{name}={value!r}{where}: {rule}")
+
+    if args.fsdp or args.deepspeed:
+        refuse("fsdp" if args.fsdp else "deepspeed", args.fsdp or args.deepspeed, SHARDED_TRAINING_HELP)
+    if not args.learning_rate > 0:
+        refuse("learning_rate", args.learning_rate, "must be > 0 (a point that does not learn is no ingredient)")
+    if args.num_train_epochs <= 0 and args.max_steps <= 0:
+        name = "max_steps" if "max_steps" in run.values and "num_train_epochs" not in run.values else "num_train_epochs"
+        refuse(name, getattr(args, name), "trains no step: num_train_epochs must be > 0, or max_steps > 0")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(args, name) < 1:
+            refuse(name, getattr(args, name), "must be a whole number >= 1")
+    if args.weight_decay < 0:
+        refuse("weight_decay", args.weight_decay, "must be >= 0")
+    if args.warmup_steps < 0 or (args.warmup_steps >= 1 and args.warmup_steps != int(args.warmup_steps)):
+        refuse("warmup_steps", args.warmup_steps, "must be a fraction of the steps in [0, 1) or a whole step count")
+    if args.max_grad_norm is not None and args.max_grad_norm < 0:
+        refuse("max_grad_norm", args.max_grad_norm, "must be >= 0 (0: no clipping)")
+    for name in ("label_smoothing_factor", "adam_beta1", "adam_beta2"):
+        if not 0 <= getattr(args, name) < 1:
+            refuse(name, getattr(args, name), "must be in [0, 1)")
+    if not args.adam_epsilon > 0:
+        refuse("adam_epsilon", args.adam_epsilon, "must be > 0")
+    config = {**context.config_overrides, **{k: v for k, v in run.values.items() if k in context.config_keys}}
+    for name, value in config.items():
+        if "dropout" in name and value is not None and not 0 <= value < 1:
+            refuse(name, value, "a dropout probability must be in [0, 1)")
+    layers = getattr(context.base.config, "num_hidden_layers", None)
+    if options.freeze_layers < 0 or (isinstance(layers, int) and options.freeze_layers > layers):
+        refuse("freeze_layers", options.freeze_layers, f"must be in [0, {layers}] (the model's layers)")
+    if options.early_stopping_patience < 0 or options.early_stopping_threshold < 0:
+        name = "early_stopping_patience" if options.early_stopping_patience < 0 else "early_stopping_threshold"
+        refuse(name, getattr(options, name), "must be >= 0")
+
+
+def _check_start_settings(finetune: FineTuneArguments) -> None:
+    """The shared start's own knobs (fixed for the sweep), checked like a grid point's."""
+    for name in ("lp_ft_epochs", "warm_start_epochs"):
+        if getattr(finetune, name) < 0:
+            raise SoupError(f"{name}={getattr(finetune, name)!r}: must be >= 0 (0: off)")
+    if finetune.lp_ft_epochs > 0 and not finetune.lp_ft_learning_rate > 0:
+        raise SoupError(f"lp_ft_learning_rate={finetune.lp_ft_learning_rate!r}: must be > 0")
+    if finetune.warm_start_learning_rate is not None and not finetune.warm_start_learning_rate > 0:
+        raise SoupError(f"warm_start_learning_rate={finetune.warm_start_learning_rate!r}: must be > 0")
+    if not finetune.shared_start_timeout > 0:
+        raise SoupError(f"shared_start_timeout={finetune.shared_start_timeout!r}: must be > 0 seconds")
+
+
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+
+
+def start_stages(finetune: FineTuneArguments) -> list[str]:
+    """The shared-start stages a sweep runs, in order: LP-FT first, then the warm start."""
+    return [s for s, on in (("lp-ft", finetune.lp_ft_epochs > 0), ("warm-start", finetune.warm_start_epochs > 0)) if on]
+
+
+def start_stage_arguments(context: SweepContext, stage: str) -> tuple[TrainingArguments, FineTuneArguments]:
+    """TrainingArguments of one shared-start stage: the fixed settings, the stage's epochs and
+    learning rate, seed = head_init_seed, no checkpoints, no evaluation, no early stopping."""
+    finetune = context.finetune
+    lp = stage == "lp-ft"
+    overrides = {
+        "num_train_epochs": finetune.lp_ft_epochs if lp else finetune.warm_start_epochs,
+        "max_steps": -1,
+        "seed": context.model_args.head_init_seed,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "learning_rate": finetune.lp_ft_learning_rate
+        if lp
+        else (finetune.warm_start_learning_rate or context.training_args.learning_rate),
+    }
+    options = FineTuneArguments(freeze_layers=finetune.freeze_layers)
+    return training_arguments_for(None, context, work_name=stage, options=options, **overrides), options
 
 
 def resolve_grid(parsed: ParsedSweep, config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -278,19 +381,19 @@ def _resolve_precision(requested: str, args: TrainingArguments, explicit: set[st
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
 
 
-def _semantic(name: str) -> bool:
-    return not name.startswith(_NON_SEMANTIC_PREFIXES)
-
-
 def _sweep_identity(task, base, family, model_args, data_args, finetune, splits, parsed, config_overrides) -> dict:
     """What every ingredient of a sweep shares; its hash is `sweep_id`. Axes are left out, so a
-    grid can be extended later; settings that do not change weights (logging, saving) too."""
+    grid can be extended later; so are the settings of WEIGHT_NEUTRAL_SETTINGS."""
     fixed = {}
     for arguments in parsed.arguments:
         if isinstance(arguments, (TrainingArguments, FineTuneArguments)):
             for f in fields(arguments):
                 value = getattr(arguments, f.name)
-                if f.name in parsed.explicit and _semantic(f.name) and _jsonable(value) != _default(f):
+                if (
+                    f.name in parsed.explicit
+                    and f.name not in WEIGHT_NEUTRAL_SETTINGS
+                    and _jsonable(value) != _default(f)
+                ):
                     fixed[f.name] = value
     start = {}
     if finetune.lp_ft_epochs > 0:
@@ -373,6 +476,44 @@ def check_output_dir(folder: Path, sweep_id: str, shared: dict[str, Any]) -> Non
             )
 
 
+def finished_folders(folder: Path, sweep_id: str, runs: list[RunConfig]) -> dict[str, Path]:
+    """{run id: the folder holding that point's finished ingredient} for the points of `runs` done.
+
+    A point is found under its own id, or under an id of the older naming (which left
+    single-valued axes out of the readable part, e.g. `run-<hash>` for `--grid seed=0`): same hash
+    suffix, same sweep, same recorded values. So widening an axis never retrains such a point.
+    """
+    done: dict[str, Path] = {}
+    by_digest: dict[str, list[Path]] = {}
+    for child in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if child.is_dir() and not child.name.startswith("."):
+            by_digest.setdefault(digest_of_run_id(child.name), []).append(child)
+    for run in runs:
+        if is_ingredient(folder / run.run_id):
+            done[run.run_id] = folder / run.run_id
+            continue
+        for candidate in by_digest.get(digest_of_run_id(run.run_id), ()):
+            record = _peek_ingredient(candidate)
+            if (
+                record
+                and record.get("sweep_id") == sweep_id
+                and _records_values(record, run)
+                and is_ingredient(candidate)
+            ):
+                done[run.run_id] = candidate
+                break
+    return done
+
+
+def _records_values(record: dict[str, Any], run: RunConfig) -> bool:
+    """Whether an ingredient.json records exactly this point's axis values."""
+    recorded = {**record.get("hyperparameters", {}), "seed": record.get("seed")}
+    return all(
+        k in recorded and json.dumps(recorded[k], default=str) == json.dumps(_jsonable(v), default=str)
+        for k, v in run.values.items()
+    )
+
+
 def _peek_ingredient(folder: Path) -> dict | None:
     try:
         return json.loads((folder / INGREDIENT_FILE).read_text()) if not folder.name.startswith(".") else None
@@ -389,7 +530,8 @@ def _first_difference(old: dict, new: dict) -> str:
     return "written by another version"
 
 
-def write_sweep_file(sweep: Sweep) -> None:
+def write_sweep_file(sweep: Sweep, extra: dict[str, Any] | None = None) -> None:
+    """sweep.json (docs/FORMATS.md), once per folder; `extra` adds keys (hf_soup.hpo: `search`)."""
     path = sweep.context.output_dir / SWEEP_FILE
     if path.is_file():
         return
@@ -408,6 +550,7 @@ def write_sweep_file(sweep: Sweep) -> None:
             "command": sweep.context.command,
             "versions": library_versions(),
             "created": utc_now(),
+            **(extra or {}),
         },
     )
 

@@ -138,18 +138,23 @@ def load_model(context: SweepContext, run: RunConfig | None, *, source: Path | N
     return model, new
 
 
-def train_model(
+def make_trainer(
     context: SweepContext,
-    model: Any,
     args: TrainingArguments,
     options: FineTuneArguments,
-    resume_from: str | None = None,
-) -> tuple[Any, Any]:
+    *,
+    trainer_class: type[SoupTrainer] | None = None,
+    **kwargs: Any,
+) -> SoupTrainer:
+    """The Trainer every grid point trains with (`model=` or `model_init=` in `kwargs`).
+
+    Apart from `train_model` so that `hf_soup.hpo` builds the very same Trainer around a
+    `model_init` for `Trainer.hyperparameter_search`.
+    """
     early = options.early_stopping_patience > 0
     evaluating = args.eval_strategy != "no"  # evaluation during training is always on heldout, never test
     compute_metrics, preprocess = heldout_metrics(context) if evaluating else (None, None)
-    trainer = SoupTrainer(
-        model=model,
+    return (trainer_class or SoupTrainer)(
         args=args,
         train_dataset=context.features["train"],
         eval_dataset=context.features["heldout"] if evaluating else None,
@@ -161,7 +166,18 @@ def train_model(
         callbacks=[EarlyStoppingCallback(options.early_stopping_patience, options.early_stopping_threshold)]
         if early
         else None,
+        **kwargs,
     )
+
+
+def train_model(
+    context: SweepContext,
+    model: Any,
+    args: TrainingArguments,
+    options: FineTuneArguments,
+    resume_from: str | None = None,
+) -> tuple[Any, Any]:
+    trainer = make_trainer(context, args, options, model=model)
     output = trainer.train(resume_from_checkpoint=resume_from)
     return trainer, output
 

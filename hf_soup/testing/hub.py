@@ -88,7 +88,7 @@ LICENSES = frozenset(  # a word list reads better than 80 quoted items
     "gemma unknown other".split()
 )
 PIPELINE_TAGS = frozenset(
-    "text-classification token-classification table-question-answering question-answering "  # noqa: SIM905
+    "text-classification token-classification table-question-answering question-answering text2text-generation "  # noqa: SIM905
     "zero-shot-classification translation summarization feature-extraction text-generation fill-mask "
     "sentence-similarity text-to-speech text-to-audio automatic-speech-recognition audio-to-audio "
     "audio-classification voice-activity-detection depth-estimation image-classification object-detection "
