@@ -248,10 +248,14 @@ def folder_sha256(folder: Path) -> str:
 
 
 def _root_cause(err: BaseException) -> BaseException:
+    """The innermost exception of an explicit or implicit chain (`raise ... from None` ends it)."""
     seen = set()
-    while (err.__cause__ or err.__context__) is not None and id(err) not in seen:
+    while id(err) not in seen:
         seen.add(id(err))
-        err = err.__cause__ or err.__context__
+        inner = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+        if inner is None:
+            break
+        err = inner
     return err
 
 
