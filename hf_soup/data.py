@@ -1085,6 +1085,7 @@ def load_recorded(record: dict[str, Any] | None, flags: DataArguments, where: st
             args.heldout_file, args.heldout_split = flags.heldout_file, flags.heldout_split
             if flags.heldout_file and not args.train_file:
                 raise SoupError("--heldout_file: the ingredients' data is a dataset; use --heldout_split NAME")
+        _check_recorded_paths(args, data.get("source") or {})
         splits = load_splits(args, task=task, expected_origin=data.get("source"))
     elif record.get("task") and record["task"] in _preset_names():
         args = DataArguments(**{**asdict(DataArguments()), **given})
@@ -1119,6 +1120,31 @@ def load_recorded(record: dict[str, Any] | None, flags: DataArguments, where: st
             f"{splits.source} ({splits.fingerprint}); pass the data the sweep used"
         )
     return splits, heldout_check(splits, record, recorded_fingerprint, explicit_heldout)
+
+
+_FILE_FLAGS = {"train": "train_file", "validation": "validation_file", "test": "test_file", "heldout": "heldout_file"}
+
+
+def _check_recorded_paths(args: DataArguments, source: dict[str, Any]) -> None:
+    """A recorded file or folder that is gone: say which flag points at its new place (sha256 must match)."""
+    for split, recorded in (source.get("files") or {}).items() if source.get("kind") == "files" else ():
+        flag = _FILE_FLAGS[split]
+        path = getattr(args, flag)
+        if path and not Path(path).exists():
+            raise SoupError(
+                f"{path}: not found; the ingredients were trained on this {split} file: if it moved, pass --{flag} "
+                f"NEW_PATH (its sha256 must be {str(recorded.get('sha256'))[:12]}…)"
+            )
+    if source.get("kind") == "folder" and args.dataset_name and not Path(args.dataset_name).exists():
+        raise SoupError(
+            f"{args.dataset_name}: not found; the ingredients were trained on this dataset folder: if it moved, "
+            "pass --dataset_name NEW_PATH"
+        )
+    if source.get("kind") == "glue_dir" and args.glue_dir and not Path(args.glue_dir).is_dir():
+        raise SoupError(
+            f"{args.glue_dir}: not found; the ingredients were trained on this GLUE folder: if it moved, "
+            "pass --glue_dir NEW_PATH"
+        )
 
 
 def _preset_names() -> set[str]:

@@ -357,3 +357,27 @@ def test_glue_rte_through_jsonl_with_string_labels(glue_dir, tmp_path):
     assert inferred.task.label_names == names  # sorted strings happen to be the Hub's id order
     assert inferred["test"]["label"] == preset["test"]["label"]
     assert inferred["heldout"]["idx"] == preset["heldout"]["idx"]
+
+
+def test_sweep_refuses_bad_data_before_writing_anything(tmp_path, tiny_bert_dir, cli_env):
+    from sweep_helpers import SWEEP_SCRIPT
+
+    bad = write_csv(tmp_path / "bad.csv", [[1, "t", "b"], ["", "u", "c"]] * 60)
+    out = tmp_path / "runs"
+    result = subprocess.run(
+        [sys.executable, str(SWEEP_SCRIPT), "--model", str(tiny_bert_dir), "--train_file", str(bad),
+         "--text_column_names", "title", "--output_dir", str(out)],
+        env=cli_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: {bad}: column 'label', row 2: empty or NaN label ''"
+    assert not out.exists()
+
+
+def test_t5_prompt_of_a_user_task_is_its_recorded_prompt():
+    from hf_soup.models import t5_prompt_encoder
+
+    task = Task.from_dict(make_task("Support Tickets", ("subject", "body"), ("bug", "billing")).to_dict())
+    encode = t5_prompt_encoder(task, lambda prompts, **_: {"input_ids": prompts}, 64)
+    encoded = encode({"subject": ["Login fails"], "body": ["since Monday"]})
+    assert encoded["input_ids"] == ["support_tickets subject: Login fails body: since Monday"]
