@@ -3,7 +3,8 @@
     python -m hf_soup.merge --ingredients runs/rte --recipe greedy --output soups/rte-greedy
     python -m hf_soup.merge --ingredients runs/rte other/*-seed* --recipe uniform --output soups/rte-uniform
     python -m hf_soup.merge --ingredients my_models/a my_models/b --task rte --glue_dir ../shared/glue \\
-        --recipe greedy --criterion loss --strict --output soups/mine      # plain HF folders: give --task
+        --recipe greedy --criterion loss --strict --output soups/mine      # plain HF folders: give the data
+    python -m hf_soup.merge --ingredients my_models/* --train_file t.csv --heldout_file unseen.csv --output s
     python -m hf_soup.merge --ingredients out/run1 --recipe average-last --last_n 3 --output out/avg \\
         --skip_scoring                                                     # last 3 checkpoint-* of one run
     python -m hf_soup.merge --ingredients runs/rte --recipe learned --learned_granularity layer --output soups/l
@@ -11,11 +12,14 @@
 What one run does, in order:
   1. find the ingredients (a sweep folder expands to its runs) and refuse unmixable ones, naming
      the first difference (hf_soup.checkpoints);
-  2. rebuild the held-out and test splits the sweep used (from ingredient.json; its fingerprint
-     must match) and score every ingredient on both (hf_soup.scoring; logits kept for the ensemble);
+  2. rebuild the held-out and test splits the sweep used from ingredient.json's data description,
+     with no data flags (hf_soup.data.load_recorded: the fingerprint and the data's sha256 / Hub
+     commit must match; moved files are repointed by the same flags), say whether held-out is
+     provably not training data (soup.json `heldout_disjoint`), and score every ingredient on
+     held-out and every test split (hf_soup.scoring; logits kept for the ensemble);
   3. the baselines every soup is compared with: the best single ingredient chosen on held-out, the
      soft-vote ensemble (k× inference cost), the best single on test reported as an oracle only
-     (test, i.e. GLUE dev, never chooses) — then the recipe runs of `hf_soup.recipes` (one registry:
+     (test, e.g. GLUE dev, never chooses) — then the recipe runs of `hf_soup.recipes` (one registry:
      uniform and greedy always, as baselines, then the requested recipe), each scored alike;
   4. write the recipe's soup as a normal HF model folder (config, tokenizer, model.safetensors,
      sharded when large) + soup.json (docs/FORMATS.md), atomically: a temp folder renamed into
