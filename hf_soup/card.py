@@ -81,9 +81,23 @@ RECIPES = {
     "greedy": ("greedy soup", "greedy-soup"),
     "learned": ("learned soup", "learned-soup"),
     "average-last": ("checkpoint average", "checkpoint-averaging"),
+    "model-stock": ("model stock soup", "model-stock-soup"),
+    "filtered-uniform": ("filtered uniform soup", "filtered-uniform-soup"),
 }
 LEARNED_NOTE = "held-out score fitted on held-out"
-RESULT_ROWS = ("best_single", "uniform", "greedy", "learned", "ensemble", "oracle_best_single")
+RESULT_ROWS = (
+    "best_single",
+    "uniform",
+    "filtered-uniform",
+    "greedy",
+    "greedy-metric",
+    "greedy-loss",
+    "model-stock",
+    "learned",
+    "ensemble",
+    "oracle_best_single",
+)
+GAIN_KEY = "gain_over_best_single"  # hf_soup.recipes.GAIN_KEY (the card imports nothing of ours)
 
 
 # ----------------------------------------------------------------------------- reading soup.json
@@ -427,6 +441,24 @@ def recipe_sentences(soup: dict[str, Any]) -> str:
             f"**Learned soup**: the {n} ingredients are mixed with one coefficient per {granularity}, optimised on "
             "the held-out split (softmax-normalised), then the weights are averaged with those coefficients."
         )
+    if soup["recipe"] == "model-stock":
+        block = soup.get("model_stock") or {}
+        kind = (block.get("anchor") or {}).get("kind", "their common start")
+        t_mean = (block.get("summary") or {}).get("t_mean")
+        ratio = f" (mean t {t_mean:.2f})" if isinstance(t_mean, (int, float)) else ""
+        return (
+            f"**Model stock** (Jang et al., ECCV 2024): for every weight tensor, the mean of the {n} ingredients is "
+            f"pulled back towards the point they were all fine-tuned from ({kind}) by a ratio t computed from the "
+            f"angle between their updates{ratio}; no held-out data is used."
+        )
+    if soup["recipe"] == "filtered-uniform":
+        block = soup.get("filtered_uniform") or {}
+        kept = sum(1 for i in soup["ingredients"] if i.get("kept"))
+        return (
+            f"**Filtered uniform soup** (as in DiWA, Ramé et al. 2022): ingredients that diverged, scored at or below "
+            f"chance on held-out, or fell more than {block.get('margin', 'a margin')} below the best held-out "
+            f"{_metric_name(soup['primary_metric'])} were dropped ({kept} of {n} kept); the rest are averaged with equal weights."
+        )
     if soup["recipe"] == "average-last":
         return (
             f"**Checkpoint averaging**: the last {n} checkpoints of one fine-tuning run are averaged with equal "
@@ -446,6 +478,10 @@ def results_table(soup: dict[str, Any]) -> str:
             "best_single": f"best single ingredient{name}, chosen on held-out",
             "uniform": f"uniform soup ({n} ingredients)",
             "greedy": f"greedy soup ({len(row.get('kept') or [])} of {n} kept)" if row.get("kept") else "greedy soup",
+            "greedy-metric": f"greedy soup by held-out metric ({len(row.get('kept') or [])} of {n} kept)",
+            "greedy-loss": f"greedy soup by held-out loss ({len(row.get('kept') or [])} of {n} kept)",
+            "filtered-uniform": f"filtered uniform soup ({len(row.get('kept') or [])} of {n} kept)",
+            "model-stock": "model stock soup",
             "learned": f"learned soup ({LEARNED_NOTE})",
             "ensemble": f"logit ensemble ({row.get('members', n)} models)",
             "oracle_best_single": f"oracle best single{name}, chosen **on test**: reference only",
@@ -453,7 +489,8 @@ def results_table(soup: dict[str, Any]) -> str:
 
     def row(title: str, scores: dict[str, Any], cost: str) -> list[str]:
         metrics = " · ".join(f"{_metric_name(k)} {_num(v)}" for k, v in _reported_metrics(scores.get("test")).items())
-        return [title, _num(_primary(scores.get("heldout"))), _num(_primary(scores.get("test"))), metrics or "—", cost]
+        heldout, test = _num(_primary(scores.get("heldout"))), _num(_primary(scores.get("test")))
+        return [title, heldout, test, metrics or "—", cost, gain_cell(scores.get(GAIN_KEY))]
 
     this = f"{recipe_title}; {LEARNED_NOTE}" if soup["recipe"] == "learned" else recipe_title
     rows = [row(f"**this model** ({this})", results["soup"], "1×")]
@@ -462,7 +499,14 @@ def results_table(soup: dict[str, Any]) -> str:
             entry = results[key]
             cost = f"{entry.get('inference_cost', entry.get('members', n))}×" if key == "ensemble" else "1×"
             rows.append(row(label(key, entry), entry, cost))
-    header = ["model", f"held-out {primary}", f"test {primary}", "test metrics", "inference cost"]
+    header = [
+        "model",
+        f"held-out {primary}",
+        f"test {primary}",
+        "test metrics",
+        "inference cost",
+        "test gain vs best single [95% CI]",
+    ]
     table = _table(header, rows)
     if isinstance(results.get("learned"), dict):
         table += (
@@ -470,6 +514,38 @@ def results_table(soup: dict[str, Any]) -> str:
             "score is not selection-free like the others': compare it on test."
         )
     return table
+
+
+def gain_cell(gain: dict[str, Any] | None) -> str:
+    """`+0.0108 [-0.0072, +0.0289]`, or — for the best single itself and the oracle."""
+    if not isinstance(gain, dict) or not all(
+        isinstance(gain.get(k), (int, float)) for k in ("estimate", "low", "high")
+    ):
+        return "—"
+    return f"{gain['estimate']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]"
+
+
+def gain_text(soup: dict[str, Any]) -> str:
+    """What the gain of this model over the best single ingredient means, in words, whatever its sign."""
+    gain = soup["results"]["soup"].get(GAIN_KEY)
+    if not isinstance(gain, dict):
+        return ""
+    primary = _metric_name(soup["primary_metric"])
+    if gain.get("low", 0) > 0:
+        verdict = "the whole interval is above zero: on this test set the soup is better than the best single"
+    elif gain.get("high", 0) < 0:
+        verdict = "the whole interval is below zero: on this test set the best single ingredient is better"
+    elif gain.get("low") == gain.get("high") == 0:
+        verdict = "the soup predicts exactly what the best single ingredient predicts"
+    else:
+        verdict = "the interval contains zero: this test set cannot tell the soup from the best single"
+    confidence = gain.get("confidence", 0.95)
+    return (
+        f"**Did souping help?** Test {primary} of this model minus that of the best single ingredient (chosen on "
+        f"held-out): **{gain_cell(gain)}** ({confidence:.0%} interval, paired bootstrap over the test rows, "
+        f"{gain.get('n_resamples', '?')} resamples); {verdict}. The interval covers which rows happen to be in the "
+        "test set, not training randomness (another seed or grid could land elsewhere)."
+    )
 
 
 def ingredients_table(soup: dict[str, Any]) -> str:
@@ -576,6 +652,8 @@ def render_plot(soup: dict[str, Any], path: str | os.PathLike) -> Path:
         "uniform": {"marker": "s", "color": "tab:orange", "label": "uniform soup"},
         "greedy": {"marker": "*", "color": "tab:red", "label": "greedy soup", "s": 160},
         "learned": {"marker": "D", "color": "tab:purple", "label": "learned soup"},
+        "filtered-uniform": {"marker": "s", "color": "tab:brown", "label": "filtered uniform soup"},
+        "model-stock": {"marker": "X", "color": "tab:cyan", "label": "model stock soup"},
         "ensemble": {"marker": "^", "color": "tab:green", "label": "logit ensemble"},
     }
     for key, style in styles.items():
@@ -695,6 +773,7 @@ def build_card(
         else "one example's worth",
         test_size=split.get("test_size", "the"),
         results_table=results_table(soup),
+        gain_text=gain_text(soup),
         ingredients_table=ingredients_table(soup),
         trace_table=trace_table(soup),
         learned_text=learned_text(soup),

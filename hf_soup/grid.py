@@ -66,7 +66,12 @@ _MAX_READABLE = 80
 class SweepArguments:
     """The grid itself. Field names double as CLI flags (HfArgumentParser) and YAML keys."""
 
-    config: str | None = field(default=None, metadata={"help": "YAML file: fixed settings plus a `grid:` mapping"})
+    config: str | None = field(
+        default=None,
+        metadata={
+            "help": "YAML file (fixed settings plus a `grid:` mapping), or a bundled example by task: rte, sst2, ..."
+        },
+    )
     grid: list[str] | None = field(
         default=None,
         metadata={"help": "axes: key=v1,v2 (any TrainingArguments, model-config or per-run field); overrides the file"},
@@ -330,18 +335,44 @@ def shard_runs(runs: Sequence[RunConfig], spec: str | None) -> list[RunConfig]:
 # ----------------------------------------------------------------------------- config + flags
 
 
+BUNDLED_CONFIG_DIR = Path(__file__).with_name("configs")  # shipped in the wheel (package data)
+BUNDLED_PREFIX = "bundled:"
+
+
+def bundled_configs() -> list[str]:
+    """Names of the example configs shipped with the package: one per GLUE task."""
+    return sorted(p.stem for p in BUNDLED_CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config(name: str) -> Path:
+    """`--config` value -> the file: a path, else a bundled example named by its task.
+
+    `--config rte` (or `rte.yaml`, or `bundled:rte` to skip the path lookup) names
+    `hf_soup/configs/rte.yaml`, so a pip user needs no checkout. A path that exists always wins.
+    """
+    bundled_only = name.startswith(BUNDLED_PREFIX)
+    key = name[len(BUNDLED_PREFIX) :] if bundled_only else name
+    if not bundled_only and Path(key).is_file():
+        return Path(key)
+    stem = key[: -len(".yaml")] if key.endswith(".yaml") else key
+    if "/" not in stem and "\\" not in stem and stem in bundled_configs():
+        return BUNDLED_CONFIG_DIR / f"{stem}.yaml"
+    raise SoupError(
+        f"{name}: config file does not exist (a bundled config is named by its task: {', '.join(bundled_configs())})"
+    )
+
+
 def load_yaml_config(path: str) -> dict[str, Any]:
+    """The settings of a config file or bundled config (`resolve_config`), keys normalised."""
     import yaml
 
-    file = Path(path)
-    if not file.is_file():
-        raise SoupError(f"{path}: config file does not exist")
+    file = resolve_config(path)
     try:
         data = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as err:
-        raise SoupError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+        raise SoupError(f"{file}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(data, dict):
-        raise SoupError(f"{path}: must be a mapping of settings")
+        raise SoupError(f"{file}: must be a mapping of settings")
     return {normalise_key(str(k)): v for k, v in data.items()}
 
 
@@ -376,10 +407,14 @@ ALIASES = {"model": "model_name_or_path"}
 
 
 def parse_sweep_args(
-    argv: Sequence[str] | None, dataclass_types: Sequence[type], defaults: Mapping[str, Any] | None = None
+    argv: Sequence[str] | None,
+    dataclass_types: Sequence[type],
+    defaults: Mapping[str, Any] | None = None,
+    prog: str | None = None,
 ) -> ParsedSweep:
     """HfArgumentParser over `dataclass_types`; the YAML file's settings become the parser's defaults,
-    so flags override the file and every value goes through the same type conversion."""
+    so flags override the file and every value goes through the same type conversion. `prog`
+    names the command in `--help` (default: the script's name)."""
     import sys
 
     from transformers import HfArgumentParser
@@ -389,7 +424,7 @@ def parse_sweep_args(
             raise SoupError(message)
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = Parser(dataclass_types, allow_abbrev=False)
+    parser = Parser(dataclass_types, prog=prog, allow_abbrev=False)
     field_names = {f.name for cls in dataclass_types for f in fields(cls) if f.init}
     parser.set_defaults(**(defaults or {}))
     config_path = _peek_config(argv)
@@ -398,6 +433,7 @@ def parse_sweep_args(
     extra: dict[str, Any] = {}
     if config_path:
         file_settings = load_yaml_config(config_path)
+        config_path = str(resolve_config(config_path))  # errors name the file read
         axes = axes_from_mapping(file_settings.pop("grid", None), config_path)
         file_settings = {ALIASES.get(k, k): v for k, v in file_settings.items()}
         extra = {k: v for k, v in file_settings.items() if k not in field_names}

@@ -33,7 +33,7 @@ from __future__ import annotations
 import glob
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +55,19 @@ from hf_soup.families import family_of
 from hf_soup.ingredient import library_versions, utc_now
 from hf_soup.recipes import (
     CRITERIA,
+    DEFAULT_FILTER_MARGIN,
+    GAIN_KEY,
     RECIPE_RUNS,
     IngredientScores,
     RecipeContext,
     RecipeOutcome,
     ResultRow,
+    add_gains,
     baseline_rows,
     metrics_of,
     recipes_to_run,
     score_ingredients,
+    selection_score,
 )
 
 SOUP_FILE = "soup.json"
@@ -97,6 +101,26 @@ class MergeArguments:
     learned_granularity: str = field(default="model", metadata={"help": "learned: 'model' or 'layer' coefficients"})
     learned_epochs: int = field(default=5, metadata={"help": "learned: passes over the held-out split"})
     learned_lr: float = field(default=0.05, metadata={"help": "learned: Adam learning rate on the coefficients"})
+    anchor: str | None = field(
+        default=None,
+        metadata={
+            "help": "model-stock: the model every ingredient was fine-tuned from (default: from ingredient.json)"
+        },
+    )
+    filter_margin: float = field(
+        default=DEFAULT_FILTER_MARGIN,
+        metadata={"help": "filtered-uniform: drop ingredients more than this below the best held-out primary score"},
+    )
+    compare: str = field(
+        default="baselines",
+        metadata={
+            "help": "what else to score beside the recipe: 'baselines' (uniform, greedy) or 'all' "
+            "(every recipe, greedy by both criteria; one scoring pass)"
+        },
+    )
+    predictions_file: str | None = field(
+        default=None, metadata={"help": "also save every row's test logits and the labels here (.npz)"}
+    )
     max_shard_size: str = field(default="5GB", metadata={"help": "shard the soup's weights above this size"})
     name: str | None = field(default=None, metadata={"help": "soup name in soup.json (default: output folder name)"})
     license: str | None = field(
@@ -144,6 +168,10 @@ def parse_args(argv: list[str] | None) -> tuple[MergeArguments, MergeDataArgumen
         raise SoupError(f"--learned_granularity {args.learned_granularity!r}: must be 'model' or 'layer'")
     if args.last_n < 1 or args.batch_size < 1 or args.learned_epochs < 0:
         raise SoupError("--last_n, --batch_size must be positive and --learned_epochs non-negative")
+    if args.compare not in ("baselines", "all"):
+        raise SoupError(f"--compare {args.compare!r}: must be 'baselines' or 'all'")
+    if args.filter_margin < 0:
+        raise SoupError(f"--filter_margin {args.filter_margin}: must be non-negative")
     if args.skip_scoring and RECIPE_RUNS[args.recipe].needs_scores:
         raise SoupError(f"--skip_scoring: the {args.recipe} recipe chooses on held-out scores, it needs scoring")
     return args, data
@@ -263,6 +291,7 @@ class MadeSoup:
     ingredients: IngredientScores | None  # None when not scored
     rows: list[ResultRow] = field(default_factory=list)  # baselines, then every recipe run, in order
     extra: dict[str, Any] = field(default_factory=dict)  # top-level soup.json keys the recipes added
+    result_key: str = "soup"  # the requested recipe's row
 
     @property
     def results(self) -> dict[str, Any]:
@@ -272,16 +301,26 @@ class MadeSoup:
         results = {row.key: row.to_json() for row in self.rows}
         flags = {key: value for key, value in self.outcome.row.items() if key in SOUP_ROW_FLAGS}
         results["soup"] = {**metrics_of(self.outcome.scores), **flags}
+        written = next((row for row in self.rows if row.key == self.result_key), None)
+        if written is not None and GAIN_KEY in written.fields:
+            results["soup"][GAIN_KEY] = written.fields[GAIN_KEY]
         return results
 
 
-def make_soup(args: MergeArguments, data: MergeDataArguments, checkpoints: list[Checkpoint], folder: Path) -> MadeSoup:
+def make_soup(
+    args: MergeArguments,
+    data: MergeDataArguments,
+    checkpoints: list[Checkpoint],
+    folder: Path,
+    anchor: Any = None,
+    skip: tuple[str, ...] = (),
+) -> MadeSoup:
     """Score the ingredients, run the baselines and the recipe, write the recipe's weights into `folder`.
 
     Each recipe's state is dropped as soon as it is scored (and written, for the requested one), so
     at most one soup exists at a time beside the scoring model.
     """
-    context = RecipeContext(args, checkpoints)
+    context = RecipeContext(args, checkpoints, anchor=anchor)
     rows: list[ResultRow] = []
     if args.skip_scoring:
         record = next((c.ingredient for c in checkpoints if c.ingredient), None) or {}
@@ -299,7 +338,9 @@ def make_soup(args: MergeArguments, data: MergeDataArguments, checkpoints: list[
         rows = baseline_rows(task, checkpoints, context.ingredients, context.scorer)
     chosen: RecipeOutcome | None = None
     extra: dict[str, Any] = {}
-    for name in recipes_to_run(args.recipe, scored=not args.skip_scoring):
+    for name in recipes_to_run(args.recipe, scored=not args.skip_scoring, compare_all=args.compare == "all"):
+        if name in skip:
+            continue
         outcome = RECIPE_RUNS[name].run(context)
         if name == args.recipe:
             save_state(outcome.state, folder, args.max_shard_size)
@@ -308,7 +349,41 @@ def make_soup(args: MergeArguments, data: MergeDataArguments, checkpoints: list[
         if outcome.scores is not None:
             rows.append(ResultRow(RECIPE_RUNS[name].result_key, outcome.scores, fields=outcome.row))
         extra.update(outcome.extra)
-    return MadeSoup(task_name, primary_metric, split, text_fields, chosen, context.ingredients, rows, extra)
+    if args.compare == "all" and not args.skip_scoring and not RECIPE_RUNS[args.recipe].alone:
+        rows.append(_greedy_by_other_criterion(context))
+    if context.task is not None:
+        add_gains(context.task, rows, context.scorer.references("test"))
+        if args.predictions_file:
+            save_predictions(Path(args.predictions_file), rows, context.scorer.references("test"))
+    made = MadeSoup(task_name, primary_metric, split, text_fields, chosen, context.ingredients, rows, extra)
+    made.result_key = RECIPE_RUNS[args.recipe].result_key
+    return made
+
+
+def _greedy_by_other_criterion(context: RecipeContext) -> ResultRow:
+    """The greedy soup selected on the criterion the merge was not asked for (row `greedy-<criterion>`)."""
+    other = next(criterion for criterion in CRITERIA if criterion != context.args.criterion)
+    scored = context.ingredients.scored
+    selection = [selection_score(s["heldout"].metrics, other) for s in scored]
+    alternative = replace(
+        context, args=replace(context.args, criterion=other), ingredients=IngredientScores(scored, selection)
+    )
+    outcome = RECIPE_RUNS["greedy"].run(alternative)
+    return ResultRow(f"greedy-{other}", outcome.scores, fields={**outcome.row, "criterion": other})
+
+
+def save_predictions(path: Path, rows: list[ResultRow], references: Any) -> None:
+    """Every row's test logits and the test labels in one .npz (for statistics pooled over merges)."""
+    import os
+
+    import numpy as np
+
+    arrays = {row.key: row.scores["test"].logits for row in rows if "test" in row.scores}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        np.savez_compressed(handle, references=np.asarray(references), **arrays)
+    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- soup.json and the table
@@ -377,15 +452,24 @@ def soup_record(
 
 
 def format_table(soup: dict) -> str:
-    """The comparison printed after every merge: one row per baseline/soup, held-out and every test split."""
+    """The comparison printed after every merge: one row per baseline/soup, held-out and test (and every
+    further test split), and each soup's test gain over the best single with its paired-bootstrap 95%
+    interval."""
     results = soup["results"]
     if not results:
         return f"{soup['recipe']} soup of {len(soup['ingredients'])} ingredients written (not scored)"
     metric = soup.get("primary_metric") or "primary"
+    n = len(soup["ingredients"])
     labels = {
         "best_single": lambda r: f"best single ({r['name']})",
-        "uniform": lambda r: f"uniform soup ({len(soup['ingredients'])})",
-        "greedy": lambda r: f"greedy soup ({len(r['kept'])} kept)",
+        "uniform": lambda r: f"uniform soup ({n})",
+        "filtered-uniform": lambda r: f"filtered uniform soup ({len(r['kept'])} of {n} kept)",
+        "greedy": lambda r: f"greedy soup by {soup['criterion']} ({len(r['kept'])} kept)",
+        "greedy-metric": lambda r: f"greedy soup by metric ({len(r['kept'])} kept)",
+        "greedy-loss": lambda r: f"greedy soup by loss ({len(r['kept'])} kept)",
+        "model-stock": lambda r: (
+            f"model stock (mean t {r['t_mean']:.2f})" if r.get("t_mean") is not None else "model stock"
+        ),
         "learned": lambda r: f"learned soup ({soup['learned']['granularity']}; fitted on held-out)",
         "ensemble": lambda r: f"ensemble ({r['members']} models, {r['inference_cost']}x inference)",
         "oracle_best_single": lambda r: f"oracle best single on test ({r['name']})",
@@ -393,32 +477,63 @@ def format_table(soup: dict) -> str:
     more_tests = [s for s in test_split_names(soup) if s != "test"]  # e.g. MNLI's test_mismatched
     lines = [
         f"primary metric: {metric}; chosen on held-out by {soup['criterion']}",
-        f"{'':56s} {'heldout':>9s} {'heldout loss':>13s} {'test':>9s} {'test loss':>10s}"
-        + "".join(f" {name:>16s}" for name in more_tests),
+        f"{'':52s} {'heldout':>8s} {'h. loss':>8s} {'test':>8s} {'t. loss':>8s}"
+        + "".join(f" {name.removeprefix('test_')[:8]:>8s}" for name in more_tests)
+        + "  test gain vs best single [95% CI]",
     ]
 
-    def cell(row: dict, split: str, key: str, width: int) -> str:
+    def cell(row: dict, split: str, key: str) -> str:
         value = row.get(split, {}).get(key)
-        return f"{value:{width}.4f}" if isinstance(value, (int, float)) else f"{'-':>{width}s}"
+        return f"{value:8.4f}" if isinstance(value, (int, float)) else f"{'-':>8s}"
 
+    def gain(row: dict) -> str:
+        found = row.get(GAIN_KEY)
+        if not found:
+            return ""
+        return f"  {found['estimate']:+.4f} [{found['low']:+.4f}, {found['high']:+.4f}]"
+
+    written = "uniform" if soup["recipe"] == "average-last" else soup["recipe"]
     for key, label in labels.items():
         if key in results:
             row = results[key]
-            marker = "  <- written" if key == soup["recipe"] else ""
+            marker = "  <- written" if key == written else ""
             lines.append(
-                f"{label(row)[:56]:56s} {cell(row, 'heldout', 'primary', 9)} {cell(row, 'heldout', 'loss', 13)} "
-                f"{cell(row, 'test', 'primary', 9)} {cell(row, 'test', 'loss', 10)}"
-                + "".join(f" {cell(row, name, 'primary', 16)}" for name in more_tests)
-                + marker
+                f"{label(row)[:52]:52s} {cell(row, 'heldout', 'primary')} {cell(row, 'heldout', 'loss')} "
+                f"{cell(row, 'test', 'primary')} {cell(row, 'test', 'loss')}"
+                + "".join(f" {cell(row, name, 'primary')}" for name in more_tests)
+                + f"{gain(row)}{marker}"
             )
     if soup["recipe"] == "average-last":
-        lines.append(f"written: the average of the last {len(soup['ingredients'])} checkpoints (row 'uniform')")
+        lines.append(f"written: the average of the last {n} checkpoints (row 'uniform')")
     if "learned" in results:
         lines.append("learned: its coefficients were fitted on held-out, so its held-out score is optimistic.")
-    lines.append(f"test = {test_split_text(soup)}: reported, never used to choose; 'oracle' rows are chosen on test.")
+    lines.append(
+        f"test = {test_split_text(soup)}: reported, never used to choose; 'oracle' rows are chosen on test. The "
+        "interval is a paired bootstrap over the test rows: it covers the luck of which rows are in test, not of "
+        "training."
+    )
     if soup.get("heldout_disjoint") is False:
         lines.append(f"warning: held-out may overlap the ingredients' training data: {soup['heldout_disjoint_reason']}")
     return "\n".join(lines)
+
+
+def check_anchor(args: MergeArguments, checkpoints: list[Checkpoint]) -> tuple[Any, tuple[str, ...]]:
+    """(model stock's anchor, located and checked before any work; recipes to leave out).
+
+    Asked for, a missing anchor is an error; under `--compare all` model stock is only left out, saying why.
+    """
+    wanted = args.recipe == "model-stock" or (args.compare == "all" and not RECIPE_RUNS[args.recipe].alone)
+    if not wanted:
+        return None, ()
+    from hf_soup.anchors import locate_anchor
+
+    try:
+        return locate_anchor(checkpoints, args.anchor), ()
+    except SoupError as err:
+        if args.recipe == "model-stock":
+            raise
+        print(f"model-stock not compared: {err}", file=sys.stderr)
+        return None, ("model-stock",)
 
 
 def _refuse_existing(output: Path, overwrite: bool) -> None:
@@ -458,11 +573,12 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     _refuse_existing(output, args.overwrite)  # fail fast, before any work
     checkpoints, dropped = open_ingredients(args)  # read-only: bad input leaves no trace, not even a lock file
+    anchor, skip = check_anchor(args, checkpoints)
     with exclusive_lock(output):
         _refuse_existing(output, args.overwrite)  # another merge may have finished meanwhile
         clear_temporaries_of(output)  # what a killed merge into `output` left behind
         with atomic_dir(output, overwrite=args.overwrite) as folder:
-            made = make_soup(args, data, checkpoints, folder)
+            made = make_soup(args, data, checkpoints, folder, anchor, skip)
             soup = write_soup_folder(args, checkpoints, made, folder, argv, dropped)
     print(format_table(soup))
     print(f"wrote {output}")

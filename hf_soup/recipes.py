@@ -31,7 +31,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from hf_soup.soup import RECIPES, average_checkpoints, greedy_soup, learned_soup, uniform_soup
+from hf_soup.soup import (
+    RECIPES,
+    average_checkpoints,
+    filtered_uniform_soup,
+    greedy_soup,
+    learned_soup,
+    model_stock_soup,
+    model_stock_summary,
+    uniform_soup,
+)
 
 if TYPE_CHECKING:  # scoring pulls in scipy/sklearn/datasets: imported only when a merge scores
     from hf_soup.checkpoints import Checkpoint
@@ -146,6 +155,28 @@ def baseline_rows(
     ]
 
 
+GAIN_KEY = "gain_over_best_single"
+NOT_COMPARED = ("best_single", "oracle_best_single")  # the baseline itself, and a row chosen on test
+
+
+def add_gains(task: Task, rows: Sequence[ResultRow], references: np.ndarray, split: str = "test") -> None:
+    """Give every row its gain over the best single on `split`, with a paired-bootstrap interval.
+
+    Same code as the benchmark (`hf_soup.stats`), so what a user sees for their soup is the
+    statistic BENCHMARKS.md reports: the interval says how much of the gain the finite test set
+    could be luck of the rows (not training randomness: one sweep cannot tell that).
+    """
+    from hf_soup.stats import bootstrap_gain
+
+    best = next((row for row in rows if row.key == "best_single"), None)
+    if best is None or split not in best.scores:
+        return
+    for row in rows:
+        if row.key not in NOT_COMPARED and split in row.scores:
+            gain = bootstrap_gain(task, references, row.scores[split].logits, best.scores[split].logits)
+            row.fields[GAIN_KEY] = gain.to_dict()
+
+
 # ----------------------------------------------------------------------------- the registry
 
 
@@ -159,6 +190,7 @@ class RecipeContext:
     scorer: Scorer | None = None
     ingredients: IngredientScores | None = None
     splits: tuple[str, ...] = SCORED_SPLITS
+    anchor: Any = None  # model-stock: hf_soup.anchors.Anchor, located (and checked) before any scoring
 
     @property
     def n(self) -> int:
@@ -228,12 +260,13 @@ def register_run(
     return decorate
 
 
-def recipes_to_run(recipe: str, *, scored: bool = True) -> list[str]:
-    """The runs of one merge, in order: the baselines (when scored), then the requested recipe."""
+def recipes_to_run(recipe: str, *, scored: bool = True, compare_all: bool = False) -> list[str]:
+    """The runs of one merge, in order: the baselines (when scored), then the requested recipe;
+    with `compare_all`, every recipe that mixes a sweep's ingredients (not checkpoint averaging)."""
     if RECIPE_RUNS[recipe].alone or not scored:
         return [recipe]
-    baselines = [name for name, run in RECIPE_RUNS.items() if run.baseline]
-    return baselines + ([recipe] if recipe not in baselines else [])
+    chosen = [name for name, run in RECIPE_RUNS.items() if run.baseline or (compare_all and not run.alone)]
+    return chosen + ([recipe] if recipe not in chosen else [])
 
 
 # ----------------------------------------------------------------------------- the recipes
@@ -327,3 +360,60 @@ def _learned(context: RecipeContext) -> RecipeOutcome:
     # Its held-out score is measured on the split its coefficients were fitted on: not selection-free.
     row = {"fitted_on_heldout": True}
     return RecipeOutcome(learned.state, weights, context.score(learned.state), row=row, extra=extra)
+
+
+@register_run("model-stock")
+def _model_stock(context: RecipeContext) -> RecipeOutcome:
+    """Model stock against the sweep's common start (`hf_soup.anchors`); uses no held-out data."""
+    from hf_soup.anchors import find_anchor
+
+    anchor = context.anchor or find_anchor(context.checkpoints, getattr(context.args, "anchor", None), context.task)
+    if anchor.state is None:
+        from hf_soup.anchors import load_anchor
+
+        anchor = load_anchor(anchor, context.checkpoints, context.task)
+    result = model_stock_soup(context.checkpoints, anchor.state, progress=context.progress("model stock"))
+    description = anchor.description
+    del anchor  # a rebuilt anchor is a whole model in memory: gone before the soup is scored
+    summary = model_stock_summary(result)
+    return RecipeOutcome(
+        result.state,
+        [1 / context.n] * context.n,
+        context.score(result.state),
+        row={"t_mean": summary["summary"].get("t_mean")},
+        extra={"model_stock": {"anchor": description, **summary}},
+    )
+
+
+DEFAULT_FILTER_MARGIN = 0.05
+
+
+@register_run("filtered-uniform", needs_scores=True)
+def _filtered_uniform(context: RecipeContext) -> RecipeOutcome:
+    """Uniform soup of the ingredients that did not diverge and are within the margin of the best (held-out primary)."""
+    from hf_soup.stats import chance_score
+
+    heldout = context.ingredients.split("heldout")
+    chance = chance_score(context.task, context.scorer.references("heldout"))
+    margin = float(getattr(context.args, "filter_margin", DEFAULT_FILTER_MARGIN))
+    decision, state = filtered_uniform_soup(
+        context.checkpoints,
+        [float(result.metrics["primary"]) for result in heldout],
+        [result.metrics.get("loss") for result in heldout],
+        chance=chance,
+        margin=margin,
+        progress=context.progress("filtered uniform soup"),
+    )
+    names = [checkpoint.name for checkpoint in context.checkpoints]
+    weights = [1 / len(decision.kept) if i in decision.kept else 0.0 for i in range(context.n)]
+    extra = {
+        "filtered_uniform": {
+            "selection": "held-out primary score",
+            "margin": margin,
+            "chance": chance,
+            "dropped": {names[i]: why for i, why in decision.dropped.items()},
+        }
+    }
+    return RecipeOutcome(
+        state, weights, context.score(state), row={"kept": [names[i] for i in decision.kept]}, extra=extra
+    )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from transformers import TrainingArguments
 
 from hf_soup.data import DataArguments
 from hf_soup.errors import SoupError
 from hf_soup.grid import (
+    BUNDLED_CONFIG_DIR,
     Range,
     SweepArguments,
     check_keys,
@@ -19,6 +22,7 @@ from hf_soup.grid import (
     parse_shard,
     parse_sweep_args,
     point_digest,
+    resolve_config,
     run_id_for,
     shard_runs,
 )
@@ -182,3 +186,22 @@ def test_parser_errors_are_one_line_soup_errors(tmp_path):
         parse_sweep_args(["--config", str(bad)], TYPES)
     with pytest.raises(SoupError, match="does not exist"):
         parse_sweep_args(["--config", str(tmp_path / "missing.yaml")], TYPES)
+
+
+def test_a_config_is_a_path_or_a_bundled_example_named_by_its_task(tmp_path, monkeypatch):
+    assert (
+        resolve_config("rte")
+        == resolve_config("rte.yaml")
+        == resolve_config("bundled:rte")
+        == (BUNDLED_CONFIG_DIR / "rte.yaml")
+    )
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rte.yaml").write_text("task: rte\n")
+    assert resolve_config("rte.yaml") == Path("rte.yaml")  # a file that exists wins ...
+    assert resolve_config("bundled:rte.yaml") == BUNDLED_CONFIG_DIR / "rte.yaml"  # ... unless bundled: is asked
+    with pytest.raises(
+        SoupError, match=r"nope: config file does not exist \(a bundled config is named by its task: cola, "
+    ):
+        resolve_config("nope")
+    with pytest.raises(SoupError, match="config file does not exist"):
+        resolve_config("sub/rte.yaml")  # a path is never taken for a bundled name

@@ -12,7 +12,7 @@ import pytest
 from fake_slurm import FakeSlurm, sbatch_directives
 from sweep_helpers import one_torch_thread, tiny_flags, tiny_glue_fixture  # noqa: F401 (fixtures)
 
-from hf_soup.errors import cli_main
+from hf_soup.errors import SoupError, cli_main
 from hf_soup.grid import expand_grid, shard_runs
 from hf_soup.ingredient import build_ingredient, write_ingredient
 from hf_soup.sweep.cli import main as sweep_main
@@ -69,7 +69,7 @@ def test_one_array_with_the_requested_resources_and_the_sweep_command(
     slurm, tiny_bert_dir, tiny_glue, tmp_path, capsys
 ):
     out = tmp_path / "out"
-    flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "seed=0,1,2,3")
+    flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "seed=0,1,2,3", "--hub_token", "hf_secret")
     launcher = [
         "--launcher", "submitit", "--shards", "4", "--array_parallelism", "2", "--slurm_partition", "gpu",
         "--gpus_per_shard", "2", "--timeout_min", "90", "--slurm_account", "lab", "--mem_gb", "32",
@@ -109,6 +109,7 @@ def test_one_array_with_the_requested_resources_and_the_sweep_command(
         sweep = command[command.index("hf_soup.sweep") + 1 :]
         assert sweep == [*flags, "--shard", f"{i}/4"]  # the user's flags, none of the launcher's
     assert not (out / "sweep.json").exists()  # the shards write the sweep, not the launcher
+    assert "hf_secret" not in (out / ".launcher" / "array.json").read_text()  # the job needs it; records do not
 
 
 def test_states_attach_on_rerun_and_resubmit_only_failed_shards(slurm, tiny_bert_dir, tiny_glue, tmp_path, capsys):
@@ -125,6 +126,11 @@ def test_states_attach_on_rerun_and_resubmit_only_failed_shards(slurm, tiny_bert
     code, stdout, _ = _launch([*argv, "--no_wait"], capsys)
     assert code == 0 and list(slurm.scripts()) == ["1000"]
     assert "shard 0/2: job 1000_0, running" in stdout and "shard 1/2: job 1000_1, pending" in stdout
+    without_shards = [a for a in argv if a not in ("--shards", "2")]
+    code, stdout, _ = _launch([*without_shards, "--no_wait"], capsys)  # keeps the array's layout
+    assert code == 0 and list(slurm.scripts()) == ["1000"] and "shard 1/2: job 1000_1" in stdout
+    code, _, stderr = _launch([*without_shards, "--shards", "4", "--no_wait"], capsys)  # another layout
+    assert code == 2 and "is still running (jobs 1000_0, 1000_1)" in stderr and list(slurm.scripts()) == ["1000"]
 
     # Watching: shard 0 completes, shard 1 runs out of time; the failure names its log, exit 1.
     _finish_points(out, "0/2", [0, 1, 2, 3])
@@ -224,3 +230,23 @@ def test_refused_submission_missing_srun_and_missing_submitit_are_one_line(
     assert code == 2 and stderr.strip() == (
         "error: --launcher submitit: submitit is not installed; pip install 'hf_soup[slurm]' (or pip install submitit)"
     )
+
+
+def test_refused_under_a_data_parallel_launch(monkeypatch):
+    """Every rank of `accelerate launch ... --launcher submitit` would submit its own array."""
+    from hf_soup.grid import SweepArguments
+    from hf_soup.launchers import LauncherArguments
+    from hf_soup.launchers.submitit import _check_options
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SoupError, match="not under accelerate launch / torchrun"):
+        _check_options(LauncherArguments(launcher="submitit"), SweepArguments())
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    _check_options(LauncherArguments(launcher="submitit"), SweepArguments())
+
+
+def test_token_flags_are_masked_in_records_and_logs():
+    from hf_soup.launchers import masked
+
+    argv = ["--hub_token", "hf_x", "--token=hf_y", "--tokenizer_name", "bert", "--hub-token", "hf_z"]
+    assert masked(argv) == ["--hub_token", "***", "--token=***", "--tokenizer_name", "bert", "--hub-token", "***"]

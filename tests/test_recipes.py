@@ -16,7 +16,15 @@ def test_baselines_run_first_and_the_requested_recipe_once():
     assert recipes_to_run("greedy") == ["uniform", "greedy"]
     assert recipes_to_run("uniform", scored=False) == ["uniform"]
     assert recipes_to_run("average-last") == ["average-last"]  # one run's checkpoints: no baselines
-    assert [name for name, run in RECIPE_RUNS.items() if run.needs_scores] == ["greedy", "learned"]
+    assert [name for name, run in RECIPE_RUNS.items() if run.needs_scores] == ["greedy", "learned", "filtered-uniform"]
+    assert recipes_to_run("uniform", compare_all=True) == [
+        "uniform",
+        "greedy",
+        "learned",
+        "model-stock",
+        "filtered-uniform",
+    ]
+    assert recipes_to_run("average-last", compare_all=True) == ["average-last"]
 
 
 def test_a_run_needs_a_recipe_of_the_maths_registry():

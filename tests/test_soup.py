@@ -24,7 +24,7 @@ def _state(seed, dtype=torch.float32):
 
 
 def test_registry_names_the_recipes():
-    assert set(RECIPES) == {"uniform", "greedy", "learned", "average-last"}
+    assert set(RECIPES) == {"uniform", "greedy", "learned", "average-last", "model-stock", "filtered-uniform"}
 
 
 def test_uniform_of_identical_models_is_the_identity():

@@ -1,17 +1,16 @@
-"""benchmarks/soup_quality.py reads its numbers from soup.json and edits only its own BENCHMARKS.md section.
+"""benchmarks/soup_quality.py: replicated sweeps cached by its own manifest; statistics and its BENCHMARKS.md section.
 
-python -m pytest tests/test_soup_quality_benchmark.py      # no training, well under a second
+python -m pytest tests/test_soup_quality_benchmark.py      # no training, seconds
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
-from soup_folders import soup_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,73 +19,59 @@ ROOT = Path(__file__).resolve().parents[1]
 def bench():
     spec = importlib.util.spec_from_file_location("soup_quality", ROOT / "benchmarks" / "soup_quality.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-@pytest.fixture
-def sweep(tmp_path) -> Path:
-    folder = tmp_path / "rte-warm-0000"
-    for i, row in enumerate(soup_record()["ingredients"]):
-        (folder / row["name"]).mkdir(parents=True)
-        record = {"train": {"wall_s": 10.0 + i}, "start": {"heldout": {"primary": 0.55}}}
-        (folder / row["name"] / "ingredient.json").write_text(json.dumps(record))
-    return folder
+def _ingredient(folder: Path, lr: float, seed: int, head: int) -> None:
+    folder.mkdir(parents=True)
+    record = {"hyperparameters": {"learning_rate": lr}, "seed": seed, "head_init_seed": head}
+    (folder / "ingredient.json").write_text(json.dumps(record))
 
 
-def test_summary_is_read_from_soup_json(bench, sweep):
-    soup = soup_record()
-    row = bench.summarise("rte", "warm", soup, sweep)
-    results = soup["results"]
-    assert row["best_test"] == results["best_single"]["test"]["primary"]
-    assert row["greedy_test"] == results["greedy"]["test"]["primary"]
-    assert row["uniform_test"] == results["uniform"]["test"]["primary"]
-    assert row["ensemble_test"] == results["ensemble"]["test"]["primary"]
-    assert row["oracle_test"] == results["oracle_best_single"]["test"]["primary"]
-    assert (row["kept"], row["n"], row["heldout_size"]) == (2, 4, 249)
-    assert row["start_heldout"] == 0.55 and row["train_s"] == 10 + 11 + 12 + 13
-    line = bench.table([row]).splitlines()[-1]
-    assert "| 2/4 |" in line and "+0.0108" in line  # greedy 0.6390 - best single 0.6282
+def test_replicates_are_independent_sweeps(bench, tmp_path):
+    args = bench.parse_args(["--output_dir", str(tmp_path), "--seeds_per_replicate", "2"])
+    seeds = [bench.replicate_seeds(r, args) for r in range(3)]
+    assert len({head for head, _ in seeds}) == 3  # one head initialisation per replicate
+    assert not set(seeds[0][1]) & set(seeds[1][1]) and not set(seeds[1][1]) & set(seeds[2][1])
+    rte = bench.TASKS["rte"]
+    folders = {bench.sweep_folder(rte, r, args) for r in range(3)}
+    assert len(folders) == 3 and bench.sweep_folder(rte, 0, args) == bench.sweep_folder(rte, 0, args)
+    assert bench.sweep_folder(bench.TASKS["mrpc"], 0, args) not in folders
+    command = bench.sweep_command(rte, 1, tmp_path / "f", Path("model"), args)
+    assert command[command.index("--head_init_seed") + 1] == str(seeds[1][0])
+    assert command[-2:] == ["learning_rate=2e-05,5e-05,0.0001", "seed=2,3"]
+    assert "--warm_start_epochs" in command and "--glue_dir" in command
+    ag = bench.sweep_command(bench.TASKS["ag_news"], 0, tmp_path / "g", Path("model"), args)
+    assert "--train_file" in ag and "--glue_dir" not in ag and "title,description" in ag
 
 
-def test_loss_criterion_still_compares_with_the_best_heldout_metric_single(bench, sweep):
-    soup = copy.deepcopy(soup_record())
-    soup["criterion"] = "loss"
-    soup["results"]["best_single"] = {"name": soup["ingredients"][-1]["name"]}  # the lowest-loss one, say
-    soup["ingredients"].reverse()
-    row = bench.summarise("rte", "warm", soup, sweep)
-    assert row["best_heldout"] == 0.6426 and row["best_test"] == 0.6282
+def test_the_manifest_finds_ingredients_whatever_their_folder_names(bench, tmp_path):
+    args = bench.parse_args(["--output_dir", str(tmp_path)])
+    rte = bench.TASKS["rte"]
+    folder = bench.sweep_folder(rte, 0, args)
+    head, (seed,) = bench.replicate_seeds(0, args)
+    _ingredient(folder / "lr2e-05-abc", 2e-5, seed, head)
+    _ingredient(folder / "renamed_by_a_later_sweep", 1e-4, seed, head)
+    _ingredient(folder / "other-head", 5e-5, seed, head + 7)  # another replicate's head: not ours
+    _ingredient(folder / ".shared" / "warm", 5e-5, seed, head)  # the shared start is no ingredient
+    found = bench.found_ingredients(folder, rte, 0, args)
+    assert set(found) == {(2e-5, seed), (1e-4, seed)} and found[(1e-4, seed)].name == "renamed_by_a_later_sweep"
 
 
-def test_verdicts_need_every_task_and_two_strict_gains(bench):
-    def row(task, greedy, best, kept=2):
-        return {"task": task, "variant": "warm", "criterion": "metric", "greedy_test": greedy, "best_test": best,
-                "kept": kept}  # fmt: skip
-
-    met = bench.verdicts([row("rte", 0.6, 0.5), row("mrpc", 0.7, 0.6), row("cola", 0.4, 0.4, kept=1)])
-    assert "3/3" in met[0] and "strictly better on 2" in met[0] and "goal met" in met[0]
-    missed = bench.verdicts([row("rte", 0.6, 0.5), row("mrpc", 0.5, 0.6)])
-    assert "1/2" in missed[0] and "goal not met" in missed[0]
-
-
-def test_write_replaces_only_its_own_section(bench, tmp_path):
-    path = tmp_path / "BENCHMARKS.md"
-    path.write_text("# Benchmarks\n\n## Sweep throughput\n\nkeep me\n\n## Merge speed\n\nme too\n")
-    bench.replace_section(path, bench.SECTION, f"{bench.SECTION}\n\nfirst")
-    bench.replace_section(path, bench.SECTION, f"{bench.SECTION}\n\nsecond \\1 $0")  # no regex escapes interpreted
-    text = path.read_text()
-    assert text.count(bench.SECTION) == 1 and "second \\1 $0" in text and "first" not in text
-    assert "keep me" in text and "me too" in text
-
-
-def test_sweeps_are_cached_per_setting(bench, tmp_path):
-    args = bench.parse_args([])
-    model = tmp_path / "minilm"
-    warm, plain = (bench.sweep_folder("rte", v, model, args) for v in ("warm", "plain"))
-    assert warm != plain and warm == bench.sweep_folder("rte", "warm", model, args)
-    command = bench.sweep_command("rte", "warm", model, warm, args)
-    assert "--warm_start_epochs" in command and "--lp_ft_epochs" not in command
-    assert command[command.index("--num_train_epochs") + 1] == f"{args.fork_epochs:g}"
-    assert bench.train_samples(["1024", "cola=2000"], "cola") == 2000
-    assert bench.train_samples(["1024", "cola=2000"], "rte") == 1024
-    assert bench.train_samples(["0"], "sst2") == 0
+def test_a_complete_replicate_is_never_swept_again(bench, tmp_path, monkeypatch):
+    args = bench.parse_args(["--output_dir", str(tmp_path), "--tasks", "rte", "--replicates", "1"])
+    rte = bench.TASKS["rte"]
+    folder = bench.sweep_folder(rte, 0, args)
+    head, (seed,) = bench.replicate_seeds(0, args)
+    calls = []
+    monkeypatch.setattr(bench, "run", lambda command, log: calls.append(command) or 0.0)
+    monkeypatch.setattr(bench, "minilm_dir", lambda: tmp_path / "model")
+    for lr in args.learning_rates[:-1]:
+        _ingredient(folder / f"p{lr}", lr, seed, head)
+    bench.stage_sweep(args, tmp_path / "log")
+    assert len(calls) == 1  # one point missing: the sweep runs (and trains only that point)
+    _ingredient(folder / "last", args.learning_rates[-1], seed, head)
+    bench.stage_sweep(args, tmp_path / "log")
+    assert len(calls) == 1  # complete: not invoked at all

@@ -24,7 +24,7 @@ from sweep_helpers import (
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from hf_soup.errors import cli_main
-from hf_soup.grid import expand_grid, parse_sweep_args
+from hf_soup.grid import BUNDLED_CONFIG_DIR, expand_grid, parse_sweep_args
 from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
 from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, WEIGHT_NEUTRAL_SETTINGS, resolve_grid
 from hf_soup.tasks import TASKS, get_task
@@ -32,7 +32,7 @@ from hf_soup.tasks import TASKS, get_task
 sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process
 
 
-CONFIGS = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
+CONFIGS = sorted(BUNDLED_CONFIG_DIR.glob("*.yaml"))
 
 
 def _refused(argv, capsys, *, match: str) -> str:
@@ -179,8 +179,10 @@ def test_entry_point_in_a_subprocess_exits_2_with_one_line(tmp_path, cli_env):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_example_configs_parse_and_expand(config, tiny_bert_dir):
-    parsed = parse_sweep_args(["--config", str(config), "--model", str(tiny_bert_dir)], ARGUMENT_TYPES,
+    """Each bundled config, named as a pip user names it (`--config rte`)."""
+    parsed = parse_sweep_args(["--config", config.stem, "--model", str(tiny_bert_dir)], ARGUMENT_TYPES,
                               defaults=SWEEP_DEFAULTS)  # fmt: skip
+    assert parsed.source == str(config)
     data = next(a for a in parsed.arguments if type(a).__name__ == "DataArguments")
     assert data.task in TASKS and config.stem == data.task
     sweep_args = next(a for a in parsed.arguments if type(a).__name__ == "SweepArguments")
@@ -193,6 +195,7 @@ def test_example_configs_parse_and_expand(config, tiny_bert_dir):
 
 def test_all_nine_glue_tasks_have_a_config():
     assert {c.stem for c in CONFIGS} == set(TASKS) and len(CONFIGS) == 9
+    assert (PROJECT_ROOT / "configs").resolve() == BUNDLED_CONFIG_DIR.resolve()  # the README's configs/ paths
 
 
 @pytest.mark.slow
@@ -236,9 +239,10 @@ def test_sigkill_mid_sweep_then_rerun_resumes_to_identical_weights(tiny_bert_dir
 @pytest.mark.integration
 @pytest.mark.slow
 def test_minilm_rte_two_point_grid_under_accelerate_launch(minilm_dir, glue_dir, tmp_path, cli_env):
+    """`accelerate launch -m hf_soup.sweep` (the module a pip user has; the demo runs scripts/sweep.py)."""
     out = tmp_path / "rte"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", str(SWEEP_SCRIPT),
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "-m", "hf_soup.sweep",
         "--model", str(minilm_dir), "--task", "rte", "--glue-dir", str(glue_dir), "--output-dir", str(out),
         "--grid", "learning_rate=2e-5,5e-5", "--max-train-samples", "32", "--max-test-samples", "32",
         "--heldout-size", "100", "--max-steps", "3", "--per-device-train-batch-size", "8", "--max-seq-length", "64",
@@ -267,8 +271,17 @@ def test_two_processes_train_every_point_data_parallel_and_rank0_writes(tiny_ber
     gloo group, each grid point trained by both ranks on half the batches, written once."""
     out = tmp_path / "ddp"
     flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--grid", "seed=0,1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(SWEEP_SCRIPT), *flags]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "hf_soup.sweep",
+        *flags,
+    ]  # fmt: skip (`torchrun -m`: the module, as a pip user runs it)
     result = subprocess.run(command, env=single_thread_env(cli_env), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("sweep ") == 1 and "parallel_mode" not in result.stderr  # rank 0 speaks

@@ -33,6 +33,7 @@ from typing import Any
 import submitit
 
 from hf_soup.atomic import write_json_atomic
+from hf_soup.launchers import masked
 
 STOP_TIMEOUT_S = 60.0  # how long a stopped sweep may take to exit before it is killed
 POLL_S = 0.5
@@ -68,7 +69,7 @@ class ShardJob(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         # Two shards may share a node: each picks its own rendezvous port.
         port = _free_port() if self.gpus > 1 else None
-        print(f"shard {self.shard}, attempt {self.attempt}: {' '.join(self.command(port))}", flush=True)
+        print(f"shard {self.shard}, attempt {self.attempt}: {' '.join(masked(self.command(port)))}", flush=True)
         self._child = subprocess.Popen(self.command(port), cwd=self.cwd, preexec_fn=_stop_with_parent)
         self._write_status()
         try:
@@ -117,7 +118,7 @@ class ShardJob(submitit.helpers.Checkpointable):
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "sweep_pid": self._child.pid if self._child else None,
-                "command": self._child.args if self._child else None,
+                "command": masked(self._child.args) if self._child else None,
                 "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             },
         )

@@ -29,6 +29,7 @@ Each array job runs `ShardJob` (hf_soup.launchers.shard): the same sweep command
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import shutil
 import subprocess
@@ -39,7 +40,7 @@ from typing import Any
 
 from hf_soup.atomic import exclusive_lock, write_json_atomic
 from hf_soup.errors import SoupError
-from hf_soup.launchers import CLUSTERS, LAUNCHER_FIELDS, LAUNCHERS, LauncherArguments
+from hf_soup.launchers import CLUSTERS, LAUNCHER_FIELDS, LAUNCHERS, LauncherArguments, masked
 
 DEFAULT_FOLDER = ".launcher"
 RECORD_FILE = "array.json"
@@ -99,21 +100,18 @@ class ShardStatus:
 
 def launch(parsed: Any, argv: list[str], options: LauncherArguments) -> int:
     """Submit (or attach to) the sweep's job array, wait for it, then merge. See the module docstring."""
-    submitit = _import_submitit()
     from hf_soup.grid import SweepArguments
     from hf_soup.sweep.planning import plan_sweep
 
     sweep_args = next(a for a in parsed.arguments if isinstance(a, SweepArguments))
     _check_options(options, sweep_args)
+    submitit = _import_submitit()
     sweep = plan_sweep(parsed)  # every check a shard would make, before anything is submitted
     context = sweep.context
-    count = min(options.shards or len(sweep.runs), len(sweep.runs))
-    if options.shards and options.shards > count:
-        print(f"note: {options.shards} shards for {len(sweep.runs)} grid points: using {count}", flush=True)
     merge_argv = _merge_argv(options, context.output_dir)
     folder = Path(options.launcher_folder or context.output_dir / DEFAULT_FOLDER).absolute()
     argv = _shard_argv(argv, parsed)
-    array = JobArray(folder, context.output_dir, context.sweep_id, sweep.runs, count, options)
+    array = JobArray(folder, context.output_dir, context.sweep_id, sweep.runs, options)
 
     with array.submission_lock():
         statuses = array.poll()
@@ -141,7 +139,7 @@ def launch(parsed: Any, argv: list[str], options: LauncherArguments) -> int:
     failed = [s for s in statuses if s.state != "done"]
     if failed:
         raise ShardsFailed(
-            f"{len(failed)} of {count} shards failed: "
+            f"{len(failed)} of {len(statuses)} shards failed: "
             + "; ".join(s.describe_failure() for s in failed)
             + "; rerun the same command to resubmit only those"
         )
@@ -168,6 +166,11 @@ def _check_options(options: LauncherArguments, sweep_args: Any) -> None:
         raise SoupError(f"--cluster {options.cluster!r}: expected one of {', '.join(CLUSTERS)}")
     if sweep_args.shard is not None:
         raise SoupError("--shard: the launcher splits the grid itself (--shards N); drop --shard")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SoupError(
+            "--launcher: start it as one plain process (python -m hf_soup.sweep ...), not under accelerate "
+            "launch / torchrun; --gpus_per_shard G trains each shard's points on G GPUs"
+        )
     for name in ("shards", "array_parallelism", "timeout_min", "cpus_per_shard"):
         value = getattr(options, name)
         if value is not None and value < 1:
@@ -260,19 +263,22 @@ def _last_error_line(log: Path | None) -> str | None:
 class JobArray:
     """The shards of one sweep, their jobs (`array.json`) and the scheduler's view of them."""
 
-    def __init__(
-        self, folder: Path, output_dir: Path, sweep_id: str, runs: list[Any], count: int, options: LauncherArguments
-    ):
+    def __init__(self, folder: Path, output_dir: Path, sweep_id: str, runs: list[Any], options: LauncherArguments):
         from hf_soup.grid import shard_runs
 
         self.folder = folder
         self.output_dir = output_dir
         self.sweep_id = sweep_id
         self.runs = runs
-        self.layout = [[run.run_id for run in shard_runs(runs, f"{i}/{count}")] for i in range(count)]
         self.options = options
         self.record_path = folder / RECORD_FILE
         self.record = self._read_record()
+        # Without --shards, a rerun keeps the array's layout (and so attaches to it).
+        recorded = self.record.get("shards") if self.record.get("sweep_id") == sweep_id else None
+        count = min(options.shards or recorded or len(runs), len(runs))
+        if options.shards and options.shards > count:
+            print(f"note: {options.shards} shards for {len(runs)} grid points: using {count}", flush=True)
+        self.layout = [[run.run_id for run in shard_runs(runs, f"{i}/{count}")] for i in range(count)]
         self.cluster = options.cluster or self.record.get("cluster") or ("slurm" if shutil.which("srun") else "local")
 
     # ------------------------------------------------------------------ record
@@ -364,8 +370,6 @@ class JobArray:
 
     def submit(self, submitit: Any, shards: list[int], argv: list[str]) -> None:
         """Submit `shards` as one job array and record their job ids (atomically)."""
-        import os
-
         from hf_soup.ingredient import utc_now
         from hf_soup.launchers.shard import ShardJob
 
@@ -398,7 +402,7 @@ class JobArray:
             "cluster": self.cluster,
             "shards": len(self.layout),
             "folder": str(self.folder),
-            "command": argv,
+            "command": masked(argv),
             "jobs": dict(sorted(job_records.items(), key=lambda item: int(item[0]))),
             "arrays": arrays,
         }
@@ -449,7 +453,6 @@ class JobArray:
             return 0
         ids = [s.job_id for s in active]
         if self.cluster == "local":
-            import os
             import signal
 
             for job in ids:

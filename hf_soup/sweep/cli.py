@@ -1,6 +1,8 @@
 """`python -m hf_soup.sweep`, `hf-soup-sweep` and `scripts/sweep.py`: parse, plan, train, rank.
 
-    python -m hf_soup.sweep --config configs/rte.yaml
+    python -m hf_soup.sweep --config rte                      # a bundled example config (hf_soup/configs/)
+    hf-soup-sweep --config my.yaml --grid seed=0,1,2          # the console script, after pip install
+    torchrun --standalone --nproc_per_node 2 -m hf_soup.sweep --config rte   # each point data-parallel
     python -m hf_soup.sweep --model sentence-transformers/all-MiniLM-L6-v2 --task rte \\
         --glue_dir ../shared/glue --output_dir runs/rte \\
         --grid learning_rate=2e-5,5e-5 num_train_epochs=2,3 seed=0,1
@@ -21,6 +23,7 @@ loop), so nothing below it imports it.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from hf_soup.concurrency import requested_workers, run_sweep_concurrently
 from hf_soup.errors import cli_main
@@ -36,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     refuse_sharded_launch(argv)
     configure_cpu_launch()  # before the parser builds TrainingArguments
     argv = list(sys.argv[1:] if argv is None else argv)
-    parsed = parse_sweep_args(argv, (*ARGUMENT_TYPES, LauncherArguments), defaults=SWEEP_DEFAULTS)
+    prog = "python -m hf_soup.sweep" if Path(sys.argv[0]).name == "__main__.py" else None  # not `__main__.py`
+    parsed = parse_sweep_args(argv, (*ARGUMENT_TYPES, LauncherArguments), defaults=SWEEP_DEFAULTS, prog=prog)
     launcher = next(a for a in parsed.arguments if isinstance(a, LauncherArguments))
     if launcher.launcher not in (None, "none"):  # the grid as a job array (hf_soup.launchers)
         from hf_soup.launchers.submitit import launch
@@ -53,5 +57,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point: one `error:` line and exit 2 on bad input."""
+    """`python -m hf_soup.sweep`, `hf-soup-sweep`, scripts/sweep.py: one `error:` line and exit 2 on bad input."""
     sys.exit(cli_main(main))
