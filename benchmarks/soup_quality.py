@@ -34,8 +34,10 @@ and the whole "Soup quality" section of BENCHMARKS.md is rendered from that file
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import hashlib
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -45,10 +47,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, when loaded by path (the tests)
-from bench_common import ROOT, minilm_dir
+from bench_common import ROOT, machine, minilm_dir, replace_section
 
 SECTION = "## Soup quality (Model Soups Table 5 style)"
 RESULTS_FILE = ROOT / "benchmarks" / "results" / "soup_quality.json"
+PLOT_FILE = ROOT / "benchmarks" / "results" / "soup_quality_gains.png"
+# (soup.json results key, label): every recipe the merge scores with --compare all, then the ceiling.
+RECIPES = (
+    ("best_single", "best single (chosen on held-out)"),
+    ("uniform", "uniform"),
+    ("filtered-uniform", "filtered uniform"),
+    ("greedy", "greedy (held-out metric)"),
+    ("greedy-loss", "greedy (held-out loss)"),
+    ("model-stock", "model stock"),
+    ("learned", "learned"),
+    ("ensemble", "logit ensemble (N× inference)"),
+)
+SOUPS = tuple(key for key, _ in RECIPES if key not in ("best_single", "ensemble"))
 AG_NEWS_CSV = ROOT.parent / "shared" / "datasets" / "ag_news" / "news.csv"
 
 
@@ -69,7 +84,7 @@ TASKS: dict[str, BenchTask] = {
         BenchTask("mrpc", 128),
         BenchTask("cola", 64),
         BenchTask("sst2", 64, train_rows=5000),  # 67k rows do not fit a CPU budget
-        BenchTask("ag_news", 128, own_data=True),
+        BenchTask("ag_news", 128, train_rows=3000, own_data=True),  # of the ~5.5k left after carving test, held-out
     )
 }
 
@@ -82,7 +97,7 @@ def data_flags(task: BenchTask, args: argparse.Namespace) -> list[str]:
         flags = [
             "--train_file", str(Path(args.ag_news_csv).resolve()),
             "--text_column_names", "title,description", "--label_column_name", "label",
-            "--test_size", f"{args.own_test_size:g}",
+            "--test_split_size", f"{args.own_test_size:g}",
         ]  # fmt: skip
     if task.train_rows:
         flags += ["--max_train_samples", str(task.train_rows)]
@@ -197,6 +212,490 @@ def stage_sweep(args: argparse.Namespace, log: Path) -> None:
         print(f"{folder.name}: {missing} ingredient(s) trained in {seconds / 60:.1f} min", flush=True)
 
 
+# ----------------------------------------------------------------------------- merges
+
+
+def soup_paths(folder: Path) -> tuple[Path, Path, Path]:
+    """(soup folder, per-row test predictions, merge timing) of one replicate, beside its sweep."""
+    return (
+        folder.with_name(f"{folder.name}-soup"),
+        folder.with_name(f"{folder.name}-predictions.npz"),
+        folder.with_name(f"{folder.name}-merge.json"),
+    )
+
+
+def merge_command(ingredients: list[Path], args: argparse.Namespace, output: Path, predictions: Path) -> list[str]:
+    """ONE merge per replicate scores every recipe (`--compare all`) and saves each row's test logits."""
+    return [
+        sys.executable, "-m", "hf_soup.merge", "--ingredients", *map(str, ingredients),
+        "--recipe", "uniform", "--compare", "all", "--criterion", "metric",
+        "--output", str(output), "--overwrite", "--batch_size", str(args.eval_batch_size),
+        "--predictions_file", str(predictions), *shlex.split(args.merge_args),
+    ]  # fmt: skip
+
+
+def merged(folder: Path, ingredients: list[Path], args: argparse.Namespace) -> bool:
+    """A cached merge: soup.json over exactly these ingredients, every recipe row, the predictions."""
+    soup_dir, predictions, _ = soup_paths(folder)
+    try:
+        soup = json.loads((soup_dir / "soup.json").read_text())
+    except (OSError, ValueError):
+        return False
+    paths = sorted(str(Path(row["path"]).resolve()) for row in soup.get("ingredients", []))
+    complete = all(key in soup.get("results", {}) for key, _ in RECIPES)
+    same_flags = soup.get("commands", {}).get("merge", "").endswith(shlex.join(shlex.split(args.merge_args)))
+    return complete and same_flags and predictions.is_file() and paths == sorted(str(p.resolve()) for p in ingredients)
+
+
+def stage_merge(args: argparse.Namespace, log: Path) -> None:
+    for task, replicate in jobs(args):
+        folder = sweep_folder(task, replicate, args)
+        found = found_ingredients(folder, task, replicate, args)
+        if len(found) < len(expected_points(task, replicate, args)):
+            print(f"{folder.name}: sweep not complete ({len(found)} ingredients), not merged", flush=True)
+            continue
+        ingredients = [found[key] for key in sorted(found)]
+        if merged(folder, ingredients, args) and not args.remerge:
+            continue
+        soup_dir, predictions, timing = soup_paths(folder)
+        seconds = run(merge_command(ingredients, args, soup_dir, predictions), log)
+        timing.write_text(json.dumps({"seconds": round(seconds, 1), "date": dt.date.today().isoformat()}))
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class Replicate:
+    """One merged (task, replicate): its soup.json and every row's test logits."""
+
+    task: str
+    replicate: int
+    soup: dict
+    logits: dict  # results key -> (n, num_labels) test logits
+    references: object  # numpy array of test labels
+    ingredients: list[dict]  # their ingredient.json records
+    merge_seconds: float | None
+
+
+def load_replicates(args: argparse.Namespace) -> list[Replicate]:
+    """Every merged replicate, in job order (incomplete ones are left out, and the report says so)."""
+    import numpy as np
+
+    found = []
+    for task, replicate in jobs(args):
+        folder = sweep_folder(task, replicate, args)
+        soup_dir, predictions, timing = soup_paths(folder)
+        ingredients = found_ingredients(folder, task, replicate, args)
+        if len(ingredients) < len(expected_points(task, replicate, args)):
+            continue
+        if not merged(folder, [ingredients[k] for k in sorted(ingredients)], args):
+            continue
+        saved = np.load(predictions)
+        records = [json.loads((path / "ingredient.json").read_text()) for path in ingredients.values()]
+        seconds = json.loads(timing.read_text()).get("seconds") if timing.is_file() else None
+        logits = {key: saved[key] for key in saved.files if key != "references"}
+        soup = json.loads((soup_dir / "soup.json").read_text())
+        found.append(Replicate(task.name, replicate, soup, logits, saved["references"], records, seconds))
+    return found
+
+
+def stats_task(soup: dict):
+    """The `hf_soup.tasks.Task` a soup was scored as (its primary metric decides the bootstrap's metric):
+    the task description soup.json carries (`data.task`), else the GLUE preset it names."""
+    from hf_soup.tasks import Task, get_task
+
+    described = (soup.get("data") or {}).get("task")
+    if described and hasattr(Task, "from_dict"):
+        return Task.from_dict(described)
+    return get_task(soup["task"])
+
+
+def analyse(replicates: list[Replicate], n_resamples: int, seed: int, exclude: tuple[str, ...] = ()) -> dict:
+    """Per task and recipe: mean test score and mean gain over the best single with paired-bootstrap
+    intervals (test rows drawn once per resample, shared by the replicates and recipes of a task);
+    over every task x replicate pair: each recipe's mean gain, its interval, the replicate-level
+    spread (a t interval over the pairs, which also carries training randomness) and the share of
+    the ensemble's gain it recovers."""
+    import numpy as np
+    from scipy import stats as scipy_stats
+
+    from hf_soup.stats import GainGroup, bootstrap_draws, interval_from_draws
+
+    tasks = list(dict.fromkeys(r.task for r in replicates))
+    by_task = {t: [r for r in replicates if r.task == t] for t in tasks}
+    kinds = {t: stats_task(by_task[t][0].soup) for t in tasks}
+
+    def draws(key: str, baseline: str | None, which: list[str]):
+        groups = [
+            GainGroup(
+                kinds[t],
+                by_task[t][0].references,
+                [(r.logits[key], r.logits[baseline] if baseline else None) for r in by_task[t]],
+            )
+            for t in which
+        ]
+        return bootstrap_draws(groups, n_resamples=n_resamples, seed=seed)
+
+    def interval(estimate, values) -> dict:
+        found = interval_from_draws(estimate, values, seed=seed)
+        return {"estimate": found.estimate, "low": found.low, "high": found.high, "se": found.standard_error}
+
+    per_task: dict[str, dict] = {}
+    for t in tasks:
+        rows = {}
+        for key, _ in RECIPES:
+            score = interval(*draws(key, None, [t]))
+            gain = interval(*draws(key, "best_single", [t])) if key != "best_single" else None
+            pair_gains = [  # each replicate's own gain on the test rows as they are
+                bootstrap_draws(
+                    [GainGroup(kinds[t], r.references, [(r.logits[key], r.logits["best_single"])])], n_resamples=1
+                )[0]
+                for r in by_task[t]
+            ]
+            kept = [
+                len(r.soup["results"][key].get("kept") or []) for r in by_task[t] if "kept" in r.soup["results"][key]
+            ]
+            rows[key] = {"score": score, "gain": gain, "pair_gains": pair_gains, "kept": kept}
+        oracle = [r.soup["results"]["oracle_best_single"]["test"]["primary"] for r in by_task[t]]
+        first = by_task[t][0].soup
+        per_task[t] = {
+            "metric": first["primary_metric"],
+            "replicates": len(by_task[t]),
+            "ingredients": len(first["ingredients"]),
+            "heldout_size": (first.get("split") or {}).get("heldout_size"),
+            "test_size": len(by_task[t][0].references),
+            "oracle_mean": float(np.mean(oracle)),
+            "recipes": rows,
+        }
+
+    def pooled(which: list[str]) -> tuple[dict, float]:
+        """Every recipe's gain pooled over the pairs of the tasks `which`."""
+        ensemble_estimate, _ = draws("ensemble", "best_single", which)
+        found = {}
+        for key, _ in RECIPES:
+            if key == "best_single":
+                continue
+            estimate, values = draws(key, "best_single", which)
+            pair_gains = [g for t in which for g in per_task[t]["recipes"][key]["pair_gains"]]
+            mean = float(np.mean(pair_gains))
+            spread = float(np.std(pair_gains, ddof=1)) if len(pair_gains) > 1 else 0.0
+            half = (
+                float(scipy_stats.t.ppf(0.975, len(pair_gains) - 1) * spread / math.sqrt(len(pair_gains)))
+                if len(pair_gains) > 1
+                else float("nan")
+            )
+            trailing = [
+                t
+                for t in which
+                if per_task[t]["recipes"][key]["gain"]["estimate"] < -per_task[t]["recipes"][key]["gain"]["se"]
+            ]
+            gain = interval(estimate, values)
+            found[key] = {
+                "gain": gain,
+                "pairs": len(pair_gains),
+                "won": sum(g > 0 for g in pair_gains),
+                "tied": sum(g == 0 for g in pair_gains),
+                "lost": sum(g < 0 for g in pair_gains),
+                "pair_mean": mean,
+                "pair_t_interval": [mean - half, mean + half],
+                "ensemble_share": estimate / ensemble_estimate if ensemble_estimate > 0 else None,
+                "trails_by_more_than_one_se": trailing,
+                "goal_met": gain["low"] > 0 and not trailing,
+            }
+        return found, ensemble_estimate
+
+    aggregate, ensemble_estimate = pooled(tasks)
+    chooser = [t for t in tasks if t not in exclude]
+    choice = pooled(chooser)[0] if chooser and chooser != tasks else aggregate
+    return {
+        "tasks": tasks,
+        "per_task": per_task,
+        "aggregate": aggregate,
+        "ensemble_gain": ensemble_estimate,
+        "choice_tasks": chooser or tasks,  # what the defaults are chosen on (never the demo's own test split)
+        "choice": choice,
+        "n_resamples": n_resamples,
+        "seed": seed,
+    }
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def fmt_interval(value: dict | None, signed: bool = True) -> str:
+    if not value:
+        return "—"
+    f = "+.4f" if signed else ".4f"
+    return f"{value['estimate']:{f}} [{value['low']:{f}}, {value['high']:{f}}]"
+
+
+def label_of(key: str) -> str:
+    return dict(RECIPES)[key]
+
+
+def plot(analysis: dict, path: Path) -> Path:
+    """Per-task (and pooled) mean gain over the best single of every recipe, with its 95% interval."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    groups = [*analysis["tasks"], "all"]
+    keys = [key for key, _ in RECIPES if key != "best_single"]
+    figure = Figure(figsize=(9, 4.2), dpi=90)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    width = 0.8 / len(keys)
+    colors = ["tab:orange", "tab:brown", "tab:red", "tab:pink", "tab:cyan", "tab:purple", "tab:green"]
+    for i, key in enumerate(keys):
+        for g, group in enumerate(groups):
+            found = (
+                analysis["aggregate"][key]["gain"]
+                if group == "all"
+                else analysis["per_task"][group]["recipes"][key]["gain"]
+            )
+            x = g - 0.4 + width * (i + 0.5)
+            axes.errorbar(
+                x,
+                found["estimate"],
+                yerr=[[found["estimate"] - found["low"]], [found["high"] - found["estimate"]]],
+                fmt="o",
+                color=colors[i % len(colors)],
+                markersize=4,
+                capsize=2,
+                label=label_of(key) if g == 0 else None,
+            )
+    axes.axhline(0, color="black", linewidth=0.8)
+    axes.set_xticks(
+        range(len(groups)),
+        [f"{g}\n({analysis['per_task'][g]['metric']})" if g != "all" else "all pairs" for g in groups],
+        fontsize=8,
+    )
+    axes.set_ylabel("test gain over the best single (95% CI)")
+    axes.grid(True, axis="y", linewidth=0.3)
+    axes.legend(fontsize=7, ncol=4, loc="lower left")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", metadata={"Software": None})
+    return path
+
+
+def render_run(entry: dict) -> str:
+    """One structured run as markdown: what ran, the aggregate verdict, per-task tables, the plot."""
+    a = entry["analysis"]
+    tasks = a["tasks"]
+    lines = [f"### {entry['title']}", ""]
+    lines += [
+        f"- {key}: {entry[key]}" for key in ("date", "machine", "command", "workload", "compute") if entry.get(key)
+    ]
+    lines += ["", entry["method"], ""]
+    lines += [
+        "**Over all task × replicate pairs** (gain = recipe's test primary score − the best single's; "
+        f"{a['n_resamples']} paired-bootstrap resamples of the test rows, seed {a['seed']}):",
+        "",
+        "| recipe | mean gain [95% CI] | pairs won / tied / lost | t interval over pairs (adds training noise) "
+        "| share of the ensemble's gain | tasks where it trails by > 1 SE | goal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, value in a["aggregate"].items():
+        share = "n/a (no ensemble gain)" if value["ensemble_share"] is None else f"{value['ensemble_share']:.0%}"
+        low, high = value["pair_t_interval"]
+        trailing = ", ".join(value["trails_by_more_than_one_se"]) or "none"
+        goal = "—" if key == "ensemble" else ("**met**" if value["goal_met"] else "not met")
+        bold = "**" if key == entry.get("default_recipe") else ""
+        lines.append(
+            f"| {bold}{label_of(key)}{bold} | {fmt_interval(value['gain'])} | {value['won']} / {value['tied']} / "
+            f"{value['lost']} | [{low:+.4f}, {high:+.4f}] | {share} | {trailing} | {goal} |"
+        )
+    lines += ["", *entry.get("verdict", []), ""]
+    header = (
+        "| recipe | "
+        + " | ".join(
+            f"{t} ({a['per_task'][t]['metric']}; {a['per_task'][t]['replicates']} rep., test {a['per_task'][t]['test_size']})"
+            for t in tasks
+        )
+        + " |"
+    )
+    rule = "|---|" + "---|" * len(tasks)
+    lines += ["Mean test gain over the best single per task, over the replicates [95% CI] (SE):", "", header, rule]
+    for key, _ in RECIPES:
+        if key == "best_single":
+            continue
+        cells = [
+            f"{fmt_interval(a['per_task'][t]['recipes'][key]['gain'])} ({a['per_task'][t]['recipes'][key]['gain']['se']:.4f})"
+            for t in tasks
+        ]
+        lines.append(f"| {label_of(key)} | " + " | ".join(cells) + " |")
+    lines += ["", "Mean test score per task over the replicates [95% CI]:", "", header, rule]
+    for key, _ in RECIPES:
+        cells = [fmt_interval(a["per_task"][t]["recipes"][key]["score"], signed=False) for t in tasks]
+        lines.append(f"| {label_of(key)} | " + " | ".join(cells) + " |")
+    oracle = " | ".join(f"{a['per_task'][t]['oracle_mean']:.4f}" for t in tasks)
+    lines.append(f"| oracle best single (chosen **on test**, reference only) | {oracle} |")
+    kept = []
+    for key in ("filtered-uniform", "greedy", "greedy-loss"):
+        per = [f"{t} {'/'.join(map(str, a['per_task'][t]['recipes'][key]['kept']))}" for t in tasks]
+        kept.append(f"{label_of(key)}: " + ", ".join(per))
+    lines += [
+        "",
+        "Ingredients kept per replicate (of "
+        + ", ".join(f"{t} {a['per_task'][t]['ingredients']}" for t in tasks)
+        + "): "
+        + "; ".join(kept)
+        + ".",
+    ]
+    if entry.get("plot"):
+        lines += ["", f"![Per-task test gain over the best single, 95% intervals]({entry['plot']})"]
+    return "\n".join(lines)
+
+
+INTRO = """`benchmarks/soup_quality.py` trains the sweeps (cached by its own manifest), merges each replicate
+once with every recipe scored (`python -m hf_soup.merge --compare all`), and computes the statistics
+with `hf_soup.stats`, the code behind the gain every merge prints. It writes this whole section from
+`benchmarks/results/soup_quality.json`, one subsection per run, oldest first (`--write BENCHMARKS.md`;
+nothing here is edited by hand). Test = GLUE dev (AG News: rows carved from its CSV), reported only:
+every choice (best single, greedy, filtering, learned coefficients) is made on held-out rows carved
+from train, and model stock uses no held-out data at all."""
+
+
+def render_section(results: dict) -> str:
+    parts = [SECTION, "", INTRO, ""]
+    structured = [run for run in results["runs"] if "analysis" in run]
+    if structured:
+        latest = structured[-1]
+        parts += ["**Current answer** (" + latest["title"] + "):", "", *latest.get("verdict", []), ""]
+    for run in results["runs"]:
+        parts += [render_run(run) if "analysis" in run else run["markdown"].rstrip(), ""]
+    return "\n".join(parts)
+
+
+def verdict(analysis: dict, default: str) -> list[str]:
+    """The sentences a reader needs, computed from the numbers (whatever they say)."""
+    agg = analysis["aggregate"]
+    lines = []
+    winners = [key for key, value in agg.items() if key != "ensemble" and value["goal_met"]]
+    positive = [key for key, value in agg.items() if key != "ensemble" and value["gain"]["low"] > 0]
+    losers = [key for key, value in agg.items() if key != "ensemble" and value["gain"]["high"] < 0]
+    d = agg[default]
+    lines.append(
+        f"* Shipped default `{default}`: mean gain {fmt_interval(d['gain'])} over {d['pairs']} task × replicate pairs "
+        f"(won {d['won']}, lost {d['lost']}); trails the best single by more than one SE on "
+        f"{', '.join(d['trails_by_more_than_one_se']) or 'no task'}; goal {'met' if d['goal_met'] else 'not met'}."
+    )
+    lines.append(
+        "* Goal (mean gain > 0 with the whole interval above 0, never trailing by > 1 SE on a task) met by: "
+        + (", ".join(f"`{k}`" for k in winners) or "no recipe")
+        + "; interval above 0 over all pairs: "
+        + (", ".join(f"`{k}`" for k in positive) or "no recipe")
+        + "; interval below 0 (a soup that loses): "
+        + (", ".join(f"`{k}`" for k in losers) or "none")
+        + "."
+    )
+    e = agg["ensemble"]
+    lines.append(
+        f"* Ceiling: the logit ensemble (N× inference) gains {fmt_interval(e['gain'])}"
+        + (
+            "."
+            if e["gain"]["low"] > 0
+            else "; it does not clear the best single either, so there is little for a soup to recover."
+        )
+    )
+    return lines
+
+
+def recommend(analysis: dict) -> str:
+    """The recipe the evidence supports: among those meeting the goal the largest mean gain, else the
+    largest lower interval bound (the least likely to lose), never the N× ensemble. Chosen on the
+    pool without the demo's task (`--choose_excluding`): the demo's test split must not pick its recipe."""
+    candidates = {k: v for k, v in analysis["choice"].items() if k != "ensemble"}
+    met = [k for k, v in candidates.items() if v["goal_met"]]
+    if met:
+        return max(met, key=lambda k: candidates[k]["gain"]["estimate"])
+    return max(candidates, key=lambda k: candidates[k]["gain"]["low"])
+
+
+def shipped_default() -> str:
+    from hf_soup.merge import MergeArguments
+
+    return next(f.default for f in MergeArguments.__dataclass_fields__.values() if f.name == "recipe")
+
+
+def workload(args: argparse.Namespace, analysis: dict) -> str:
+    tasks = ", ".join(
+        f"{t} ({TASKS[t].train_rows or 'all'} train rows, held-out {analysis['per_task'][t]['heldout_size']}, "
+        f"max length {TASKS[t].max_seq_length})"
+        for t in analysis["tasks"]
+    )
+    start = (
+        f"each forks {args.fork_epochs:g} epoch(s) from its own {args.warm_start_epochs:g}-epoch warm start at "
+        f"learning rate {args.warm_start_learning_rate:g}"
+        if args.variant == "warm"
+        else f"{args.epochs:g} epoch(s) each from the pretrained body"
+    )
+    return (
+        f"real all-MiniLM-L6-v2; {tasks}; per replicate r: learning rates {', '.join(f'{lr:g}' for lr in args.learning_rates)} "
+        f"x {args.seeds_per_replicate} seed(s) (seeds disjoint across replicates), head_init_seed 42 + r; {start}; "
+        f"batch {args.batch_size}, weight decay 0.01, warmup 10%"
+    )
+
+
+def stage_report(args: argparse.Namespace, started: float, load_before: float) -> None:
+    replicates = load_replicates(args)
+    if not replicates:
+        print("no merged replicate yet: run --stage sweep and --stage merge first")
+        return
+    analysis = analyse(replicates, args.n_resamples, args.seed, tuple(args.choose_excluding))
+    default = shipped_default()
+    train_s = sum(r["train"].get("wall_s") or 0.0 for rep in replicates for r in rep.ingredients)
+    merge_s = sum(rep.merge_seconds or 0.0 for rep in replicates)
+    missing = [
+        f"{task.name} r{r}"
+        for task, r in jobs(args)
+        if (task.name, r) not in {(x.task, x.replicate) for x in replicates}
+    ]
+    display = ["python", "benchmarks/soup_quality.py", *(args.argv or [])]
+    entry = {
+        "title": args.title,
+        "key": hashlib.sha256(json.dumps([args.title, args.variant, args.learning_rates]).encode()).hexdigest()[:12],
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{machine()}; load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end "
+        "(shared with other engineers' jobs)",
+        "command": f"`{shlex.join(display)}`",
+        "workload": workload(args, analysis),
+        "compute": f"{len(replicates)} merged replicates ({', '.join(missing) + ' not finished' if missing else 'all planned'}); "
+        f"training + scoring of the ingredients (ingredient.json `train.wall_s`, warm starts not included) "
+        f"{train_s / 60:.0f} min; merges (all recipes, one scoring pass each) {merge_s / 60:.0f} min; this report "
+        f"{(time.perf_counter() - started) / 60:.1f} min",
+        "method": (
+            "Each (task, replicate) is one independent sweep and one merge. Intervals: paired bootstrap over the "
+            "test rows, each task's rows drawn once per resample and shared by its replicates and recipes "
+            "(`hf_soup.stats.bootstrap_mean_gain`), so they measure test-set noise; the t interval over the "
+            "pairs also carries training randomness. SE = standard deviation of the bootstrap gains."
+        ),
+        "default_recipe": default,
+        "recommended": recommend(analysis),
+        "analysis": analysis,
+        "plot": str(Path(args.plot).resolve().relative_to(ROOT))
+        if Path(args.plot).resolve().is_relative_to(ROOT)
+        else args.plot,
+    }
+    entry["verdict"] = [
+        *verdict(analysis, default),
+        f"* This run's evidence picks `{entry['recommended']}` (gain "
+        f"{fmt_interval(analysis['choice'][entry['recommended']]['gain'])} on {', '.join(analysis['choice_tasks'])}: the "
+        "demo's task is left out, its test split must not choose; goal met with the largest gain, else the "
+        "largest lower interval bound); the merge's default recipe is `" + default + "`.",
+    ]
+    plot(analysis, Path(args.plot))
+    results = json.loads(Path(args.results).read_text()) if Path(args.results).is_file() else {"runs": []}
+    results["runs"] = [run for run in results["runs"] if run.get("key") != entry["key"]] + [entry]
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.results).write_text(json.dumps(results, indent=1) + "\n")
+    section = render_section(results)
+    print(render_run(entry))
+    if args.write:
+        replace_section(Path(args.write), SECTION, section)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stage", choices=("sweep", "merge", "report", "all"), default="all")
@@ -218,16 +717,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval_batch_size", type=int, default=256, help="scoring batch (sweep and merge)")
     parser.add_argument("--sweep_args", default="", help="more sweep flags, one string: '--lr_scheduler_type cosine'")
     parser.add_argument("--output_dir", default=str(ROOT / "runs_quality"), help="sweeps and soups (cached)")
+    parser.add_argument(
+        "--merge_args",
+        default="--learned_epochs 2",
+        help="more merge flags (default: a 2-epoch learned soup, for CPU time)",
+    )
+    parser.add_argument(
+        "--choose_excluding", nargs="*", default=["rte"], help="tasks left out when picking the defaults (the demo's)"
+    )
+    parser.add_argument("--remerge", action="store_true", help="merge again even where a merge is cached")
+    parser.add_argument("--n_resamples", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--title", default="Run 4: replicated sweeps, every recipe, paired-bootstrap intervals")
+    parser.add_argument("--results", default=str(RESULTS_FILE), help="the runs this section is rendered from")
+    parser.add_argument("--plot", default=str(PLOT_FILE), help="where the gains plot goes (committed, small)")
     parser.add_argument("--write", default=None, help="render the Soup quality section into this markdown file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     log = Path(args.output_dir) / "soup_quality.log"
     if args.stage in ("sweep", "all"):
         stage_sweep(args, log)
+    if args.stage in ("merge", "all"):
+        stage_merge(args, log)
+    if args.stage in ("report", "all"):
+        stage_report(args, started, load_before)
 
 
 if __name__ == "__main__":

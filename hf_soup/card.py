@@ -531,21 +531,24 @@ def gain_text(soup: dict[str, Any]) -> str:
     if not isinstance(gain, dict):
         return ""
     primary = _metric_name(soup["primary_metric"])
-    if gain.get("low", 0) > 0:
-        verdict = "the whole interval is above zero: on this test set the soup is better than the best single"
-    elif gain.get("high", 0) < 0:
-        verdict = "the whole interval is below zero: on this test set the best single ingredient is better"
-    elif gain.get("low") == gain.get("high") == 0:
-        verdict = "the soup predicts exactly what the best single ingredient predicts"
-    else:
-        verdict = "the interval contains zero: this test set cannot tell the soup from the best single"
     confidence = gain.get("confidence", 0.95)
     return (
         f"**Did souping help?** Test {primary} of this model minus that of the best single ingredient (chosen on "
         f"held-out): **{gain_cell(gain)}** ({confidence:.0%} interval, paired bootstrap over the test rows, "
-        f"{gain.get('n_resamples', '?')} resamples); {verdict}. The interval covers which rows happen to be in the "
-        "test set, not training randomness (another seed or grid could land elsewhere)."
+        f"{gain.get('n_resamples', '?')} resamples); {gain_verdict(gain)}. The interval covers which rows happen to "
+        "be in the test set, not training randomness (another seed or grid could land elsewhere)."
     )
+
+
+def gain_verdict(gain: dict[str, Any]) -> str:
+    """What an interval of the gain over the best single says, whatever its sign."""
+    if gain.get("low", 0) > 0:
+        return "the whole interval is above zero: on this test set the soup is better than the best single"
+    if gain.get("high", 0) < 0:
+        return "the whole interval is below zero: on this test set the best single ingredient is better"
+    if gain.get("low") == gain.get("high") == 0:
+        return "the soup predicts exactly what the best single ingredient predicts"
+    return "the interval contains zero: this test set cannot tell the soup from the best single"
 
 
 def ingredients_table(soup: dict[str, Any]) -> str:

@@ -74,6 +74,9 @@ SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
 SOUP_FORMAT_VERSION = 1
 DEFAULT_MAX_SEQ_LENGTH = 128
+# The recipe a merge writes unless told otherwise: the one whose gain over the best single the
+# replicated benchmark supports (BENCHMARKS.md, "Soup quality"; benchmarks/soup_quality.py).
+DEFAULT_RECIPE = "greedy"
 # Keys of the requested recipe's results row that `results.soup` repeats (they qualify its scores).
 SOUP_ROW_FLAGS = ("fitted_on_heldout",)
 
@@ -87,7 +90,10 @@ class MergeArguments:
         }
     )
     output: str = field(metadata={"help": "the soup folder to write (refused if it exists, unless --overwrite)"})
-    recipe: str = field(default="greedy", metadata={"help": f"one of {', '.join(RECIPE_RUNS)}"})
+    recipe: str = field(
+        default=DEFAULT_RECIPE,
+        metadata={"help": f"one of {', '.join(RECIPE_RUNS)} (default chosen from BENCHMARKS.md, 'Soup quality')"},
+    )
     criterion: str = field(default="metric", metadata={"help": "held-out selection: 'metric' (primary) or 'loss'"})
     strict: bool = field(default=False, metadata={"help": "greedy: keep a candidate only if the score increases"})
     last_n: int = field(default=5, metadata={"help": "average-last: how many of the newest checkpoints"})

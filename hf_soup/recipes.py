@@ -191,6 +191,9 @@ class RecipeContext:
     ingredients: IngredientScores | None = None
     splits: tuple[str, ...] = SCORED_SPLITS
     anchor: Any = None  # model-stock: hf_soup.anchors.Anchor, located (and checked) before any scoring
+    # Scores of equal-weight averages by the ingredients they average (input order): the very same
+    # computation gives the very same tensors, so a filtered soup that keeps everything is not scored twice.
+    averages: dict[tuple[int, ...], Scored] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -275,7 +278,10 @@ def recipes_to_run(recipe: str, *, scored: bool = True, compare_all: bool = Fals
 @register_run("uniform", baseline=True)
 def _uniform(context: RecipeContext) -> RecipeOutcome:
     state = uniform_soup(context.checkpoints, progress=context.progress("uniform soup"))
-    return RecipeOutcome(state, [1 / context.n] * context.n, context.score(state))
+    scores = context.score(state, known=context.averages.get(tuple(range(context.n))))
+    if scores is not None:
+        context.averages[tuple(range(context.n))] = scores
+    return RecipeOutcome(state, [1 / context.n] * context.n, scores)
 
 
 @register_run("average-last", alone=True, result_key="uniform")
@@ -406,6 +412,9 @@ def _filtered_uniform(context: RecipeContext) -> RecipeOutcome:
     )
     names = [checkpoint.name for checkpoint in context.checkpoints]
     weights = [1 / len(decision.kept) if i in decision.kept else 0.0 for i in range(context.n)]
+    kept = tuple(sorted(decision.kept))
+    scores = context.score(state, known=context.averages.get(kept))
+    context.averages.setdefault(kept, scores)
     extra = {
         "filtered_uniform": {
             "selection": "held-out primary score",
@@ -414,6 +423,4 @@ def _filtered_uniform(context: RecipeContext) -> RecipeOutcome:
             "dropped": {names[i]: why for i, why in decision.dropped.items()},
         }
     }
-    return RecipeOutcome(
-        state, weights, context.score(state), row={"kept": [names[i] for i in decision.kept]}, extra=extra
-    )
+    return RecipeOutcome(state, weights, scores, row={"kept": [names[i] for i in decision.kept]}, extra=extra)

@@ -663,8 +663,9 @@ def filtered_uniform_soup(
     margin: float,
     progress: Progress = _no_progress,
 ) -> tuple[FilterDecision, dict[str, torch.Tensor]]:
-    """`filter_ingredients`, then the uniform soup of the kept ones (the same arithmetic as `uniform_soup`)."""
+    """`filter_ingredients`, then the uniform soup of the kept ones in input order: the arithmetic of
+    `uniform_soup`, so keeping every ingredient gives exactly the uniform soup."""
     if len(scores) != len(sources):
         raise ValueError(f"{len(scores)} scores for {len(sources)} ingredients")
     decision = filter_ingredients(scores, losses, chance=chance, margin=margin)
-    return decision, weighted_average([sources[i] for i in decision.kept], progress=progress)
+    return decision, weighted_average([sources[i] for i in sorted(decision.kept)], progress=progress)

@@ -71,7 +71,7 @@ class GainGroup:
 
     task: Task
     references: np.ndarray
-    pairs: list[tuple[np.ndarray, np.ndarray]]
+    pairs: list[tuple[np.ndarray, np.ndarray | None]]  # baseline None: the candidate's score itself
 
 
 # ----------------------------------------------------------------------------- vectorised metrics
@@ -119,10 +119,10 @@ def resampled_primary(task: Task, predictions: np.ndarray, references: np.ndarra
         for name in task.primary_parts:
             if name == "pearson":
                 parts.append(_pearson(x, y))
-            elif name == "spearmanr":
+            elif name in ("spearman", "spearmanr"):
                 parts.append(_pearson(rankdata(x, axis=1), rankdata(y, axis=1)))
             else:
-                raise ValueError(f"no bootstrap form for metric {name!r}")
+                parts.append(_per_draw(task, name, predictions, references, indices))
         return np.mean(parts, axis=0)
     k = max(task.num_labels, int(predictions.max()) + 1, int(references.max()) + 1)
     confusion = _confusions(predictions.astype(np.int64), references.astype(np.int64), indices, k)
@@ -135,9 +135,22 @@ def resampled_primary(task: Task, predictions: np.ndarray, references: np.ndarra
             parts.append(_safe_divide(2 * tp, 2 * tp + fp + fn))
         elif name == "matthews_correlation":
             parts.append(_matthews(confusion))
+        elif name == "macro_f1":  # mean per-class F1 over the classes present (true or predicted), as sklearn
+            tp = np.diagonal(confusion, axis1=1, axis2=2)
+            present = confusion.sum(axis=1) + confusion.sum(axis=2)
+            per_class = _safe_divide(2 * tp, present)
+            parts.append(_safe_divide(per_class.sum(axis=1), (present > 0).sum(axis=1)))
         else:
-            raise ValueError(f"no bootstrap form for metric {name!r}")
+            parts.append(_per_draw(task, name, predictions, references, indices))
     return np.mean(parts, axis=0)
+
+
+def _per_draw(task: Task, name: str, predictions: np.ndarray, references: np.ndarray, indices: np.ndarray):
+    """Any other metric, through hf_soup.metrics one draw at a time (correct, only slower)."""
+    from hf_soup import metrics
+
+    compute = getattr(metrics, "compute_task_metrics", None) or metrics.compute_glue_metrics
+    return np.array([compute(task, predictions[draw], references[draw])[name] for draw in indices])
 
 
 def chance_score(task: Task, references: np.ndarray) -> float:
@@ -169,6 +182,7 @@ def bootstrap_draws(
     """(mean gain over every pair of every group on the rows as they are, the same mean on each draw).
 
     Each draw resamples every group's rows once, shared by the group's pairs; pairs count equally.
+    A pair whose baseline is None contributes the candidate's score itself (a mean score's interval).
     Groups are drawn in order from one generator, so the result is a function of the inputs and `seed`.
     """
     if not groups or not any(group.pairs for group in groups):
@@ -183,19 +197,20 @@ def bootstrap_draws(
         indices = rng.integers(0, n, size=(n_resamples, n))
         identity = np.arange(n)[None, :]
         for candidate, baseline in group.pairs:
-            candidate, baseline = _as_predictions(group.task, candidate), _as_predictions(group.task, baseline)
-            if len(candidate) != n or len(baseline) != n:
-                raise ValueError(f"{len(candidate)} and {len(baseline)} predictions for {n} test rows")
-            point += float(
-                resampled_primary(group.task, candidate, references, identity)[0]
-                - resampled_primary(group.task, baseline, references, identity)[0]
-            )
-            if np.array_equal(candidate, baseline):
-                pairs += 1  # identical predictions: the gain is exactly 0 on every draw
-                continue
-            draws += resampled_primary(group.task, candidate, references, indices)
-            draws -= resampled_primary(group.task, baseline, references, indices)
+            candidate = _as_predictions(group.task, candidate)
+            baseline = None if baseline is None else _as_predictions(group.task, baseline)
+            if len(candidate) != n or (baseline is not None and len(baseline) != n):
+                found = len(candidate) if baseline is None else f"{len(candidate)} and {len(baseline)}"
+                raise ValueError(f"{found} predictions for {n} test rows")
             pairs += 1
+            point += float(resampled_primary(group.task, candidate, references, identity)[0])
+            if baseline is None:
+                draws += resampled_primary(group.task, candidate, references, indices)
+                continue
+            point -= float(resampled_primary(group.task, baseline, references, identity)[0])
+            if not np.array_equal(candidate, baseline):  # identical predictions: exactly 0 on every draw
+                draws += resampled_primary(group.task, candidate, references, indices)
+                draws -= resampled_primary(group.task, baseline, references, indices)
     return point / pairs, draws / pairs
 
 

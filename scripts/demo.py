@@ -1,4 +1,4 @@
-"""The whole job in one command: sweep -> greedy soup -> model card -> publish -> from_pretrained.
+"""The whole job in one command: sweep -> soup -> model card -> publish -> from_pretrained.
 
     make demo                                                  # = python scripts/demo.py --glue_dir ../shared/glue
     python scripts/demo.py --glue_dir ../shared/glue --task mrpc
@@ -20,6 +20,7 @@ Rerunning skips the grid points already trained.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -35,6 +36,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 from hf_soup.data import DataArguments, load_splits, summary_lines
 from hf_soup.errors import SoupError, cli_main
+from hf_soup.merge import DEFAULT_RECIPE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -57,6 +59,9 @@ class DemoArguments:
         default_factory=lambda: ["learning_rate=3e-5,5e-5", "seed=0,1"], metadata={"help": "sweep grid axes"}
     )
     num_train_epochs: float = field(default=2.0, metadata={"help": "epochs per grid point"})
+    recipe: str = field(
+        default=DEFAULT_RECIPE, metadata={"help": "merge recipe (default: the merge's, chosen from BENCHMARKS.md)"}
+    )
     warm_start_epochs: float = field(default=1.0, metadata={"help": "shared warm start every point forks from"})
     max_steps: int = field(default=-1, metadata={"help": "cap on steps per grid point (tests use a few)"})
     hub: str = field(
@@ -127,10 +132,22 @@ def sweep_command(args: DemoArguments, data: DataArguments, model: str, runs: Pa
     )
 
 
+def gain_line(soup_dir: Path) -> str:
+    """The soup's test gain over the best single with its interval, in words, whatever it is."""
+    from hf_soup.card import gain_cell, gain_verdict
+
+    soup = json.loads((soup_dir / "soup.json").read_text())
+    gain = soup["results"]["soup"].get("gain_over_best_single")
+    if not gain:
+        return "gain over the best single: not computed"
+    return (
+        f"{soup['recipe']} soup vs the best single ingredient, test {soup['primary_metric']}: {gain_cell(gain)} "
+        f"(95% interval, paired bootstrap over the {soup['split']['test_size']} test rows): {gain_verdict(gain)}"
+    )
+
+
 def load_and_classify(repo_id: str, soup_dir: str, examples_json: str) -> None:
     """Step 4, run in a fresh process (HF_ENDPOINT is read at import): what any user of the soup does."""
-    import json
-
     import torch
     from transformers import AutoModelForSequenceClassification, pipeline
 
@@ -179,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(summary_lines(splits)))
     examples = [[row[name] for name in task.text_fields] for row in splits["test"].select(range(2))]
     out = Path(args.output_dir)
-    runs, soup = out / "runs" / task.name, out / "soups" / f"{task.name}-greedy"
-    repo_id = args.repo_id or f"demo/{Path(base_model_id or model).name.lower()}-{task.name}-greedy-soup"
+    runs, soup = out / "runs" / task.name, out / "soups" / f"{task.name}-{args.recipe}"
+    repo_id = args.repo_id or f"demo/{Path(base_model_id or model).name.lower()}-{task.name}-{args.recipe}-soup"
     print(
         f"demo: {task.name}, {model}, grid {' '.join(args.grid)}, "
         f"{data.max_train_samples or 'all'} training rows x {args.num_train_epochs} epochs per point "
@@ -192,15 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     command, shown = sweep_command(args, data, model, runs)
     run_step("1/4 sweep: one ingredient per grid point", command, env=python_env(), shown=shown)
 
-    merge = ["--ingredients", str(runs), "--recipe", "greedy", "--output", str(soup), "--overwrite"]
+    merge = ["--ingredients", str(runs), "--recipe", args.recipe, "--output", str(soup), "--overwrite"]
     if base_model_id:
         merge += ["--base_model_id", base_model_id]
     run_step(
-        "2/4 merge: greedy soup vs best single, uniform and ensemble",
+        f"2/4 merge: {args.recipe} soup vs best single, uniform and ensemble",
         [sys.executable, "-m", "hf_soup.merge", *merge],
         env=python_env(),
         shown=["python", "-m", "hf_soup.merge", *merge],
     )
+    print(gain_line(soup))
 
     publish = [str(soup), "--repo_id", repo_id]
     if args.hub == "real":
@@ -232,8 +250,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load_step(repo_id: str, soup: Path, examples: list[list[str]], env: dict[str, str]) -> None:
-    import json
-
     run_step(
         f"4/4 load it back: from_pretrained({repo_id!r}) + pipeline",
         [

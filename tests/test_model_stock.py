@@ -150,8 +150,11 @@ def test_filtered_uniform_soup_is_the_uniform_soup_of_the_kept():
     ingredients, _ = _states(4, seed=3)
     decision, state = filtered_uniform_soup(ingredients, [0.8, 0.3, 0.79, 0.78], [0.5] * 4, chance=0.5, margin=0.05)
     assert decision.kept == [0, 2, 3] and list(decision.dropped) == [1]
-    expected = uniform_soup([ingredients[i] for i in decision.kept])
+    expected = uniform_soup([ingredients[i] for i in sorted(decision.kept)])
     assert all(torch.equal(state[name], expected[name]) for name in expected)
+    _, everything = filtered_uniform_soup(ingredients, [0.8, 0.79, 0.78, 0.77], [0.5] * 4, chance=0.5, margin=0.05)
+    uniform = uniform_soup(ingredients)
+    assert all(torch.equal(everything[name], uniform[name]) for name in uniform)  # bitwise: one scoring suffices
     assert {"model-stock", "filtered-uniform"} <= set(RECIPES)
 
 

@@ -75,3 +75,91 @@ def test_a_complete_replicate_is_never_swept_again(bench, tmp_path, monkeypatch)
     _ingredient(folder / "last", args.learning_rates[-1], seed, head)
     bench.stage_sweep(args, tmp_path / "log")
     assert len(calls) == 1  # complete: not invoked at all
+
+
+def _fake_merged_replicate(bench, args, task, replicate, rng, gain_rows: int):
+    """A finished replicate as the merge leaves it: ingredients, soup.json over them, test logits."""
+    import numpy as np
+
+    folder = bench.sweep_folder(task, replicate, args)
+    head, (seed,) = bench.replicate_seeds(replicate, args)
+    ingredients = []
+    for lr in args.learning_rates:
+        path = folder / f"lr{lr:g}"
+        _ingredient(path, lr, seed, head)
+        record = json.loads((path / "ingredient.json").read_text())
+        record["train"] = {"wall_s": 60.0}
+        (path / "ingredient.json").write_text(json.dumps(record))
+        ingredients.append(path)
+    references = rng.integers(0, 2, 200)
+    best = np.where(rng.random(200) < 0.7, references, 1 - references)
+    better = best.copy()
+    wrong = np.flatnonzero(best != references)[:gain_rows]
+    better[wrong] = references[wrong]
+    logits, results = {}, {}
+    for key, _ in bench.RECIPES:
+        predictions = best if key == "best_single" else better
+        logits[key] = np.eye(2)[predictions]
+        results[key] = {"test": {"primary": float(np.mean(predictions == references))}, "heldout": {"primary": 0.6}}
+        if key in ("greedy", "greedy-loss", "filtered-uniform"):
+            results[key]["kept"] = ["a", "b"]
+    logits["oracle_best_single"] = logits["best_single"]
+    results["oracle_best_single"] = {"test": {"primary": results["best_single"]["test"]["primary"]}}
+    soup_dir, predictions_file, _ = bench.soup_paths(folder)
+    soup_dir.mkdir(parents=True)
+    soup = {
+        "task": task.name,
+        "primary_metric": "accuracy" if task.name == "rte" else "matthews_correlation",
+        "split": {"heldout_size": 249},
+        "ingredients": [{"path": str(p)} for p in ingredients],
+        "results": results,
+        "commands": {"merge": "python -m hf_soup.merge ... " + args.merge_args},
+    }
+    (soup_dir / "soup.json").write_text(json.dumps(soup))
+    np.savez(predictions_file, references=references, **logits)
+
+
+def test_the_report_pools_replicates_keeps_earlier_runs_and_owns_its_section(bench, tmp_path):
+    import numpy as np
+
+    results = tmp_path / "results.json"
+    results.write_text(
+        json.dumps({"runs": [{"key": "runs-1-3", "title": "Runs 1-3", "markdown": "### Runs 1-3\n\nold"}]})
+    )
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text(
+        f"# Benchmarks\n\n## Sweep throughput\n\nkeep me\n\n{bench.SECTION}\n\nhand-written\n\n## Later\n\nme too\n"
+    )
+    argv = ["--output_dir", str(tmp_path / "runs"), "--tasks", "rte", "cola", "--replicates", "2", "--stage", "report"]
+    argv += [
+        "--results",
+        str(results),
+        "--plot",
+        str(tmp_path / "gains.png"),
+        "--write",
+        str(page),
+        "--n_resamples",
+        "300",
+    ]
+    args = bench.parse_args(argv)
+    rng = np.random.default_rng(0)
+    for task in ("rte", "cola"):
+        for replicate in range(2):
+            _fake_merged_replicate(bench, args, bench.TASKS[task], replicate, rng, gain_rows=12)
+    bench.main(argv)
+    bench.main(argv)  # a rerun replaces its own run, never the earlier ones
+    runs = json.loads(results.read_text())["runs"]
+    assert runs[0]["key"] == "runs-1-3" and len(runs) == 2
+    analysis = runs[1]["analysis"]
+    assert analysis["per_task"]["rte"]["replicates"] == 2
+    uniform = analysis["aggregate"]["uniform"]
+    assert uniform["pairs"] == 4 and uniform["won"] == 4 and uniform["gain"]["low"] > 0
+    assert uniform["gain"]["estimate"] == pytest.approx(
+        np.mean([analysis["per_task"][t]["recipes"]["uniform"]["gain"]["estimate"] for t in ("rte", "cola")])
+    )
+    assert uniform["ensemble_share"] == pytest.approx(1.0) and uniform["goal_met"]
+    text = page.read_text()
+    assert "hand-written" not in text and "keep me" in text and "me too" in text
+    assert text.count(bench.SECTION) == 1 and "### Runs 1-3" in text and "### Run 4" in text
+    assert text.index("### Runs 1-3") < text.index("### Run 4")  # oldest first, appended
+    assert "gains.png" in text and (tmp_path / "gains.png").stat().st_size < 200_000

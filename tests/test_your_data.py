@@ -25,6 +25,7 @@ from huggingface_hub import ModelCard
 from sweep_helpers import load_sweep_main, one_torch_thread  # noqa: F401  (fixture)
 
 from hf_soup.errors import cli_main
+from hf_soup.merge import DEFAULT_RECIPE
 from hf_soup.merge import main as merge_main
 from hf_soup.testing.hub import HubServer
 
@@ -138,7 +139,7 @@ def test_ag_news_through_the_demo_with_data_flags(minilm_dir, tmp_path, cli_env)
     predictions = [line for line in result.stdout.splitlines() if line.strip().startswith("-> ")]
     assert len(predictions) == 2 and all(p.split()[1] in {"1", "2", "3", "4"} for p in predictions)
 
-    soup_dir = out / "soups" / "news-greedy"
+    soup_dir = out / "soups" / f"news-{DEFAULT_RECIPE}"
     soup = json.loads((soup_dir / "soup.json").read_text())
     merge_command = soup["commands"]["merge"]
     assert "--train_file" not in merge_command and "--task" not in merge_command  # no data flags

@@ -42,7 +42,14 @@ from hf_soup.sweep.planning import (
     write_sweep_file,
 )
 from hf_soup.sweep.shared_start import prepare_start
-from hf_soup.sweep.trainer import free_memory, load_model, score_model, train_model, write_model_folder
+from hf_soup.sweep.trainer import (
+    averaging_record,
+    free_memory,
+    load_model,
+    score_model,
+    train_model,
+    write_model_folder,
+)
 
 __all__ = [  # the loop's API, including what it re-exports from the modules below it
     "begin_sweep",
@@ -153,6 +160,7 @@ def ingredient_record(
             "device": args.device.type,
             "num_processes": args.world_size,
             "precision": context.precision,
+            "averaged": averaging_record(trainer),  # --average_last_k: the trajectory points averaged
         },
         start=context.start,
         command=context.command,

@@ -118,6 +118,16 @@ class FineTuneArguments:
         default=0.0, metadata={"help": "LP-FT: fit the head with the body frozen for this many epochs first (0: off)"}
     )
     lp_ft_learning_rate: float = field(default=1e-3, metadata={"help": "learning rate of the LP-FT head fit"})
+    average_last_k: int = field(
+        default=0,
+        metadata={
+            "help": "each ingredient = float64 average of its last K trajectory points (0/1: the final weights); "
+            "steps T, T-d, ... with d = --average_every"
+        },
+    )
+    average_every: int = field(
+        default=0, metadata={"help": "steps between averaged points (0: T // (2K), the last half of training)"}
+    )
     precision: str = field(
         default="auto", metadata={"help": "auto (bf16 on GPUs that have it, else fp32) | fp32 | bf16 | fp16"}
     )
@@ -133,7 +143,13 @@ class FineTuneArguments:
     )
 
 
-PER_RUN_FINETUNE_FIELDS = ("freeze_layers", "early_stopping_patience", "early_stopping_threshold")
+PER_RUN_FINETUNE_FIELDS = (
+    "freeze_layers",
+    "early_stopping_patience",
+    "early_stopping_threshold",
+    "average_last_k",
+    "average_every",
+)
 ARGUMENT_TYPES = (models.ModelArguments, DataArguments, FineTuneArguments, SweepArguments, TrainingArguments)
 TRAINING_FIELDS = frozenset(f.name for f in fields(TrainingArguments) if f.init)
 
@@ -294,6 +310,15 @@ def check_point(run: RunConfig, args: TrainingArguments, options: FineTuneArgume
     if options.early_stopping_patience < 0 or options.early_stopping_threshold < 0:
         name = "early_stopping_patience" if options.early_stopping_patience < 0 else "early_stopping_threshold"
         refuse(name, getattr(options, name), "must be >= 0")
+    for name in ("average_last_k", "average_every"):
+        if getattr(options, name) < 0:
+            refuse(name, getattr(options, name), "must be a whole number >= 0")
+    if options.average_last_k > 1 and options.early_stopping_patience > 0:
+        refuse(
+            "average_last_k",
+            options.average_last_k,
+            "cannot be combined with early_stopping_patience (that keeps the best checkpoint, not the last ones)",
+        )
 
 
 def _check_start_settings(finetune: FineTuneArguments) -> None:

@@ -26,6 +26,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from hf_soup import models
 from hf_soup.atomic import atomic_dir, write_json_atomic
+from hf_soup.callbacks import TrajectoryAveragingCallback
 from hf_soup.grid import RunConfig
 from hf_soup.ingredient import write_ingredient
 from hf_soup.metrics import make_compute_metrics
@@ -151,7 +152,6 @@ def make_trainer(
     Apart from `train_model` so that `hf_soup.hpo` builds the very same Trainer around a
     `model_init` for `Trainer.hyperparameter_search`.
     """
-    early = options.early_stopping_patience > 0
     evaluating = args.eval_strategy != "no"  # evaluation during training is always on heldout, never test
     compute_metrics, preprocess = heldout_metrics(context) if evaluating else (None, None)
     return (trainer_class or SoupTrainer)(
@@ -163,11 +163,29 @@ def make_trainer(
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess,
         train_lengths=context.train_lengths if context.finetune.group_by_length else None,
-        callbacks=[EarlyStoppingCallback(options.early_stopping_patience, options.early_stopping_threshold)]
-        if early
-        else None,
+        callbacks=trainer_callbacks(args, options),
         **kwargs,
     )
+
+
+AVERAGE_DIR = "average"  # under the run's .work/<run id>/: the trajectory points --average_last_k averages
+
+
+def trainer_callbacks(args: TrainingArguments, options: FineTuneArguments) -> list[Any] | None:
+    """Early stopping on held-out, and trajectory averaging (`--average_last_k`), when asked for."""
+    callbacks: list[Any] = []
+    if options.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(options.early_stopping_patience, options.early_stopping_threshold))
+    if options.average_last_k > 1:
+        work = Path(args.output_dir) / AVERAGE_DIR
+        callbacks.append(TrajectoryAveragingCallback(options.average_last_k, work, every=options.average_every))
+    return callbacks or None
+
+
+def averaging_record(trainer: Any) -> dict[str, Any] | None:
+    """What `--average_last_k` averaged in this run (ingredient.json `train.averaged`), or None."""
+    found = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TrajectoryAveragingCallback)]
+    return found[0].record if found else None
 
 
 def train_model(
