@@ -120,7 +120,7 @@ def task_of_record(record: dict[str, Any]) -> Any:
     from hf_soup.tasks import Task, get_task
 
     described = (record.get("data") or {}).get("task")
-    if described and hasattr(Task, "from_dict"):
+    if described:
         return Task.from_dict(described)
     return get_task(record["task"])
 
