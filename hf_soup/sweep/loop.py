@@ -146,6 +146,7 @@ def ingredient_record(
         hyperparameters=recorded_hyperparameters(run, args, options, context),
         grid_axes=list(run.varying),
         split=context.splits.describe(),
+        data=context.splits.description(),
         metrics=scores,
         train={
             "runtime_s": round(float(output.metrics.get("train_runtime", 0.0)), 3),
