@@ -95,7 +95,10 @@ class DataArguments:
 
     task: str | None = field(
         default=None,
-        metadata={"help": "a GLUE preset: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli (your data: see below)"},
+        metadata={
+            "help": "a GLUE preset: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli (your own data: "
+            "--train_file or --dataset_name)"
+        },
     )
     dataset_name: str | None = field(
         default=None, metadata={"help": "a Hub dataset id (or a local dataset folder), loaded with datasets"}

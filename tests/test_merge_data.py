@@ -207,3 +207,18 @@ def test_load_recorded_refuses_a_task_that_is_not_the_recorded_one(csv_data, tmp
         load_recorded(record, DataArguments(task="rte"), "x/ingredient.json")
     again, check = load_recorded(record, DataArguments(), "x/ingredient.json")
     assert again.fingerprint == splits.fingerprint and again.task == splits.task and check.disjoint
+
+
+def test_regression_on_your_data_merges_with_correlations(tmp_path, tokenizer_dir, capsys):
+    train = write_csv(tmp_path / "prices.csv", [[f"{(i % 7) * 0.5:.2f}", f"the cat sat {i}"] for i in range(90)])
+    splits = load_splits(DataArguments(train_file=str(train), heldout_size=20, test_split_size=20))
+    assert splits.task.is_regression and splits.task.metrics == ("pearson", "spearman")
+    runs = ingredients_for(splits, tmp_path / "runs", tokenizer_dir)
+    code, out, err = merge(["--ingredients", runs, "--recipe", "greedy", "--output", tmp_path / "s"], capsys)
+    assert code == 0, err
+    soup = json.loads((tmp_path / "s" / "soup.json").read_text())
+    assert soup["primary_metric"] == "pearson" and set(soup["results"]["soup"]["test"]) == {
+        "pearson", "spearman", "primary", "loss",
+    }  # fmt: skip
+    assert soup["results"]["soup"]["test"]["primary"] == soup["results"]["soup"]["test"]["pearson"]
+    assert "test = rows carved from train" in out
