@@ -348,6 +348,7 @@ def analyse(replicates: list[Replicate], n_resamples: int, seed: int, exclude: t
             ]
             rows[key] = {"score": score, "gain": gain, "pair_gains": pair_gains, "kept": kept}
         oracle = [r.soup["results"]["oracle_best_single"]["test"]["primary"] for r in by_task[t]]
+        ingredient_means = [np.mean([row["test"]["primary"] for row in r.soup["ingredients"]]) for r in by_task[t]]
         first = by_task[t][0].soup
         per_task[t] = {
             "metric": first["primary_metric"],
@@ -356,6 +357,7 @@ def analyse(replicates: list[Replicate], n_resamples: int, seed: int, exclude: t
             "heldout_size": (first.get("split") or {}).get("heldout_size"),
             "test_size": len(by_task[t][0].references),
             "oracle_mean": float(np.mean(oracle)),
+            "ingredient_mean": float(np.mean(ingredient_means)),  # how unequal the ingredients are
             "recipes": rows,
         }
 
@@ -521,6 +523,8 @@ def render_run(entry: dict) -> str:
         lines.append(f"| {label_of(key)} | " + " | ".join(cells) + " |")
     oracle = " | ".join(f"{a['per_task'][t]['oracle_mean']:.4f}" for t in tasks)
     lines.append(f"| oracle best single (chosen **on test**, reference only) | {oracle} |")
+    spread = " | ".join(f"{a['per_task'][t].get('ingredient_mean', float('nan')):.4f}" for t in tasks)
+    lines.append(f"| mean of the ingredients (how far below the best single they are) | {spread} |")
     kept = []
     for key in ("filtered-uniform", "greedy", "greedy-loss"):
         per = [f"{t} {'/'.join(map(str, a['per_task'][t]['recipes'][key]['kept']))}" for t in tasks]
