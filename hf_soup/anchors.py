@@ -50,8 +50,9 @@ def _field(checkpoint: Checkpoint, key: str) -> Any:
 def locate_anchor(checkpoints: Sequence[Checkpoint], explicit: str | None = None) -> Anchor:
     """Find the anchor and check it (files, hashes) without loading it: what a merge does before any work."""
     if explicit:
-        folder = Checkpoint(explicit).path
-        return Anchor({"kind": "explicit", "path": str(folder), "weights_sha256": weights_sha256(folder)})
+        anchor = Checkpoint(explicit)
+        _check_fits(anchor, checkpoints[0])
+        return Anchor({"kind": "explicit", "path": str(anchor.path), "weights_sha256": weights_sha256(anchor.path)})
     missing = next((c for c in checkpoints if c.ingredient is None), None)
     if missing is not None:
         raise SoupError(
@@ -111,7 +112,22 @@ def _shared_start(checkpoints: Sequence[Checkpoint], starts: list[Any]) -> Ancho
         raise SoupError(
             f"{folder}: weights sha256 {found} is not the {start['weights_sha256']} the ingredients started from"
         )
+    _check_fits(Checkpoint(folder), first)
     return Anchor({"kind": start.get("kind") or "shared-start", "path": str(folder), "weights_sha256": found})
+
+
+def _check_fits(anchor: Checkpoint, ingredient: Checkpoint) -> None:
+    """Every tensor of the ingredients, with the same shape, must be in the anchor (read from file headers)."""
+    for name in ingredient:
+        if name not in anchor:
+            raise SoupError(
+                f"{anchor.path}: no tensor {name!r}, which {ingredient.path} has: not the ingredients' start"
+            )
+        if anchor.shape(name) != ingredient.shape(name):
+            raise SoupError(
+                f"{anchor.path}: tensor {name!r} has shape {list(anchor.shape(name))}, "
+                f"{ingredient.path} {list(ingredient.shape(name))}: not the ingredients' start"
+            )
 
 
 def task_of_record(record: dict[str, Any]) -> Any:
