@@ -628,7 +628,8 @@ def workload(args: argparse.Namespace, analysis: dict) -> str:
     return (
         f"real all-MiniLM-L6-v2; {tasks}; per replicate r: learning rates {', '.join(f'{lr:g}' for lr in args.learning_rates)} "
         f"x {args.seeds_per_replicate} seed(s) (seeds disjoint across replicates), head_init_seed 42 + r; {start}; "
-        f"batch {args.batch_size}, weight decay 0.01, warmup 10%"
+        f"batch {args.batch_size}, weight decay 0.01, warmup 10%; merges {args.merge_args or 'with default flags'}"
+        + (f"; {args.note}" if args.note else "")
     )
 
 
@@ -723,6 +724,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n_resamples", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--title", default="Run 4: replicated sweeps, every recipe, paired-bootstrap intervals")
+    parser.add_argument("--note", default="", help="a sentence for the workload line (how the run was executed)")
     parser.add_argument("--results", default=str(RESULTS_FILE), help="the runs this section is rendered from")
     parser.add_argument("--plot", default=str(PLOT_FILE), help="where the gains plot goes (committed, small)")
     parser.add_argument("--write", default=None, help="render the Soup quality section into this markdown file")
