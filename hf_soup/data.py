@@ -71,7 +71,16 @@ import numpy as np
 
 from hf_soup.atomic import atomic_dir
 from hf_soup.errors import SoupError, cli_main
-from hf_soup.tasks import HUB_DATASET, MAX_TEXT_FIELDS, Task, get_task, make_task, task_name_from, test_split_name
+from hf_soup.tasks import (
+    HUB_DATASET,
+    MAX_TEXT_FIELDS,
+    PRESETS,
+    Task,
+    get_task,
+    make_task,
+    task_name_from,
+    test_split_name,
+)
 
 if TYPE_CHECKING:  # imported where used: `python -m hf_soup.merge --skip_scoring` never loads datasets
     from datasets import Dataset, DatasetDict
@@ -1090,7 +1099,7 @@ def load_recorded(record: dict[str, Any] | None, flags: DataArguments, where: st
                 raise SoupError("--heldout_file: the ingredients' data is a dataset; use --heldout_split NAME")
         _check_recorded_paths(args, data.get("source") or {})
         splits = load_splits(args, task=task, expected_origin=data.get("source"))
-    elif record.get("task") and record["task"] in _preset_names():
+    elif record.get("task") in PRESETS:
         args = DataArguments(**{**asdict(DataArguments()), **given})
         args.task = record["task"]
         if flags.task and get_task(flags.task).name != get_task(record["task"]).name:
@@ -1148,12 +1157,6 @@ def _check_recorded_paths(args: DataArguments, source: dict[str, Any]) -> None:
             f"{args.glue_dir}: not found; the ingredients were trained on this GLUE folder: if it moved, "
             "pass --glue_dir NEW_PATH"
         )
-
-
-def _preset_names() -> set[str]:
-    from hf_soup.tasks import PRESETS
-
-    return set(PRESETS)
 
 
 def heldout_check(splits: TaskSplits, record: dict[str, Any], fingerprint: str | None, explicit: bool) -> HeldoutCheck:
