@@ -233,7 +233,7 @@ def task_card_of(soup: dict[str, Any]) -> TaskCard:
     else:
         shown = ", ".join(map(str, labels[:8])) + (", …" if len(labels) > 8 else "")
         description = f"{len(labels)}-class classification of " + ("text pairs" if task.get("is_pair") else "texts")
-        description += f" (labels {shown})"
+        description += f", labels {shown}"
     example = ("An example text.", "Another example text.")[: len(task.get("text_fields") or [1])]
     test_split = test_sources(soup).get("test", "test")
     return TaskCard(task.get("name", "task"), description, example, test_split, bool(task.get("is_regression")))
