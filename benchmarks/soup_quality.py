@@ -300,17 +300,6 @@ def load_replicates(args: argparse.Namespace) -> list[Replicate]:
     return found
 
 
-def stats_task(soup: dict):
-    """The `hf_soup.tasks.Task` a soup was scored as (its primary metric decides the bootstrap's metric):
-    the task description soup.json carries (`data.task`), else the GLUE preset it names."""
-    from hf_soup.tasks import Task, get_task
-
-    described = (soup.get("data") or {}).get("task")
-    if described and hasattr(Task, "from_dict"):
-        return Task.from_dict(described)
-    return get_task(soup["task"])
-
-
 def analyse(replicates: list[Replicate], n_resamples: int, seed: int, exclude: tuple[str, ...] = ()) -> dict:
     """Per task and recipe: mean test score and mean gain over the best single with paired-bootstrap
     intervals (test rows drawn once per resample, shared by the replicates and recipes of a task);
@@ -320,11 +309,12 @@ def analyse(replicates: list[Replicate], n_resamples: int, seed: int, exclude: t
     import numpy as np
     from scipy import stats as scipy_stats
 
+    from hf_soup.anchors import task_of_record
     from hf_soup.stats import GainGroup, bootstrap_draws, interval_from_draws
 
     tasks = list(dict.fromkeys(r.task for r in replicates))
     by_task = {t: [r for r in replicates if r.task == t] for t in tasks}
-    kinds = {t: stats_task(by_task[t][0].soup) for t in tasks}
+    kinds = {t: task_of_record(by_task[t][0].soup) for t in tasks}
 
     def draws(key: str, baseline: str | None, which: list[str]):
         groups = [

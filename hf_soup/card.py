@@ -477,7 +477,12 @@ def results_table(soup: dict[str, Any]) -> str:
         return {
             "best_single": f"best single ingredient{name}, chosen on held-out",
             "uniform": f"uniform soup ({n} ingredients)",
-            "greedy": f"greedy soup ({len(row.get('kept') or [])} of {n} kept)" if row.get("kept") else "greedy soup",
+            "greedy": (f"greedy soup ({len(row.get('kept') or [])} of {n} kept)" if row.get("kept") else "greedy soup")
+            + (
+                f" by held-out {soup.get('criterion', 'metric')}"
+                if "greedy-loss" in results or "greedy-metric" in results
+                else ""
+            ),
             "greedy-metric": f"greedy soup by held-out metric ({len(row.get('kept') or [])} of {n} kept)",
             "greedy-loss": f"greedy soup by held-out loss ({len(row.get('kept') or [])} of {n} kept)",
             "filtered-uniform": f"filtered uniform soup ({len(row.get('kept') or [])} of {n} kept)",

@@ -149,8 +149,7 @@ def _per_draw(task: Task, name: str, predictions: np.ndarray, references: np.nda
     """Any other metric, through hf_soup.metrics one draw at a time (correct, only slower)."""
     from hf_soup import metrics
 
-    compute = getattr(metrics, "compute_task_metrics", None) or metrics.compute_glue_metrics
-    return np.array([compute(task, predictions[draw], references[draw])[name] for draw in indices])
+    return np.array([metrics.compute_task_metrics(task, predictions[draw], references[draw])[name] for draw in indices])
 
 
 def chance_score(task: Task, references: np.ndarray) -> float:

@@ -15,7 +15,7 @@ from hf_soup.stats import (
 )
 from hf_soup.tasks import Task, get_task
 
-compute_glue_metrics = getattr(metrics, "compute_task_metrics", None) or metrics.compute_glue_metrics
+compute_glue_metrics = metrics.compute_task_metrics
 AG_NEWS_LIKE = Task("four", ("text",), ("a", "b", "c", "d"), ("accuracy",), "accuracy", ("accuracy",), ("validation",))
 CLASSIFICATION = ["rte", "mrpc", "cola"]
 
