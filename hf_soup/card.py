@@ -233,7 +233,7 @@ def task_card_of(soup: dict[str, Any]) -> TaskCard:
     else:
         shown = ", ".join(map(str, labels[:8])) + (", …" if len(labels) > 8 else "")
         description = f"{len(labels)}-class classification of " + ("text pairs" if task.get("is_pair") else "texts")
-        description += f" (labels {shown})"
+        description += f", labels {shown}"
     example = ("An example text.", "Another example text.")[: len(task.get("text_fields") or [1])]
     test_split = test_sources(soup).get("test", "test")
     return TaskCard(task.get("name", "task"), description, example, test_split, bool(task.get("is_regression")))
@@ -302,7 +302,22 @@ def data_texts(soup: dict[str, Any], task: TaskCard) -> dict[str, Any]:
         )
         data_text = f"**{task.display}** ({task.description}; data: {named})"
     disjoint = soup.get("heldout_disjoint") is False
+    length = (data.get("arguments") or {}).get("max_seq_length") or next(
+        (
+            i["hyperparameters"]["max_seq_length"]
+            for i in soup["ingredients"]
+            if "max_seq_length" in (i.get("hyperparameters") or {})
+        ),
+        None,
+    )
+    truncation = (
+        f"Every score is on inputs truncated to {length} tokens, as in fine-tuning: pass "
+        f"`truncation=True, max_length={length}` to the tokenizer to get the same predictions on longer texts."
+        if length
+        else ""
+    )
     return {
+        "truncation_text": truncation,
         "data_text": data_text,
         "data_name": f"GLUE {task.display}" if glue else dataset["name"],
         "heldout_origin": heldout_origin,

@@ -20,7 +20,8 @@ Where the data comes from (the flags of transformers' `run_classification.py`, s
     `--glue_dir` (GLUE's original TSV folders). Combined with `--train_file` or `--dataset_name`,
     the preset's labels, metrics and primary score apply to that data (columns by the flags below).
 Columns: `--text_column_names a` or `a,b` (default: the preset's; else the train split's one or two
-columns besides the label), `--label_column_name` (default `label`).
+columns named as usual, `USUAL_TEXT_COLUMNS` ("text", "sentence1,sentence2", ...); else the one or
+two columns besides the label and an id column), `--label_column_name` (default `label`).
 Labels: a ClassLabel feature's names, else the sorted distinct training values (ints stay ints:
 AG News' 1..4 become ids 0..3 named "1".."4"; strings keep their text). Regression: `--do_regression`,
 default inferred (float labels -> regression; csv/tsv labels that all parse as integers are
@@ -71,7 +72,16 @@ import numpy as np
 
 from hf_soup.atomic import atomic_dir
 from hf_soup.errors import SoupError, cli_main
-from hf_soup.tasks import HUB_DATASET, MAX_TEXT_FIELDS, Task, get_task, make_task, task_name_from, test_split_name
+from hf_soup.tasks import (
+    HUB_DATASET,
+    MAX_TEXT_FIELDS,
+    PRESETS,
+    Task,
+    get_task,
+    make_task,
+    task_name_from,
+    test_split_name,
+)
 
 if TYPE_CHECKING:  # imported where used: `python -m hf_soup.merge --skip_scoring` never loads datasets
     from datasets import Dataset, DatasetDict
@@ -85,6 +95,14 @@ CARVED_TEST_SEED = 20_261_123
 CARVED = "train"  # a task's `validation_splits` when its test split was carved from train
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".lz4")
+# Text columns when --text_column_names is not given: these usual names first (run_classification.py
+# reads "sentence" by default), else the one or two columns besides the label and an id column. The
+# output names the columns it took.
+USUAL_TEXT_COLUMNS = (
+    ("sentence1", "sentence2"), ("premise", "hypothesis"), ("question1", "question2"), ("text_a", "text_b"),
+    ("text",), ("sentence",),
+)  # fmt: skip
+ID_COLUMNS = frozenset({"id", "idx", "index", "guid", "uid", "uuid", "row_id", "example_id"})
 # DataArguments fields that say where the data is: the merge may repoint them (hashes must match).
 LOCATION_FIELDS = ("train_file", "validation_file", "test_file", "heldout_file", "glue_dir", "dataset_name")
 
@@ -626,8 +644,12 @@ def _text_columns(args: DataArguments, known: Task | None, train: Dataset, where
     if known is not None:
         return list(known.text_fields)
     others = [c for c in train.column_names if c != args.label_column_name]
-    if 1 <= len(others) <= MAX_TEXT_FIELDS:
-        return others
+    for names in USUAL_TEXT_COLUMNS:  # e.g. (id, text, label): the column everyone calls "text"
+        if all(name in others for name in names):
+            return list(names)
+    texts = [c for c in others if c.strip().lower() not in ID_COLUMNS]
+    if 1 <= len(texts) <= MAX_TEXT_FIELDS:
+        return texts
     raise SoupError(
         f"{where}: pass --text_column_names (one text column or two for pairs); columns present: {', '.join(others)}"
     )
@@ -1090,7 +1112,7 @@ def load_recorded(record: dict[str, Any] | None, flags: DataArguments, where: st
                 raise SoupError("--heldout_file: the ingredients' data is a dataset; use --heldout_split NAME")
         _check_recorded_paths(args, data.get("source") or {})
         splits = load_splits(args, task=task, expected_origin=data.get("source"))
-    elif record.get("task") and record["task"] in _preset_names():
+    elif record.get("task") in PRESETS:
         args = DataArguments(**{**asdict(DataArguments()), **given})
         args.task = record["task"]
         if flags.task and get_task(flags.task).name != get_task(record["task"]).name:
@@ -1148,12 +1170,6 @@ def _check_recorded_paths(args: DataArguments, source: dict[str, Any]) -> None:
             f"{args.glue_dir}: not found; the ingredients were trained on this GLUE folder: if it moved, "
             "pass --glue_dir NEW_PATH"
         )
-
-
-def _preset_names() -> set[str]:
-    from hf_soup.tasks import PRESETS
-
-    return set(PRESETS)
 
 
 def heldout_check(splits: TaskSplits, record: dict[str, Any], fingerprint: str | None, explicit: bool) -> HeldoutCheck:

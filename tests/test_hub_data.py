@@ -48,7 +48,7 @@ def test_hub_dataset_revision_travels_with_the_ingredients(tmp_path, tiny_bert_d
     runs, soup_dir = tmp_path / "runs", tmp_path / "soup"
     with HubServer(tmp_path / "hub") as hub:
         env = client_env(cli_env, hub, tmp_path / "home", xet=False)
-        env["OMP_NUM_THREADS"] = "1"
+        env.update(OMP_NUM_THREADS="1", HF_DATASETS_CACHE=str(tmp_path / "home" / "datasets"))
         first = run(["-c", UPLOAD, "120", str(tmp_path)], env).stdout.split()[-1]
         sweep = [
             "-m", "hf_soup.sweep", "--model", str(tiny_bert_dir), "--dataset_name", REPO, "--output_dir", str(runs),
@@ -63,7 +63,9 @@ def test_hub_dataset_revision_travels_with_the_ingredients(tmp_path, tiny_bert_d
         second = run(["-c", UPLOAD, "150", str(tmp_path)], env).stdout.split()[-1]  # the dataset moves on
         assert second != first
         merge = ["-m", "hf_soup.merge", "--ingredients", str(runs), "--recipe", "uniform", "--output", str(soup_dir)]
-        run(merge, client_env(cli_env, hub, tmp_path / "fresh-home", xet=False))  # no data flags, empty cache
+        fresh = client_env(cli_env, hub, tmp_path / "fresh-home", xet=False)
+        fresh["HF_DATASETS_CACHE"] = str(tmp_path / "fresh-home" / "datasets")
+        run(merge, fresh)  # no data flags, empty caches
         soup = json.loads((soup_dir / "soup.json").read_text())
         assert (
             soup["data"]["source"]["revision"] == first

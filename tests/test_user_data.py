@@ -271,6 +271,14 @@ def test_more_bad_input(tmp_path):
         load_splits(args(train_file=str(tmp_path / "data.xlsx")))
     with pytest.raises(SoupError, match=r"nope\.csv: file not found"):
         load_splits(args(train_file=str(tmp_path / "nope.csv")))
+    usual = write_csv(
+        tmp_path / "usual.csv", [[i % 2, f"id{i}", f"text {i}"] for i in range(150)], ("label", "id", "text")
+    )
+    assert load_splits(args(train_file=str(usual), test_split_size=20)).task.text_fields == ("text",)
+    review = write_csv(
+        tmp_path / "review.csv", [[i % 2, f"id{i}", f"text {i}"] for i in range(150)], ("label", "ID", "review")
+    )
+    assert load_splits(args(train_file=str(review), test_split_size=20)).task.text_fields == ("review",)
     three = write_csv(tmp_path / "three.csv", [[0, "a", "b", "c"]] * 5, header=("label", "x", "y", "z"))
     with pytest.raises(SoupError, match=r"three\.csv: pass --text_column_names .*columns present: x, y, z"):
         load_splits(args(train_file=str(three)))

@@ -101,6 +101,7 @@ def test_unseen_six_class_csv_sweep_merge_publish_and_independent_accuracy(tmp_p
     assert {r.dataset_name for r in card.data.eval_results} == {"tickets.csv, tickets_test.csv"}
     assert {r.dataset_split for r in card.data.eval_results} == {"test"}
     assert "GLUE" not in card.text.split("## Framework versions")[0]
+    assert "truncated to 32 tokens" in card.text  # what the independent evaluation below does too
 
     with HubServer(tmp_path / "hub") as hub:
         env = client_env(cli_env, hub, tmp_path / "home")

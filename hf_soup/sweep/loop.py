@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hf_soup.atomic import clear_temporaries_of
+from hf_soup.atomic import clear_temporaries_of, write_text_atomic
 from hf_soup.errors import SoupError
 from hf_soup.grid import RunConfig
 from hf_soup.ingredient import build_ingredient, is_ingredient, read_ingredient
@@ -265,7 +265,7 @@ def finish_sweep(sweep: Sweep) -> None:
         _remove_if_empty(context.output_dir / WORK_DIR)
         table = leaderboard(context.output_dir, context.sweep_id)
         if table:
-            (context.output_dir / LEADERBOARD_FILE).write_text(table + "\n")
+            write_text_atomic(context.output_dir / LEADERBOARD_FILE, table + "\n")  # shards may race
             print(table, flush=True)
     state.wait_for_everyone()
 

@@ -41,6 +41,7 @@ from hf_soup.grid import (
     shard_runs,
 )
 from hf_soup.ingredient import INGREDIENT_FILE, is_ingredient, library_versions, utc_now
+from hf_soup.redact import mask_secret_flags
 from hf_soup.sweep.launch import SHARDED_TRAINING_HELP, process_state
 from hf_soup.tasks import Task
 
@@ -462,13 +463,7 @@ def _jsonable(value: Any) -> Any:
 
 def command_line() -> str:
     """The command as typed (token values masked), recorded so an ingredient can be reproduced."""
-    args = list(sys.argv)
-    for i, arg in enumerate(args):
-        if "token" in arg.lower() and arg.startswith("--"):
-            if "=" in arg:
-                args[i] = arg.split("=", 1)[0] + "=***"
-            elif i + 1 < len(args):
-                args[i + 1] = "***"
+    args = mask_secret_flags(sys.argv)
     prefix = "accelerate launch " if "ACCELERATE_MIXED_PRECISION" in os.environ else "python "
     return prefix + " ".join(shlex.quote(a) for a in args)
 
