@@ -32,6 +32,8 @@ from hf_soup.checkpoints import Checkpoint
 from hf_soup.errors import SoupError
 from hf_soup.ingredient import weights_sha256
 
+BASE_WITH_HEAD = "base+head-init"
+
 
 @dataclass
 class Anchor:
@@ -48,8 +50,9 @@ def _field(checkpoint: Checkpoint, key: str) -> Any:
 def locate_anchor(checkpoints: Sequence[Checkpoint], explicit: str | None = None) -> Anchor:
     """Find the anchor and check it (files, hashes) without loading it: what a merge does before any work."""
     if explicit:
-        folder = Checkpoint(explicit).path
-        return Anchor({"kind": "explicit", "path": str(folder), "weights_sha256": weights_sha256(folder)})
+        anchor = Checkpoint(explicit)
+        _check_fits(anchor, checkpoints[0])
+        return Anchor({"kind": "explicit", "path": str(anchor.path), "weights_sha256": weights_sha256(anchor.path)})
     missing = next((c for c in checkpoints if c.ingredient is None), None)
     if missing is not None:
         raise SoupError(
@@ -67,7 +70,6 @@ def load_anchor(anchor: Anchor, checkpoints: Sequence[Checkpoint], task: Any = N
     if anchor.description["kind"] != BASE_WITH_HEAD:
         return Anchor(anchor.description, Checkpoint(anchor.description["path"]))
     from hf_soup import models
-    from hf_soup.tasks import get_task
 
     record = checkpoints[0].ingredient
     config = checkpoints[0].config
@@ -76,7 +78,7 @@ def load_anchor(anchor: Anchor, checkpoints: Sequence[Checkpoint], task: Any = N
     model, _ = models.load_for_task(
         anchor.description["path"],
         record.get("model_family") or models.ENCODER,
-        task or get_task(record["task"]),
+        task or task_of_record(record),
         head_init_seed=int(record["head_init_seed"]),
         config_overrides=overrides,
         label_words=config.get(models.LABEL_WORDS_KEY),
@@ -88,9 +90,6 @@ def load_anchor(anchor: Anchor, checkpoints: Sequence[Checkpoint], task: Any = N
 def find_anchor(checkpoints: Sequence[Checkpoint], explicit: str | None = None, task: Any = None) -> Anchor:
     """`locate_anchor`, then `load_anchor`; SoupError when no anchor is known."""
     return load_anchor(locate_anchor(checkpoints, explicit), checkpoints, task)
-
-
-BASE_WITH_HEAD = "base+head-init"
 
 
 def _shared_start(checkpoints: Sequence[Checkpoint], starts: list[Any]) -> Anchor:
@@ -113,7 +112,33 @@ def _shared_start(checkpoints: Sequence[Checkpoint], starts: list[Any]) -> Ancho
         raise SoupError(
             f"{folder}: weights sha256 {found} is not the {start['weights_sha256']} the ingredients started from"
         )
+    _check_fits(Checkpoint(folder), first)
     return Anchor({"kind": start.get("kind") or "shared-start", "path": str(folder), "weights_sha256": found})
+
+
+def _check_fits(anchor: Checkpoint, ingredient: Checkpoint) -> None:
+    """Every tensor of the ingredients, with the same shape, must be in the anchor (read from file headers)."""
+    for name in ingredient:
+        if name not in anchor:
+            raise SoupError(
+                f"{anchor.path}: no tensor {name!r}, which {ingredient.path} has: not the ingredients' start"
+            )
+        if anchor.shape(name) != ingredient.shape(name):
+            raise SoupError(
+                f"{anchor.path}: tensor {name!r} has shape {list(anchor.shape(name))}, "
+                f"{ingredient.path} {list(ingredient.shape(name))}: not the ingredients' start"
+            )
+
+
+def task_of_record(record: dict[str, Any]) -> Any:
+    """The task an ingredient.json (or soup.json) record was trained / scored on: its data description
+    (`data.task`) when it has one, else the GLUE preset it names."""
+    from hf_soup.tasks import Task, get_task
+
+    described = (record.get("data") or {}).get("task")
+    if described:
+        return Task.from_dict(described)
+    return get_task(record["task"])
 
 
 def _base_arguments(record: dict[str, Any]) -> Any:

@@ -11,12 +11,18 @@
 
     # 3. export this run as a soup ingredient (weights + config + tokenizer + ingredient.json),
     #    ready for `python -m hf_soup.merge --ingredients my_runs/ ...`
+    splits = hf_soup.data.load_splits(DataArguments(train_file="tickets.csv"))   # or task="rte", ...
     export = IngredientExportCallback(
-        "my_runs/lr2e-5-seed1", task="rte", base_model="sentence-transformers/all-MiniLM-L6-v2",
-        head_init_seed=42, seed=1, hyperparameters={"learning_rate": 2e-5}, split=splits.describe(),
+        "my_runs/lr2e-5-seed1", splits=splits, base_model="sentence-transformers/all-MiniLM-L6-v2",
+        head_init_seed=42, seed=1, hyperparameters={"learning_rate": 2e-5},
     )
     trainer = Trainer(..., eval_dataset={"heldout": ..., "test": ...},
                       compute_metrics=make_compute_metrics(task), callbacks=[export])
+
+`splits=` records the task and the data description (ingredient.json `task`, `split`, `data`), so
+the merge rebuilds the same held-out split with no data flags and knows it was not trained on.
+Without it (`task="rte"` only) the merge must be given the data, and cannot show that its held-out
+rows were not training rows (soup.json `heldout_disjoint: false`).
 
 The export needs held-out metrics (the merge ranks ingredients by them): it takes the latest
 `eval_heldout_*` metrics (or `eval_*` with a single eval dataset), and `eval_test_*` as test. It
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import TrainerCallback
@@ -40,7 +46,10 @@ from hf_soup.errors import SoupError
 from hf_soup.ingredient import build_ingredient, library_versions, utc_now, weights_sha256, write_ingredient
 from hf_soup.metrics import PRIMARY, primary_score
 from hf_soup.soup import average_checkpoints
-from hf_soup.tasks import get_task
+from hf_soup.tasks import Task, get_task
+
+if TYPE_CHECKING:
+    from hf_soup.data import TaskSplits
 
 logger = logging.getLogger(__name__)
 _RUNTIME_KEYS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
@@ -177,12 +186,13 @@ class IngredientExportCallback(TrainerCallback):
         self,
         output_dir: str,
         *,
-        task: str,
+        task: str | Task | None = None,
         base_model: str,
         head_init_seed: int,
         seed: int | None = None,
         hyperparameters: dict[str, Any] | None = None,
         split: dict[str, Any] | None = None,
+        splits: TaskSplits | None = None,
         run_id: str | None = None,
         model_family: str = "encoder",
         base_model_revision: str | None = None,
@@ -191,7 +201,12 @@ class IngredientExportCallback(TrainerCallback):
         overwrite: bool = False,
     ):
         self.output_dir = Path(output_dir)
-        self.task = get_task(task)
+        task = task if task is not None else (splits.task if splits is not None else None)
+        if task is None:
+            raise ValueError("IngredientExportCallback: pass splits= (hf_soup.data.load_splits) or task=")
+        self.task = task if isinstance(task, Task) else get_task(task)
+        if splits is not None and split is None:
+            split = splits.describe()
         self.fields = {
             "run_id": run_id or self.output_dir.name,
             "sweep_id": sweep_id,
@@ -208,6 +223,8 @@ class IngredientExportCallback(TrainerCallback):
             "split": dict(split or {}),
             "command": command,
         }
+        if splits is not None:
+            self.fields["data"] = splits.description()
         self.seed = seed
         self.overwrite = overwrite
         self.metrics: dict[str, dict[str, float]] = {}

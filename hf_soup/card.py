@@ -43,7 +43,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$
 
 @dataclass(frozen=True)
 class TaskCard:
-    """What the card says about a GLUE task (the card imports nothing of ours, so not `tasks.Task`)."""
+    """What the card says about a task (the card imports nothing of ours, so not `tasks.Task`)."""
 
     display: str
     description: str
@@ -178,6 +178,85 @@ def task_card(task: str) -> TaskCard:
     return TASK_CARDS.get(task, TaskCard(task.upper(), f"GLUE task {task}", ("Hello world.",)))
 
 
+def recorded_task(soup: dict[str, Any]) -> dict[str, Any] | None:
+    """soup.json `data.task`: the task description the soup was scored with (None in older files)."""
+    task = (soup.get("data") or {}).get("task")
+    return task if isinstance(task, dict) else None
+
+
+def is_glue(soup: dict[str, Any]) -> bool:
+    """A GLUE preset (soup.json without a data description is one: older merges knew nothing else)."""
+    task = recorded_task(soup)
+    return soup.get("task") in TASK_CARDS and (task is None or bool(task.get("preset")))
+
+
+def test_split_names(soup: dict[str, Any]) -> list[str]:
+    """The soup's test splits, `test` first (MNLI adds `test_mismatched`)."""
+    names = [k for k in (soup.get("results") or {}).get("soup", {}) if k.startswith("test")]
+    return sorted(names, key=lambda name: (name != "test", name)) or ["test"]
+
+
+def test_sources(soup: dict[str, Any]) -> dict[str, str]:
+    """Each test split's source split in the dataset (`train` when carved from it)."""
+    tests = (soup.get("data") or {}).get("test") or {}
+    task = recorded_task(soup) or {}
+    validation = task.get("validation_splits") or (
+        ["validation_matched", "validation_mismatched"] if soup.get("task") == "mnli" else ["validation"]
+    )
+    names = test_split_names(soup)
+    return {name: str((tests.get(name) or {}).get("from") or source) for name, source in zip(names, validation)}
+
+
+def _is_carved(soup: dict[str, Any], name: str = "test") -> bool:
+    return bool((((soup.get("data") or {}).get("test") or {}).get(name) or {}).get("carved"))
+
+
+def test_split_text(soup: dict[str, Any]) -> str:
+    """What `test` is, in a few words: "GLUE dev", "the dataset's 'test' split", "rows carved from train"."""
+    if is_glue(soup):
+        return "GLUE dev"
+    if _is_carved(soup):
+        return "rows carved from train (there was no test split)"
+    return f"the dataset's {test_sources(soup).get('test', 'test')!r} split"
+
+
+def task_card_of(soup: dict[str, Any]) -> TaskCard:
+    """The card's facts about the soup's task: a GLUE preset's, or what its data description says."""
+    task = recorded_task(soup)
+    if is_glue(soup):
+        return task_card(soup["task"])
+    if task is None:
+        return TaskCard(str(soup.get("task")), "text classification", ("An example text.",))
+    labels = task.get("label_names") or []
+    if task.get("is_regression"):
+        description = "regression: one score per " + ("text pair" if task.get("is_pair") else "text")
+    else:
+        shown = ", ".join(map(str, labels[:8])) + (", …" if len(labels) > 8 else "")
+        description = f"{len(labels)}-class classification of " + ("text pairs" if task.get("is_pair") else "texts")
+        description += f", labels {shown}"
+    example = ("An example text.", "Another example text.")[: len(task.get("text_fields") or [1])]
+    test_split = test_sources(soup).get("test", "test")
+    return TaskCard(task.get("name", "task"), description, example, test_split, bool(task.get("is_regression")))
+
+
+def dataset_of(soup: dict[str, Any]) -> dict[str, Any]:
+    """Where the soup's data came from, for the card: Hub id (when there is one), display name, config."""
+    data = soup.get("data") or {}
+    source = data.get("source") or {}
+    if is_glue(soup) and source.get("kind") in (None, "glue_dir", "hub"):
+        hub = source.get("dataset_name") if source.get("kind") == "hub" else GLUE_DATASET
+        return {"id": hub or GLUE_DATASET, "name": f"GLUE {task_card(soup['task']).display}", "config": soup["task"]}
+    if source.get("kind") == "hub":
+        name = source["dataset_name"] + (f" ({source['config']})" if source.get("config") else "")
+        return {"id": source["dataset_name"], "name": name, "config": source.get("config")}
+    if source.get("kind") == "files":
+        files = [Path(f["path"]).name for f in (source.get("files") or {}).values()]
+        return {"id": None, "name": ", ".join(files) or str(soup.get("task")), "config": None}
+    if source.get("kind") == "folder":
+        return {"id": None, "name": Path(str(source.get("path"))).name, "config": source.get("config")}
+    return {"id": None, "name": str(soup.get("task")), "config": None}
+
+
 def local_base_license(base_path: str) -> str | None:
     """`license:` from the YAML block of a local base model's README.md, if any."""
     readme = Path(base_path) / "README.md"
@@ -199,40 +278,94 @@ def hub_base_model(name_or_path: str) -> str | None:
     return name_or_path
 
 
+def data_texts(soup: dict[str, Any], task: TaskCard) -> dict[str, Any]:
+    """The template's sentences about the data: what it is, where held-out and test came from."""
+    data = soup.get("data") or {}
+    dataset = dataset_of(soup)
+    heldout = data.get("heldout") or {"from": "train"}
+    glue = is_glue(soup)
+    if heldout.get("from") == "train":
+        heldout_origin = f"a held-out split carved from {'GLUE' if glue else 'the'} train split"
+    elif heldout.get("from") == "split":
+        heldout_origin = f"the dataset's `{heldout.get('split')}` split"
+    else:
+        heldout_origin = f"the held-out file `{Path(str(heldout.get('where'))).name}`"
+    if glue:
+        test_origin = f"GLUE's `{task.test_split}` split (GLUE's own test labels are private)"
+        data_text = f"GLUE **{task.display}** ({task.description})"
+    else:
+        test_origin = "carved from train" if _is_carved(soup) else f"the `{task.test_split}` split"
+        named = (
+            f"[{dataset['id']}](https://huggingface.co/datasets/{dataset['id']})"
+            if dataset["id"]
+            else f"`{dataset['name']}`"
+        )
+        data_text = f"**{task.display}** ({task.description}; data: {named})"
+    disjoint = soup.get("heldout_disjoint") is False
+    length = (data.get("arguments") or {}).get("max_seq_length") or next(
+        (
+            i["hyperparameters"]["max_seq_length"]
+            for i in soup["ingredients"]
+            if "max_seq_length" in (i.get("hyperparameters") or {})
+        ),
+        None,
+    )
+    truncation = (
+        f"Every score is on inputs truncated to {length} tokens, as in fine-tuning: pass "
+        f"`truncation=True, max_length={length}` to the tokenizer to get the same predictions on longer texts."
+        if length
+        else ""
+    )
+    return {
+        "truncation_text": truncation,
+        "data_text": data_text,
+        "data_name": f"GLUE {task.display}" if glue else dataset["name"],
+        "heldout_origin": heldout_origin,
+        "test_origin": test_origin,
+        "is_glue": glue,
+        "disjoint_warning": soup.get("heldout_disjoint_reason") if disjoint else None,
+    }
+
+
 def card_metadata(
     soup: dict[str, Any], *, license: str | None, base_model: str | None, model_name: str, family: str = ENCODER
 ):
-    """The YAML block: library, pipeline, base model, dataset, tags, license, model-index (test scores)."""
+    """The YAML block: library, pipeline, base model, dataset, tags, license, model-index (test scores).
+
+    `datasets:` is the data's Hub id when it has one (a preset's nyu-mll/glue, or any Hub dataset);
+    a user's local files have none. One model-index entry per test metric and test split, naming
+    the dataset, the split the test rows came from and the metric.
+    """
     from huggingface_hub import EvalResult, ModelCardData
 
-    task = task_card(soup["task"])
+    dataset = dataset_of(soup)
+    sources = test_sources(soup)
+    eval_results = []
+    for name in test_split_names(soup):
+        split = sources.get(name, name)
+        where = f"GLUE {split}" if is_glue(soup) else ("rows carved from train" if _is_carved(soup, name) else split)
+        for metric, value in _reported_metrics(soup["results"]["soup"].get(name)).items():
+            eval_results.append(
+                EvalResult(
+                    task_type="text-classification",
+                    task_name="Text Classification",
+                    dataset_type=dataset["id"] or str(soup["task"]),
+                    dataset_name=dataset["name"],
+                    dataset_config=dataset["config"],
+                    dataset_split=split,
+                    metric_type=metric,
+                    metric_value=float(value),
+                    metric_name=f"{_metric_name(metric)} ({where}, used as test set)",
+                )
+            )
     test = _reported_metrics(soup["results"]["soup"]["test"])
-    eval_results = [
-        EvalResult(
-            task_type="text-classification",
-            task_name="Text Classification",
-            dataset_type=GLUE_DATASET,
-            dataset_name=f"GLUE {task.display}",
-            dataset_config=soup["task"],
-            dataset_split=task.test_split,
-            metric_type=metric,
-            metric_value=float(value),
-            metric_name=f"{_metric_name(metric)} (GLUE {task.test_split}, used as test set)",
-        )
-        for metric, value in test.items()
-    ]
-    tags = [
-        "model-soup",
-        RECIPES.get(soup["recipe"], (None, f"{soup['recipe']}-soup"))[1],
-        "merge",
-        "glue",
-        soup["task"],
-    ]
+    tags = ["model-soup", RECIPES.get(soup["recipe"], (None, f"{soup['recipe']}-soup"))[1], "merge"]
+    tags += ["glue", soup["task"]] if is_glue(soup) else [str(soup["task"])]
     return ModelCardData(
         library_name="transformers",
         pipeline_tag="text2text-generation" if family == T5_TEXT2TEXT else "text-classification",
         base_model=base_model,
-        datasets=[GLUE_DATASET],
+        datasets=[dataset["id"]] if dataset["id"] else None,
         metrics=list(test) or None,
         tags=tags,
         license=license,
@@ -359,7 +492,12 @@ def results_table(soup: dict[str, Any]) -> str:
         return {
             "best_single": f"best single ingredient{name}, chosen on held-out",
             "uniform": f"uniform soup ({n} ingredients)",
-            "greedy": f"greedy soup ({len(row.get('kept') or [])} of {n} kept)" if row.get("kept") else "greedy soup",
+            "greedy": (f"greedy soup ({len(row.get('kept') or [])} of {n} kept)" if row.get("kept") else "greedy soup")
+            + (
+                f" by held-out {soup.get('criterion', 'metric')}"
+                if "greedy-loss" in results or "greedy-metric" in results
+                else ""
+            ),
             "greedy-metric": f"greedy soup by held-out metric ({len(row.get('kept') or [])} of {n} kept)",
             "greedy-loss": f"greedy soup by held-out loss ({len(row.get('kept') or [])} of {n} kept)",
             "filtered-uniform": f"filtered uniform soup ({len(row.get('kept') or [])} of {n} kept)",
@@ -413,21 +551,24 @@ def gain_text(soup: dict[str, Any]) -> str:
     if not isinstance(gain, dict):
         return ""
     primary = _metric_name(soup["primary_metric"])
-    if gain.get("low", 0) > 0:
-        verdict = "the whole interval is above zero: on this test set the soup is better than the best single"
-    elif gain.get("high", 0) < 0:
-        verdict = "the whole interval is below zero: on this test set the best single ingredient is better"
-    elif gain.get("low") == gain.get("high") == 0:
-        verdict = "the soup predicts exactly what the best single ingredient predicts"
-    else:
-        verdict = "the interval contains zero: this test set cannot tell the soup from the best single"
     confidence = gain.get("confidence", 0.95)
     return (
         f"**Did souping help?** Test {primary} of this model minus that of the best single ingredient (chosen on "
         f"held-out): **{gain_cell(gain)}** ({confidence:.0%} interval, paired bootstrap over the test rows, "
-        f"{gain.get('n_resamples', '?')} resamples); {verdict}. The interval covers which rows happen to be in the "
-        "test set, not training randomness (another seed or grid could land elsewhere)."
+        f"{gain.get('n_resamples', '?')} resamples); {gain_verdict(gain)}. The interval covers which rows happen to "
+        "be in the test set, not training randomness (another seed or grid could land elsewhere)."
     )
+
+
+def gain_verdict(gain: dict[str, Any]) -> str:
+    """What an interval of the gain over the best single says, whatever its sign."""
+    if gain.get("low", 0) > 0:
+        return "the whole interval is above zero: on this test set the soup is better than the best single"
+    if gain.get("high", 0) < 0:
+        return "the whole interval is below zero: on this test set the best single ingredient is better"
+    if gain.get("low") == gain.get("high") == 0:
+        return "the soup predicts exactly what the best single ingredient predicts"
+    return "the interval contains zero: this test set cannot tell the soup from the best single"
 
 
 def ingredients_table(soup: dict[str, Any]) -> str:
@@ -553,7 +694,7 @@ def render_plot(soup: dict[str, Any], path: str | os.PathLike) -> Path:
         axes.plot([low - pad, high + pad], [low - pad, high + pad], color="0.85", linewidth=1, zorder=1)
         axes.set_xlim(low - pad, high + pad)
     axes.set_xlabel(f"held-out {primary}")
-    axes.set_ylabel(f"test {primary} (GLUE {task_card(soup['task']).test_split})")
+    axes.set_ylabel(f"test {primary} ({test_split_text(soup)})")
     axes.set_title(f"{soup['name']}: ingredients and soups")
     axes.grid(True, linewidth=0.3)
     axes.legend(loc="best", fontsize="small")
@@ -598,7 +739,7 @@ def build_card(
     from huggingface_hub import ModelCard
 
     soup_dir = Path(soup_dir)
-    task = task_card(soup["task"])
+    task = task_card_of(soup)
     base_path = str(soup["base_model"].get("name_or_path") or "")
     base_id = base_model or hub_base_model(base_path)
     license = license or local_base_license(base_path)
@@ -631,6 +772,7 @@ def build_card(
         recipe_title=RECIPES.get(soup["recipe"], (f"{soup['recipe']} soup",))[0],
         task_display=task.display,
         task_description=task.description,
+        **data_texts(soup, task),
         test_split=task.test_split,
         base_model_text=base_text,
         architecture=architecture,
@@ -638,10 +780,10 @@ def build_card(
         n_kept=sum(1 for i in soup["ingredients"] if i.get("kept")) or len(soup["ingredients"]),
         snippet=usage_snippet(
             model_ref,
-            soup["task"],
+            (recorded_task(soup) or {}).get("prompt") or soup["task"],  # the T5 prompt it was trained with
             task,
             family=family,
-            text_fields=soup.get("text_fields"),
+            text_fields=soup.get("text_fields") or (recorded_task(soup) or {}).get("text_fields"),
             label_words=config.get(LABEL_WORDS_KEY),
         ),
         recipe_sentences=recipe_sentences(soup),

@@ -3,7 +3,8 @@
     python -m hf_soup.merge --ingredients runs/rte --recipe greedy --output soups/rte-greedy
     python -m hf_soup.merge --ingredients runs/rte other/*-seed* --recipe uniform --output soups/rte-uniform
     python -m hf_soup.merge --ingredients my_models/a my_models/b --task rte --glue_dir ../shared/glue \\
-        --recipe greedy --criterion loss --strict --output soups/mine      # plain HF folders: give --task
+        --recipe greedy --criterion loss --strict --output soups/mine      # plain HF folders: give the data
+    python -m hf_soup.merge --ingredients my_models/* --train_file t.csv --heldout_file unseen.csv --output s
     python -m hf_soup.merge --ingredients out/run1 --recipe average-last --last_n 3 --output out/avg \\
         --skip_scoring                                                     # last 3 checkpoint-* of one run
     python -m hf_soup.merge --ingredients runs/rte --recipe learned --learned_granularity layer --output soups/l
@@ -11,11 +12,14 @@
 What one run does, in order:
   1. find the ingredients (a sweep folder expands to its runs) and refuse unmixable ones, naming
      the first difference (hf_soup.checkpoints);
-  2. rebuild the held-out and test splits the sweep used (from ingredient.json; its fingerprint
-     must match) and score every ingredient on both (hf_soup.scoring; logits kept for the ensemble);
+  2. rebuild the held-out and test splits the sweep used from ingredient.json's data description,
+     with no data flags (hf_soup.data.load_recorded: the fingerprint and the data's sha256 / Hub
+     commit must match; moved files are repointed by the same flags), say whether held-out is
+     provably not training data (soup.json `heldout_disjoint`), and score every ingredient on
+     held-out and every test split (hf_soup.scoring; logits kept for the ensemble);
   3. the baselines every soup is compared with: the best single ingredient chosen on held-out, the
      soft-vote ensemble (k× inference cost), the best single on test reported as an oracle only
-     (test, i.e. GLUE dev, never chooses) — then the recipe runs of `hf_soup.recipes` (one registry:
+     (test, e.g. GLUE dev, never chooses) — then the recipe runs of `hf_soup.recipes` (one registry:
      uniform and greedy always, as baselines, then the requested recipe), each scored alike;
   4. write the recipe's soup as a normal HF model folder (config, tokenizer, model.safetensors,
      sharded when large) + soup.json (docs/FORMATS.md), atomically: a temp folder renamed into
@@ -32,14 +36,14 @@ from __future__ import annotations
 import glob
 import shlex
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from hf_soup.atomic import atomic_dir, clear_temporaries_of, exclusive_lock, write_json_atomic
-from hf_soup.card import write_card
+from hf_soup.card import test_split_names, test_split_text, write_card
 from hf_soup.checkpoints import (
     Checkpoint,
     check_compatible,
@@ -50,7 +54,7 @@ from hf_soup.checkpoints import (
     mixed_dropout,
     save_state,
 )
-from hf_soup.data import DataArguments, load_glue
+from hf_soup.data import DataArguments
 from hf_soup.errors import SoupError, cli_main
 from hf_soup.families import family_of
 from hf_soup.ingredient import library_versions, utc_now
@@ -70,7 +74,6 @@ from hf_soup.recipes import (
     score_ingredients,
     selection_score,
 )
-from hf_soup.tasks import get_task
 
 SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
@@ -81,6 +84,9 @@ DEFAULT_MAX_SEQ_LENGTH = 128
 # at 2,048 tokens, at the same speed (a CPU is busy either way); 1,024 keeps them below the largest
 # tensor's temporary, so the two models plus imports stay the peak.
 CPU_MAX_BATCH_TOKENS = 1024
+# The recipe a merge writes unless told otherwise: the one whose gain over the best single the
+# replicated benchmark supports (BENCHMARKS.md, "Soup quality"; benchmarks/soup_quality.py).
+DEFAULT_RECIPE = "greedy"
 # Keys of the requested recipe's results row that `results.soup` repeats (they qualify its scores).
 SOUP_ROW_FLAGS = ("fitted_on_heldout",)
 
@@ -94,7 +100,10 @@ class MergeArguments:
         }
     )
     output: str = field(metadata={"help": "the soup folder to write (refused if it exists, unless --overwrite)"})
-    recipe: str = field(default="greedy", metadata={"help": f"one of {', '.join(RECIPE_RUNS)}"})
+    recipe: str = field(
+        default=DEFAULT_RECIPE,
+        metadata={"help": f"one of {', '.join(RECIPE_RUNS)} (default chosen from BENCHMARKS.md, 'Soup quality')"},
+    )
     criterion: str = field(default="metric", metadata={"help": "held-out selection: 'metric' (primary) or 'loss'"})
     strict: bool = field(default=False, metadata={"help": "greedy: keep a candidate only if the score increases"})
     last_n: int = field(default=5, metadata={"help": "average-last: how many of the newest checkpoints"})
@@ -151,9 +160,12 @@ class MergeArguments:
 
 @dataclass
 class MergeDataArguments(DataArguments):
-    """DataArguments whose task and length default to what the ingredients recorded."""
+    """DataArguments for plain model folders; with ingredient.json the data comes from its record and
+    these flags may only point at moved files or choose another held-out (hf_soup.data.load_recorded)."""
 
-    task: str | None = field(default=None, metadata={"help": "GLUE task (default: from ingredient.json)"})
+    task: str | None = field(
+        default=None, metadata={"help": "GLUE preset (default: the data the ingredients recorded)"}
+    )
     max_seq_length: int | None = field(
         default=None, metadata={"help": "default: the ingredients' max_seq_length hyperparameter, else 128"}
     )
@@ -236,67 +248,42 @@ def _refuse_nested_output(output: Path, inputs: list[Path]) -> None:
             raise SoupError(f"--output {output}: holds the ingredient folder {path}; write the soup elsewhere")
 
 
-def data_arguments(data: MergeDataArguments, checkpoints: list[Checkpoint]) -> DataArguments:
-    """The split the sweep used: task, source and held-out carve from the first ingredient.json."""
-    record = next((c.ingredient for c in checkpoints if c.ingredient), None)
-    task = data.task or (record or {}).get("task")
-    if task is None:
-        raise SoupError(
-            f"{checkpoints[0].path}: no ingredient.json, so the task is unknown; pass --task (and --glue_dir) "
-            "to score plain model folders, or --skip_scoring"
-        )
-    if record and get_task(task).name != get_task(record["task"]).name:
-        raise SoupError(f"--task {task}: the ingredients were fine-tuned on {record['task']!r}")
-    values = asdict(data)
-    values["task"] = task
-    split = (record or {}).get("split") or {}
-    source = str(split.get("source") or "")
-    if data.glue_dir is None and source.startswith("local:"):
-        values["glue_dir"] = source.removeprefix("local:")
-    if data.dataset_revision is None and source.startswith("hub:") and "@" in source:
-        values["dataset_revision"] = source.split("@", 1)[1]
-    for name in ("heldout_seed", "heldout_size"):
-        if split.get(name) is not None:
-            values[name] = split[name]
-    if data.max_test_samples is None and split.get("max_test_samples") is not None:
-        values["max_test_samples"] = split["max_test_samples"]
-    recorded_length = ((record or {}).get("hyperparameters") or {}).get("max_seq_length")
-    values["max_seq_length"] = data.max_seq_length or recorded_length or DEFAULT_MAX_SEQ_LENGTH
-    return DataArguments(**values)
-
-
 def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: list[Checkpoint]):
     """(task, split description, Scorer) for the held-out and test splits the ingredients were scored on.
 
-    The model family (encoder, T5 classification, T5 text-to-text) is read from the first
-    ingredient's config: `hf_soup.models.scoring_hooks` picks the model class, the logits function
-    and the input encoding it was trained with.
+    The data comes from the first ingredient.json (`hf_soup.data.load_recorded`: its data
+    description, or a format-1 task name + split source), or from the flags for plain folders. The
+    model family (encoder, T5 classification, T5 text-to-text) is read from the first ingredient's
+    config: `hf_soup.models.scoring_hooks` picks the model class, the logits function and the
+    input encoding it was trained with.
     """
     from transformers import AutoConfig, AutoTokenizer
 
-    from hf_soup.models import scoring_hooks
+    from hf_soup.data import load_recorded
+    from hf_soup.models import check_task_labels, scoring_hooks
     from hf_soup.scoring import build_scorer, tokenize_for_scoring
 
-    data_args = data_arguments(data, checkpoints)
-    splits = load_glue(data_args)
-    record = next((c.ingredient for c in checkpoints if c.ingredient), None)
-    recorded = ((record or {}).get("split") or {}).get("fingerprint")
-    if recorded and recorded != splits.fingerprint:
-        raise SoupError(
-            f"{checkpoints[0].path}/ingredient.json: split fingerprint {recorded} does not match the held-out split "
-            f"rebuilt from {splits.source} ({splits.fingerprint}); pass the --glue_dir the sweep used"
-        )
+    first = next((c for c in checkpoints if c.ingredient), None)
+    record = first.ingredient if first else None
+    where = f"{(first or checkpoints[0]).path}/ingredient.json" if first else str(checkpoints[0].path)
+    splits, heldout = load_recorded(record, data, where)
+    for note in splits.notes:
+        print(f"note: {note}", flush=True)
+    config = AutoConfig.from_pretrained(checkpoints[0].path)
+    check_task_labels(config, splits.task)  # plain folders: the inferred labels must be the model's
+    recorded_length = ((record or {}).get("hyperparameters") or {}).get("max_seq_length")
+    max_length = (
+        data.max_seq_length or recorded_length or splits.arguments.get("max_seq_length") or DEFAULT_MAX_SEQ_LENGTH
+    )
     tokenizer_source = next((c for c in checkpoints if c.tokenizer_files()), None)
     if tokenizer_source is None:
         raise SoupError(f"{checkpoints[0].path}: no tokenizer files in any ingredient; cannot score")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source.path)
-    hooks = scoring_hooks(
-        AutoConfig.from_pretrained(checkpoints[0].path), splits.task, tokenizer, data_args.max_seq_length
-    )
+    hooks = scoring_hooks(config, splits.task, tokenizer, max_length)
     tokenized = tokenize_for_scoring(
         splits,
         tokenizer,
-        data_args.max_seq_length,
+        max_length,
         encoder=hooks.pop("encoder", None),
         encoder_name=hooks.pop("encoder_name", "classification"),
     )
@@ -312,7 +299,13 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
         device=device,
         **hooks,
     )
-    return splits.task, splits.describe(), scorer
+    described = {
+        **splits.describe(),
+        "data": splits.description(),
+        "heldout_disjoint": heldout.disjoint,
+        "heldout_disjoint_reason": heldout.reason,
+    }
+    return splits.task, described, scorer
 
 
 # ----------------------------------------------------------------------------- the soups
@@ -389,6 +382,7 @@ def make_soup(
             task.primary_metric,
             list(task.text_fields),
         )
+        context.splits = ("heldout", *task.test_split_names)  # every test split (MNLI: mismatched too)
         context.ingredients = score_ingredients(context.scorer, checkpoints, args.criterion, context.splits)
         rows = baseline_rows(task, checkpoints, context.ingredients, context.scorer)
     release_memory()  # what building the scorer and scoring left behind
@@ -488,9 +482,15 @@ def soup_record(
         "criterion": args.criterion,
         "strict": args.strict,
         "base_model": record.get("base_model") or {"name_or_path": None, "revision": None, "weights_sha256": None},
-        "split": {key: split.get(key) for key in ("source", "fingerprint", "heldout_size", "test_size")}
+        "split": {
+            key: split.get(key)
+            for key in ("source", "fingerprint", "heldout_size", "test_size", "test_sizes", "heldout_from")
+        }
         if split
         else None,
+        "data": (made.split or {}).get("data") or record.get("data"),
+        "heldout_disjoint": (made.split or {}).get("heldout_disjoint"),
+        "heldout_disjoint_reason": (made.split or {}).get("heldout_disjoint_reason"),
         "ingredients": rows,
         **({"dropped_duplicates": dropped} if dropped else {}),
         **({"mixed_dropout": mixed} if (mixed := mixed_dropout(checkpoints)) else {}),
@@ -505,8 +505,9 @@ def soup_record(
 
 
 def format_table(soup: dict) -> str:
-    """The comparison printed after every merge: one row per baseline/soup, held-out and test, and
-    each soup's test gain over the best single with its paired-bootstrap 95% interval."""
+    """The comparison printed after every merge: one row per baseline/soup, held-out and test (and every
+    further test split), and each soup's test gain over the best single with its paired-bootstrap 95%
+    interval."""
     results = soup["results"]
     if not results:
         return f"{soup['recipe']} soup of {len(soup['ingredients'])} ingredients written (not scored)"
@@ -526,9 +527,12 @@ def format_table(soup: dict) -> str:
         "ensemble": lambda r: f"ensemble ({r['members']} models, {r['inference_cost']}x inference)",
         "oracle_best_single": lambda r: f"oracle best single on test ({r['name']})",
     }
+    more_tests = [s for s in test_split_names(soup) if s != "test"]  # e.g. MNLI's test_mismatched
     lines = [
         f"primary metric: {metric}; chosen on held-out by {soup['criterion']}",
-        f"{'':52s} {'heldout':>8s} {'h. loss':>8s} {'test':>8s} {'t. loss':>8s}  test gain vs best single [95% CI]",
+        f"{'':52s} {'heldout':>8s} {'h. loss':>8s} {'test':>8s} {'t. loss':>8s}"
+        + "".join(f" {name.removeprefix('test_')[:8]:>8s}" for name in more_tests)
+        + "  test gain vs best single [95% CI]",
     ]
 
     def cell(row: dict, split: str, key: str) -> str:
@@ -548,16 +552,21 @@ def format_table(soup: dict) -> str:
             marker = "  <- written" if key == written else ""
             lines.append(
                 f"{label(row)[:52]:52s} {cell(row, 'heldout', 'primary')} {cell(row, 'heldout', 'loss')} "
-                f"{cell(row, 'test', 'primary')} {cell(row, 'test', 'loss')}{gain(row)}{marker}"
+                f"{cell(row, 'test', 'primary')} {cell(row, 'test', 'loss')}"
+                + "".join(f" {cell(row, name, 'primary')}" for name in more_tests)
+                + f"{gain(row)}{marker}"
             )
     if soup["recipe"] == "average-last":
         lines.append(f"written: the average of the last {n} checkpoints (row 'uniform')")
     if "learned" in results:
         lines.append("learned: its coefficients were fitted on held-out, so its held-out score is optimistic.")
     lines.append(
-        "test = GLUE dev: reported, never used to choose; 'oracle' rows are chosen on test. The interval is a "
-        "paired bootstrap over the test rows: it covers the luck of which rows are in test, not of training."
+        f"test = {test_split_text(soup)}: reported, never used to choose; 'oracle' rows are chosen on test. The "
+        "interval is a paired bootstrap over the test rows: it covers the luck of which rows are in test, not of "
+        "training."
     )
+    if soup.get("heldout_disjoint") is False:
+        lines.append(f"warning: held-out may overlap the ingredients' training data: {soup['heldout_disjoint_reason']}")
     return "\n".join(lines)
 
 

@@ -1,13 +1,18 @@
-"""GLUE metrics exactly as GLUE defines them, and the one primary score used to rank.
+"""Task metrics (GLUE's, and the usual ones for anyone's data) and the one primary score used to rank.
 
 Why not `evaluate.load("glue", ...)`: the `evaluate` wheel ships no metric scripts and cannot fetch
 them offline. The maths here is scikit-learn/scipy (the same calls GLUE's reference metric makes);
 `load_evaluate_metric` exposes it as a real `evaluate` module loaded from a local path, for users
 whose code expects an `evaluate.EvaluationModule`.
 
+Metrics (`--metric_name`, hf_soup.tasks.METRIC_CHOICES): accuracy; f1 (binary, label id 1 is the
+positive class: the second of the sorted label values); macro_f1 (unweighted mean of per-class F1
+over the classes present in references or predictions, scikit-learn's default); matthews_correlation;
+pearson; spearman (`spearmanr` is the same number under STS-B's historical key).
+
 Degenerate cases are defined, not NaN, because NaN cannot be ranked:
   * Matthews correlation of constant predictions is 0 (scikit-learn's convention);
-  * F1 with no positive prediction is 0 (`zero_division=0`);
+  * F1 with no positive prediction is 0 (`zero_division=0`), likewise per class in macro F1;
   * Pearson/Spearman of constant predictions is 0 (the correlation is undefined; 0 = "no signal").
 """
 
@@ -41,10 +46,12 @@ def _correlation(fn: Callable, predictions: np.ndarray, references: np.ndarray) 
 _METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": lambda p, r: float(accuracy_score(r, p)),
     "f1": lambda p, r: float(f1_score(r, p, pos_label=1, zero_division=0)),
+    "macro_f1": lambda p, r: float(f1_score(r, p, average="macro", zero_division=0)),
     "matthews_correlation": lambda p, r: float(matthews_corrcoef(r, p)),
     "pearson": lambda p, r: _correlation(pearsonr, p, r),
-    "spearmanr": lambda p, r: _correlation(spearmanr, p, r),
+    "spearman": lambda p, r: _correlation(spearmanr, p, r),
 }
+_METRIC_FUNCTIONS["spearmanr"] = _METRIC_FUNCTIONS["spearman"]
 
 
 def predictions_from_logits(task: Task, logits: np.ndarray | Sequence) -> np.ndarray:
@@ -55,8 +62,8 @@ def predictions_from_logits(task: Task, logits: np.ndarray | Sequence) -> np.nda
     return logits.argmax(axis=-1)
 
 
-def compute_glue_metrics(task: Task, predictions: np.ndarray | Sequence, references: np.ndarray | Sequence) -> dict:
-    """The task's GLUE metrics plus `primary` (see module docstring) for label-space predictions."""
+def compute_task_metrics(task: Task, predictions: np.ndarray | Sequence, references: np.ndarray | Sequence) -> dict:
+    """The task's metrics plus `primary` (see hf_soup.tasks) for label-space predictions."""
     predictions = np.asarray(predictions)
     references = np.asarray(references)
     if predictions.shape[0] != references.shape[0]:
@@ -71,8 +78,11 @@ def compute_glue_metrics(task: Task, predictions: np.ndarray | Sequence, referen
     return results
 
 
+compute_glue_metrics = compute_task_metrics  # the historical name
+
+
 def primary_score(task: Task, metrics: dict[str, float]) -> float:
-    """Mean of the task's primary parts (a single metric for most tasks)."""
+    """Mean of the task's primary parts (a single metric for every task but a few GLUE presets)."""
     return float(np.mean([metrics[name] for name in task.primary_parts]))
 
 
@@ -88,8 +98,8 @@ def loss_from_logits(task: Task, logits: np.ndarray, references: np.ndarray) -> 
 
 
 def metrics_from_logits(task: Task, logits: np.ndarray, references: np.ndarray) -> dict:
-    """GLUE metrics + `primary` + `loss` from raw logits: what scoring and the merge record."""
-    results = compute_glue_metrics(task, predictions_from_logits(task, logits), references)
+    """Task metrics + `primary` + `loss` from raw logits: what scoring and the merge record."""
+    results = compute_task_metrics(task, predictions_from_logits(task, logits), references)
     results[LOSS] = loss_from_logits(task, logits, references)
     return results
 
@@ -101,7 +111,7 @@ def make_compute_metrics(task: Task) -> Callable[[Any], dict]:
         logits = eval_prediction.predictions
         if isinstance(logits, tuple):  # models that also return hidden states
             logits = logits[0]
-        return compute_glue_metrics(task, predictions_from_logits(task, logits), eval_prediction.label_ids)
+        return compute_task_metrics(task, predictions_from_logits(task, logits), eval_prediction.label_ids)
 
     return compute_metrics
 
@@ -112,7 +122,10 @@ def metric_module_path() -> str:
 
 
 def load_evaluate_metric(task: Task) -> Any:
-    """`evaluate.load` of the bundled GLUE module for `task`: works offline, unlike `evaluate.load("glue")`."""
+    """`evaluate.load` of the bundled metric module for `task` (a preset or anyone's): works offline,
+    unlike `evaluate.load("glue")`."""
     import evaluate
 
-    return evaluate.load(metric_module_path(), config_name=task.name)
+    if task.is_preset:
+        return evaluate.load(metric_module_path(), config_name=task.name)
+    return evaluate.load(metric_module_path(), config_name=task.name, task=task.to_dict())

@@ -222,11 +222,15 @@ def label_token_ids(tokenizer: Any, words: list[str] | tuple[str, ...], task: Ta
 
 
 def t5_prompt_encoder(task: Task, tokenizer: Any, max_length: int):
-    """Batch encoder for T5 families: T5's GLUE prompt, e.g. "rte sentence1: … sentence2: …"."""
+    """Batch encoder for T5 families: T5's GLUE prompt, e.g. "rte sentence1: … sentence2: …".
+
+    Any task reads the same shape: its recorded prompt (`Task.t5_prompt`: the preset's name, or
+    the name derived from the user's data, e.g. "news") and its text column names.
+    """
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
         columns = [batch[name] for name in task.text_fields]
-        prompts = [t5_prompt(task.name, task.text_fields, texts) for texts in zip(*columns)]
+        prompts = [t5_prompt(task.t5_prompt, task.text_fields, texts) for texts in zip(*columns)]
         return tokenizer(prompts, truncation=True, max_length=max_length)
 
     return encode

@@ -119,10 +119,10 @@ def resampled_primary(task: Task, predictions: np.ndarray, references: np.ndarra
         for name in task.primary_parts:
             if name == "pearson":
                 parts.append(_pearson(x, y))
-            elif name == "spearmanr":
+            elif name in ("spearman", "spearmanr"):
                 parts.append(_pearson(rankdata(x, axis=1), rankdata(y, axis=1)))
             else:
-                raise ValueError(f"no bootstrap form for metric {name!r}")
+                parts.append(_per_draw(task, name, predictions, references, indices))
         return np.mean(parts, axis=0)
     k = max(task.num_labels, int(predictions.max()) + 1, int(references.max()) + 1)
     confusion = _confusions(predictions.astype(np.int64), references.astype(np.int64), indices, k)
@@ -135,9 +135,21 @@ def resampled_primary(task: Task, predictions: np.ndarray, references: np.ndarra
             parts.append(_safe_divide(2 * tp, 2 * tp + fp + fn))
         elif name == "matthews_correlation":
             parts.append(_matthews(confusion))
+        elif name == "macro_f1":  # mean per-class F1 over the classes present (true or predicted), as sklearn
+            tp = np.diagonal(confusion, axis1=1, axis2=2)
+            present = confusion.sum(axis=1) + confusion.sum(axis=2)
+            per_class = _safe_divide(2 * tp, present)
+            parts.append(_safe_divide(per_class.sum(axis=1), (present > 0).sum(axis=1)))
         else:
-            raise ValueError(f"no bootstrap form for metric {name!r}")
+            parts.append(_per_draw(task, name, predictions, references, indices))
     return np.mean(parts, axis=0)
+
+
+def _per_draw(task: Task, name: str, predictions: np.ndarray, references: np.ndarray, indices: np.ndarray):
+    """Any other metric, through hf_soup.metrics one draw at a time (correct, only slower)."""
+    from hf_soup import metrics
+
+    return np.array([metrics.compute_task_metrics(task, predictions[draw], references[draw])[name] for draw in indices])
 
 
 def chance_score(task: Task, references: np.ndarray) -> float:

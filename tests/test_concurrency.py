@@ -165,9 +165,23 @@ def test_a_failing_point_fails_alone_and_the_exit_status_says_so(tiny_bert_dir, 
     assert "Traceback" in log and "NotADirectoryError" in log
 
 
+@pytest.fixture
+def python_ctrl_c_handler():
+    """Python's own Ctrl-C handler, as under an interactive terminal.
+
+    A shell's background job (`nohup make test &`) starts with SIGINT ignored, and Python then
+    installs no handler, so the Ctrl-C case would test nothing but an ignored signal.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_sigterm_or_ctrl_c_stops_every_worker_cleanly(stop, tiny_bert_dir, tiny_glue, tmp_path, capsys, monkeypatch):
+def test_sigterm_or_ctrl_c_stops_every_worker_cleanly(
+    stop, tiny_bert_dir, tiny_glue, tmp_path, capsys, monkeypatch, python_ctrl_c_handler
+):
     monkeypatch.setattr(concurrency, "usable_cores", lambda: 2)
     out = tmp_path / "stopped"
     flags = tiny_flags(tiny_bert_dir, tiny_glue, out, "--max_steps", "160", "--save_strategy", "steps",

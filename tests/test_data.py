@@ -155,7 +155,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, cli_env):
         text=True,
         env=cli_env,
     )
-    assert unknown.returncode == 2 and "known tasks: cola" in unknown.stderr
+    assert unknown.returncode == 2 and "GLUE presets: cola" in unknown.stderr
 
 
 def test_tokenize_once_and_cache(glue_dir, tokenizer_dir, tmp_path):
@@ -170,8 +170,16 @@ def test_tokenize_once_and_cache(glue_dir, tokenizer_dir, tmp_path):
     assert max(first["train"]["length"]) <= 64
     assert first["train"]["length"] == [len(ids) for ids in first["train"]["input_ids"]]
     assert "sentence1" not in first["train"].column_names and "label" in first["train"].column_names
-    again = tokenize_splits(splits, tokenizer, 64, cache_dir=tmp_path)
+    marker = (cached[0] / "dataset_dict.json").stat()
+
+    def must_not_run(batch):
+        raise AssertionError("tokenised again: the cache was not reused")
+
+    # A rebuild would call the encoder (it is not part of the key: same encoder_name) and would
+    # replace the folder (a new inode): a reuse does neither.
+    again = tokenize_splits(splits, tokenizer, 64, cache_dir=tmp_path, encoder=must_not_run)
     assert again["heldout"]["input_ids"] == first["heldout"]["input_ids"]
-    assert len(list((tmp_path / "tokenized").iterdir())) == 1  # reused, not rebuilt
+    assert (cached[0] / "dataset_dict.json").stat().st_ino == marker.st_ino
+    assert list((tmp_path / "tokenized").iterdir()) == cached
     tokenize_splits(splits, tokenizer, 32, cache_dir=tmp_path)
     assert len(list((tmp_path / "tokenized").iterdir())) == 2  # max length is part of the key

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard
 
+from hf_soup.merge import DEFAULT_RECIPE
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_HUB_TOKEN = re.compile(rb"hf_local_[0-9a-f]{32}")  # what hf_soup.testing.hub hands out
 
@@ -35,16 +37,20 @@ def test_demo_runs_sweep_merge_publish_and_from_pretrained(glue_dir, minilm_dir,
         assert f"--- {step}" in result.stdout, step  # every stage ran and finished
     assert "$ accelerate launch --num_processes 1" in result.stdout and "a subsample" in result.stdout
     assert "greedy soup" in result.stdout and "ensemble (2 models, 2x inference)" in result.stdout
+    assert re.search(
+        r"soup vs the best single ingredient, test accuracy: [+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]",
+        result.stdout,
+    )
     assert "weights identical to" in result.stdout
     predictions = re.findall(r"-> (entailment|not_entailment) \((0\.\d\d|1\.00)\)", result.stdout)
     assert len(predictions) == 2  # two example pairs classified by pipeline() through the server
 
-    soup_dir = out / "soups" / "rte-greedy"
+    soup_dir = out / "soups" / f"rte-{DEFAULT_RECIPE}"
     soup = json.loads((soup_dir / "soup.json").read_text())
-    assert soup["recipe"] == "greedy" and len(soup["ingredients"]) == 2
+    assert soup["recipe"] == DEFAULT_RECIPE and len(soup["ingredients"]) == 2
     card = ModelCard.load(soup_dir / "README.md")
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
-    assert card.data.eval_results[0].metric_value == soup["results"]["greedy"]["test"]["primary"]
+    assert card.data.eval_results[0].metric_value == soup["results"]["soup"]["test"]["primary"]
 
     published = out / "hub"
     assert published.is_dir() and not LOCAL_HUB_TOKEN.search(log.encode())

@@ -58,11 +58,10 @@ def minilm_sweep(tmp_path_factory, minilm_dir, rte_data_args):
         run_id = f"lr{learning_rate:g}_seed{seed}"
         export = IngredientExportCallback(
             str(root / "runs" / run_id),
-            task="rte",
+            splits=splits,  # task, split and data description: the merge needs no data flags
             base_model=str(minilm_dir),
             head_init_seed=HEAD_SEED,
             hyperparameters={"learning_rate": learning_rate, "max_seq_length": MAX_LENGTH},
-            split=splits.describe(),
         )
         args = TrainingArguments(
             output_dir=str(root / "trainer" / run_id),
@@ -116,6 +115,7 @@ def test_greedy_soup_of_minilm_reloads_with_its_recorded_score(minilm_sweep, rte
     assert code == 0, capsys.readouterr().err
     soup = json.loads((output / "soup.json").read_text())
     assert len(soup["ingredients"]) == 3 and len(soup["greedy_trace"]) == 3
+    assert soup["heldout_disjoint"] is True and soup["data"]["task"]["name"] == "rte"
     recorded = soup["results"]["soup"]["heldout"]
     reproduced = _plain_heldout_metrics(output, rte_data_args)
     assert reproduced["accuracy"] == recorded["accuracy"]

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from soup_factory import ingredient_record, make_ingredient
+from soup_factory import ingredient_record, make_ingredient, tiny_classifier
 from sweep_helpers import ingredient_dirs, load_sweep_main, tiny_flags, write_tiny_rte
 
 from hf_soup.anchors import find_anchor
@@ -72,6 +72,13 @@ def test_model_stock_refuses_without_an_anchor_and_takes_one_for_plain_folders(
     data = ["--task", "rte", "--glue_dir", glue_dir, "--heldout_size", "48", "--max_test_samples", "40"]
     code, _, err = run(["--ingredients", *plain, *data, "--recipe", "model-stock", "--output", tmp_path / "x"], capsys)
     assert code == 2 and err.startswith("error: ") and "pass --anchor DIR" in err and not (tmp_path / "x").exists()
+    from transformers import AutoTokenizer
+
+    other = tiny_classifier(len(AutoTokenizer.from_pretrained(tokenizer_dir)), num_labels=3)
+    wrong = make_ingredient(tmp_path / "wrong", tokenizer_dir, noise_seed=0, with_record=False, model=other)
+    argv = ["--ingredients", *plain, *data, "--recipe", "model-stock", "--anchor", wrong, "--output", tmp_path / "z"]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "'classifier." in err and "not the ingredients' start" in err
     anchor = make_ingredient(tmp_path / "start", tokenizer_dir, noise_seed=0, with_record=False)
     argv = ["--ingredients", *plain, *data, "--recipe", "model-stock", "--anchor", anchor, "--output", tmp_path / "y"]
     code, _, err = run(argv, capsys)

@@ -76,3 +76,26 @@ def test_evaluate_module_loads_offline_and_matches():
     metric.add_batch(predictions=[0, 1], references=[1, 1])
     expected = compute_glue_metrics(get_task("mrpc"), [1, 1, 0, 0, 1], [1, 0, 0, 1, 1])
     assert metric.compute() == pytest.approx(expected)
+
+
+def test_macro_f1_and_spearman_for_user_tasks():
+    from hf_soup.tasks import make_task
+
+    task = make_task("t", ("a",), (0, 1, 2), metrics=["macro_f1", "accuracy"])
+    # class 0: P=1 R=1/2 F1=2/3; class 1: P=1/2 R=1 F1=2/3; class 2: P=R=1 F1=1 -> macro 7/9
+    result = compute_glue_metrics(task, [0, 1, 1, 2], [0, 0, 1, 2])
+    assert result["macro_f1"] == pytest.approx(7 / 9) and result["primary"] == result["macro_f1"]
+    regression = make_task("t", ("a",), None, metrics=["spearman"])
+    assert compute_glue_metrics(regression, [1.0, 2.0, 3.0, 100.0], [1.0, 2.0, 3.0, 4.0]) == {
+        "spearman": pytest.approx(1.0),
+        "primary": pytest.approx(1.0),
+    }
+
+
+def test_evaluate_module_for_a_user_task():
+    from hf_soup.tasks import make_task
+
+    task = make_task("tickets", ("a",), ("bug", "billing", "other"))
+    metric = load_evaluate_metric(task)
+    metric.add_batch(predictions=[0, 1, 2, 2], references=[0, 1, 1, 2])
+    assert metric.compute() == pytest.approx(compute_glue_metrics(task, [0, 1, 2, 2], [0, 1, 1, 2]))

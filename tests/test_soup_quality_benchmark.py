@@ -111,7 +111,7 @@ def _fake_merged_replicate(bench, args, task, replicate, rng, gain_rows: int):
         "task": task.name,
         "primary_metric": "accuracy" if task.name == "rte" else "matthews_correlation",
         "split": {"heldout_size": 249},
-        "ingredients": [{"path": str(p)} for p in ingredients],
+        "ingredients": [{"path": str(p), "test": {"primary": 0.6}} for p in ingredients],
         "results": results,
         "commands": {"merge": "python -m hf_soup.merge ... " + args.merge_args},
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hf_soup.metrics import compute_glue_metrics
+from hf_soup import metrics
 from hf_soup.stats import (
     GainGroup,
     bootstrap_draws,
@@ -15,6 +15,7 @@ from hf_soup.stats import (
 )
 from hf_soup.tasks import Task, get_task
 
+compute_glue_metrics = metrics.compute_task_metrics
 AG_NEWS_LIKE = Task("four", ("text",), ("a", "b", "c", "d"), ("accuracy",), "accuracy", ("accuracy",), ("validation",))
 CLASSIFICATION = ["rte", "mrpc", "cola"]
 
@@ -150,3 +151,24 @@ def test_a_pair_without_baseline_gives_the_mean_score_and_its_interval():
     score = bootstrap_mean_gain([GainGroup(task, references, [(a, None), (b, None)])], n_resamples=500)
     expected = (np.mean(a == references) + np.mean(b == references)) / 2
     assert score.estimate == pytest.approx(expected) and score.low < expected < score.high
+
+
+def test_macro_f1_and_metrics_without_a_vectorised_form_agree_with_hf_soup_metrics():
+    rng = np.random.default_rng(11)
+    references = _labels(rng, 150, 4)
+    predictions = _noisy(rng, references, 0.5, 4)
+    predictions[predictions == 3] = 2  # class 3 never predicted: its F1 is 0
+    indices = rng.integers(0, 150, size=(4, 150))
+    macro = Task("m", ("text",), ("a", "b", "c", "d"), ("macro_f1",), "macro_f1", ("macro_f1",), ("validation",))
+    from sklearn.metrics import f1_score
+
+    got = resampled_primary(macro, predictions, references, indices)
+    for value, draw in zip(got, indices):
+        expected = f1_score(references[draw], predictions[draw], average="macro", zero_division=0)
+        assert value == pytest.approx(expected)
+    # a metric the module has no closed form for goes through hf_soup.metrics draw by draw
+    both = Task("b", ("text",), ("a", "b"), ("f1", "accuracy"), "accuracy", ("accuracy",), ("validation",))
+    assert np.allclose(
+        resampled_primary(both, predictions % 2, references % 2, indices),
+        [compute_glue_metrics(both, (predictions % 2)[d], (references % 2)[d])["primary"] for d in indices],
+    )

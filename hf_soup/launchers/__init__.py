@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from hf_soup.redact import mask_secret_flags
+
 LAUNCHERS = ("submitit",)
 CLUSTERS = ("slurm", "local")
 
@@ -81,13 +83,5 @@ LAUNCHER_FIELDS = frozenset(f.name for f in fields(LauncherArguments))
 
 
 def masked(argv: list[str]) -> list[str]:
-    """`argv` with the values of `--*token*` flags replaced by `***`: for logs and records, never for running."""
-    out = list(argv)
-    for i, arg in enumerate(out):
-        name = arg[2:].split("=", 1)[0].replace("-", "_").lower()
-        if arg.startswith("--") and (name == "token" or name.endswith("_token")):
-            if "=" in arg:
-                out[i] = arg.split("=", 1)[0] + "=***"
-            elif i + 1 < len(out) and not out[i + 1].startswith("--"):
-                out[i + 1] = "***"
-    return out
+    """`argv` with the values of token flags replaced by `***` (hf_soup.redact): for logs and records."""
+    return mask_secret_flags(argv)

@@ -6,6 +6,8 @@
     python -m hf_soup.sweep --model sentence-transformers/all-MiniLM-L6-v2 --task rte \\
         --glue_dir ../shared/glue --output_dir runs/rte \\
         --grid learning_rate=2e-5,5e-5 num_train_epochs=2,3 seed=0,1
+    python -m hf_soup.sweep --model sentence-transformers/all-MiniLM-L6-v2 --train_file tickets.csv \
+        --text_column_names subject,body --output_dir runs/tickets --grid seed=0,1   # your own data (hf_soup.data)
     accelerate launch --num_processes 8 -m hf_soup.sweep --config configs/sst2.yaml   # each point data-parallel
     python -m hf_soup.sweep --config configs/rte.yaml --shard 0/4                     # job 0 of a 4-job array
     python -m hf_soup.sweep --config configs/rte.yaml --concurrent 4                  # 4 points at once, one GPU

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hf_soup.atomic import clear_temporaries_of
+from hf_soup.atomic import clear_temporaries_of, write_text_atomic
 from hf_soup.errors import SoupError
 from hf_soup.grid import RunConfig
 from hf_soup.ingredient import build_ingredient, is_ingredient, read_ingredient
@@ -146,6 +146,7 @@ def ingredient_record(
         hyperparameters=recorded_hyperparameters(run, args, options, context),
         grid_axes=list(run.varying),
         split=context.splits.describe(),
+        data=context.splits.description(),
         metrics=scores,
         train={
             "runtime_s": round(float(output.metrics.get("train_runtime", 0.0)), 3),
@@ -264,7 +265,7 @@ def finish_sweep(sweep: Sweep) -> None:
         _remove_if_empty(context.output_dir / WORK_DIR)
         table = leaderboard(context.output_dir, context.sweep_id)
         if table:
-            (context.output_dir / LEADERBOARD_FILE).write_text(table + "\n")
+            write_text_atomic(context.output_dir / LEADERBOARD_FILE, table + "\n")  # shards may race
             print(table, flush=True)
     state.wait_for_everyone()
 

@@ -26,7 +26,7 @@ from transformers import TrainingArguments
 
 from hf_soup import models
 from hf_soup.atomic import write_json_atomic
-from hf_soup.data import DataArguments, GlueSplits, load_glue
+from hf_soup.data import DataArguments, TaskSplits, load_splits, summary_lines
 from hf_soup.errors import SoupError
 from hf_soup.grid import (
     ParsedSweep,
@@ -41,8 +41,9 @@ from hf_soup.grid import (
     shard_runs,
 )
 from hf_soup.ingredient import INGREDIENT_FILE, is_ingredient, library_versions, utc_now
+from hf_soup.redact import mask_secret_flags
 from hf_soup.sweep.launch import SHARDED_TRAINING_HELP, process_state
-from hf_soup.tasks import Task, get_task
+from hf_soup.tasks import Task
 
 WORK_DIR = ".work"
 SHARED_DIR = ".shared"
@@ -159,7 +160,7 @@ class SweepContext:
     """Everything the grid points of one sweep share, built once by `plan_sweep` (no global state)."""
 
     task: Task
-    splits: GlueSplits
+    splits: TaskSplits
     features: Any  # datasets.DatasetDict of token ids (+ `length`, `label`); set once every point is checked
     tokenizer: Any
     base: models.BaseModel
@@ -209,12 +210,10 @@ def plan_sweep(parsed: ParsedSweep, *, expand: bool = True) -> Sweep:
     output_dir = Path(training_args.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise SoupError(f"{output_dir}: output_dir is a file")
-    task = get_task(data_args.task)
     if finetune.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise SoupError(f"precision: {finetune.precision!r} is not one of auto, fp32, bf16, fp16")
     base = models.resolve_base_model(model_args)
     family = models.resolve_family(model_args.model_family, base.config)
-    models.check_task_labels(base.config, task)
     if family == models.T5_TEXT2TEXT and finetune.lp_ft_epochs > 0:
         raise SoupError("lp_ft_epochs: t5-text2text has no new head to fit; use warm_start_epochs")
     _check_start_settings(finetune)
@@ -225,7 +224,9 @@ def plan_sweep(parsed: ParsedSweep, *, expand: bool = True) -> Sweep:
     mine = shard_runs(runs, sweep_args.shard)
     from transformers import AutoTokenizer
 
-    splits = load_glue(data_args)
+    splits = load_splits(data_args)  # a preset, a Hub dataset or files: the task comes with the data
+    task = splits.task
+    models.check_task_labels(base.config, task)
     tokenizer = AutoTokenizer.from_pretrained(base.local_dir)
     token_ids = None
     if family == models.T5_TEXT2TEXT:
@@ -262,6 +263,8 @@ def plan_sweep(parsed: ParsedSweep, *, expand: bool = True) -> Sweep:
     with process_state().main_process_first():
         context.features = models.encode_splits(splits, tokenizer, family, data_args.max_seq_length)
     models.check_t5_inputs(family, base.config, context.features)
+    if process_state().is_main_process:  # what the data is, and anything carved or skipped (e.g. a test split)
+        print("data: " + "\n".join(summary_lines(splits)), flush=True)
     context.train_lengths = [int(n) for n in context.features["train"]["length"]]
     return Sweep(context, runs, mine, axes, sweep_args)
 
@@ -428,6 +431,7 @@ def _sweep_identity(task, base, family, model_args, data_args, finetune, splits,
         )
     return {
         "task": task.name,
+        "data": splits.identity,  # task description, the data's bytes (sha256 / Hub commit), split settings
         "base_model": base.weights_sha256 or f"{base.name_or_path}@{base.revision}",
         "model_family": family,
         "head_init_seed": model_args.head_init_seed,
@@ -459,13 +463,7 @@ def _jsonable(value: Any) -> Any:
 
 def command_line() -> str:
     """The command as typed (token values masked), recorded so an ingredient can be reproduced."""
-    args = list(sys.argv)
-    for i, arg in enumerate(args):
-        if "token" in arg.lower() and arg.startswith("--"):
-            if "=" in arg:
-                args[i] = arg.split("=", 1)[0] + "=***"
-            elif i + 1 < len(args):
-                args[i + 1] = "***"
+    args = mask_secret_flags(sys.argv)
     prefix = "accelerate launch " if "ACCELERATE_MIXED_PRECISION" in os.environ else "python "
     return prefix + " ".join(shlex.quote(a) for a in args)
 
@@ -564,6 +562,7 @@ def write_sweep_file(sweep: Sweep, extra: dict[str, Any] | None = None) -> None:
             "format_version": 1,
             "sweep_id": sweep.context.sweep_id,
             "shared": sweep.context.shared,
+            "data": sweep.context.splits.description(),
             "axes": {k: str(v) if isinstance(v, Range) else v for k, v in sweep.axes.items()},
             "num_samples": sweep.sweep_args.num_samples,
             "search_seed": sweep.sweep_args.search_seed,
