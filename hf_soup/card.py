@@ -359,7 +359,11 @@ def card_metadata(
     eval_results = []
     for name in test_split_names(soup):
         split = sources.get(name, name)
-        where = f"GLUE {split}" if is_glue(soup) else ("rows carved from train" if _is_carved(soup, name) else f"{split} split")
+        where = (
+            f"GLUE {split}"
+            if is_glue(soup)
+            else ("rows carved from train" if _is_carved(soup, name) else f"{split} split")
+        )
         for metric, value in _reported_metrics(soup["results"]["soup"].get(name)).items():
             eval_results.append(
                 EvalResult(

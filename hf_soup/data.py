@@ -122,7 +122,7 @@ class DataArguments:
         default=None,
         metadata={
             "help": "your task's name (card title and tags, T5 prompt); default: the dataset id's last part, "
-            "or the train file's stem (its folder's name when the stem is generic: train.csv, data.csv, ...)"
+            "or the train file's stem (the nearest folder's name when it is generic: tickets/data/train.csv is tickets)"
         },
     )
     dataset_name: str | None = field(
@@ -832,17 +832,18 @@ GENERIC_FILE_STEMS = frozenset({"train", "training", "data", "dataset", "all", "
 
 def _task_name(args: DataArguments) -> str:
     """A user's task is named after its data: `--task_name`, else the dataset id's last part (+ config),
-    else the train file's stem, or its folder's name when the stem only names a split (train.csv)."""
+    else the train file's stem, or the nearest folder's name when the stem only names a split
+    (`tickets/data/train.csv` is "tickets")."""
     if args.task_name:
         return task_name_from(args.task_name)
     if args.dataset_name:
         base = Path(args.dataset_name.rstrip("/")).name
         return task_name_from(base + (f"_{args.dataset_config_name}" if args.dataset_config_name else ""))
     path = Path(args.train_file).resolve()
-    stem = path.name.split(".")[0]
-    if task_name_from(stem) in GENERIC_FILE_STEMS and path.parent.name:
-        return task_name_from(path.parent.name)
-    return task_name_from(stem)
+    stem = task_name_from(path.name.split(".")[0])
+    folders = [task_name_from(folder) for folder in reversed(path.parent.parts[1:])]
+    named = [name for name in [stem, *folders] if name not in GENERIC_FILE_STEMS]
+    return named[0] if named else stem
 
 
 def _source_label(origin: dict[str, Any]) -> str:

@@ -203,7 +203,7 @@ def test_load_recorded_refuses_a_task_that_is_not_the_recorded_one(csv_data, tmp
     train, test = csv_data
     splits = load_splits(DataArguments(train_file=str(train), test_file=str(test), heldout_size=20))
     record = {"task": splits.task.name, "split": splits.describe(), "data": splits.description()}
-    with pytest.raises(SoupError, match="--task rte: the ingredients were fine-tuned on 'train'"):
+    with pytest.raises(SoupError, match=f"--task rte: the ingredients were fine-tuned on '{splits.task.name}'"):
         load_recorded(record, DataArguments(task="rte"), "x/ingredient.json")
     again, check = load_recorded(record, DataArguments(), "x/ingredient.json")
     assert again.fingerprint == splits.fingerprint and again.task == splits.task and check.disjoint

@@ -96,10 +96,10 @@ def test_float_labels_are_regression_and_can_be_forced_to_classes(tmp_path):
 
 
 def test_task_name_from_the_folder_when_the_file_only_names_a_split(tmp_path):
-    """`tickets/train.csv` is the task "tickets", not "train" (the card's title and tags, T5's prompt);
+    """`tickets/data/train.csv` is the task "tickets", not "train" (the card's title and tags, T5's prompt);
     `--task_name` overrides it, and a preset cannot be renamed."""
-    (tmp_path / "Support Tickets").mkdir()
-    path = write_csv(tmp_path / "Support Tickets" / "train.csv", news_rows(120))
+    (tmp_path / "Support Tickets" / "data").mkdir(parents=True)
+    path = write_csv(tmp_path / "Support Tickets" / "data" / "train.csv", news_rows(120))
     assert load_splits(args(train_file=str(path), test_split_size=20)).task.name == "support_tickets"
     named = load_splits(args(train_file=str(path), test_split_size=20, task_name="Ticket routing"))
     assert named.task.name == "ticket_routing" and named.task.t5_prompt == "ticket_routing"

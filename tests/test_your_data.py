@@ -150,5 +150,5 @@ def test_ag_news_through_the_demo_with_data_flags(minilm_dir, tmp_path, cli_env)
     assert soup["heldout_disjoint"] is True
     card = ModelCard.load(soup_dir / "README.md")
     assert card.data.datasets is None and card.data.eval_results[0].dataset_name == "news.csv"
-    assert card.data.eval_results[0].metric_name == "Accuracy (rows carved from train)"
+    assert card.data.eval_results[0].metric_name == "accuracy (rows carved from train)"
     assert card.data.eval_results[0].metric_value == soup["results"]["soup"]["test"]["accuracy"]
