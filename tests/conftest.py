@@ -61,6 +61,16 @@ def glue_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def rte_split(glue_dir) -> dict:
+    """The held-out record (ingredient.json `split`) of a small real-RTE carve the merge tests score on."""
+    from hf_soup.data import DataArguments, load_splits
+
+    return load_splits(
+        DataArguments(task="rte", glue_dir=str(glue_dir), heldout_size=48, max_test_samples=40)
+    ).describe()
+
+
+@pytest.fixture(scope="session")
 def glue_manifest(glue_dir) -> dict[tuple[str, str], int]:
     with open(glue_dir / "MANIFEST.tsv", newline="") as handle:
         rows = csv.DictReader(handle, delimiter="\t")

@@ -79,3 +79,13 @@ def make_ingredient(
     if with_record:
         write_ingredient(folder, record or ingredient_record(folder.name, seed=noise_seed))
     return folder
+
+
+def run_merge(argv, capsys) -> tuple[int, str, str]:
+    """`python -m hf_soup.merge ARGV` in this process: (exit code, stdout, stderr)."""
+    from hf_soup.errors import cli_main
+    from hf_soup.merge import main
+
+    code = cli_main(main, [str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -8,24 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 from huggingface_hub import ModelCard
-from soup_factory import ingredient_record, make_ingredient
+from soup_factory import ingredient_record, make_ingredient, run_merge
 
 from hf_soup.atomic import exclusive_lock
-from hf_soup.errors import cli_main
-from hf_soup.merge import main
-
-
-def run(argv, capsys):
-    code = cli_main(main, [str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture(scope="module")
-def rte_split(glue_dir):
-    from hf_soup.data import DataArguments, load_glue
-
-    return load_glue(DataArguments(task="rte", glue_dir=str(glue_dir), heldout_size=48, max_test_samples=40)).describe()
 
 
 @pytest.fixture
@@ -48,7 +33,7 @@ def test_greedy_soup_writes_a_loadable_folder_and_full_soup_json(sweep, tmp_path
     from transformers import AutoModelForSequenceClassification
 
     output = tmp_path / "soups" / "rte-greedy"
-    code, out, _ = run(["--ingredients", sweep, "--recipe", "greedy", "--output", output], capsys)
+    code, out, _ = run_merge(["--ingredients", sweep, "--recipe", "greedy", "--output", output], capsys)
     assert code == 0
     assert "best single" in out and "greedy soup" in out and "ensemble (3 models, 3x inference)" in out
     soup = json.loads((output / "soup.json").read_text())
@@ -87,7 +72,7 @@ def test_uniform_without_scoring_is_the_exact_average_and_keeps_fp16(tmp_path, t
         for i in (1, 2)
     ]
     output = tmp_path / "soup"
-    code, out, _ = run(
+    code, out, _ = run_merge(
         [
             "--ingredients",
             *folders,
@@ -118,10 +103,10 @@ def test_plain_folders_are_scored_when_the_task_is_given(plain_pair, glue_dir, t
     output = tmp_path / "soup"
     base = ["--ingredients", *plain_pair, "--output", output, "--recipe", "learned", "--learned_epochs", "1"]
     base += ["--criterion", "loss", "--strict"]
-    code, _, err = run(base, capsys)
+    code, _, err = run_merge(base, capsys)
     assert code == 2 and "no ingredient.json, so the data is unknown; pass" in err and "--task PRESET" in err
     assert not output.exists()
-    code, out, _ = run(
+    code, out, _ = run_merge(
         [*base, "--task", "rte", "--glue_dir", glue_dir, "--heldout_size", "32", "--max_test_samples", "24"], capsys
     )
     assert code == 0 and "learned soup (model; fitted on held-out)" in out and "held-out score is optimistic" in out
@@ -152,7 +137,7 @@ def test_average_last_uses_the_newest_checkpoints_in_float64(tmp_path, tokenizer
     for step in (5, 10, 15):
         make_ingredient(run_dir / f"checkpoint-{step}", tokenizer_dir, noise_seed=step, with_record=False)
     output = tmp_path / "avg"
-    code, _, _ = run(
+    code, _, _ = run_merge(
         ["--ingredients", run_dir, "--recipe", "average-last", "--last_n", "2", "--skip_scoring", "--output", output],
         capsys,
     )
@@ -163,7 +148,7 @@ def test_average_last_uses_the_newest_checkpoints_in_float64(tmp_path, tokenizer
         assert torch.equal(tensor, ((newest[0][name].double() + newest[1][name].double()) / 2).float())
     names = [row["name"] for row in json.loads((output / "soup.json").read_text())["ingredients"]]
     assert names == ["checkpoint-10", "checkpoint-15"]
-    code, _, err = run(
+    code, _, err = run_merge(
         [
             "--ingredients",
             run_dir,
@@ -185,9 +170,9 @@ def test_existing_output_is_refused_unless_overwrite(plain_pair, tmp_path, capsy
     output.mkdir()
     (output / "keep.txt").write_text("user data")
     argv = ["--ingredients", *plain_pair, "--recipe", "uniform", "--skip_scoring", "--output", output]
-    code, _, err = run(argv, capsys)
+    code, _, err = run_merge(argv, capsys)
     assert code == 2 and "already exists" in err and (output / "keep.txt").read_text() == "user data"
-    code, _, _ = run([*argv, "--overwrite"], capsys)
+    code, _, _ = run_merge([*argv, "--overwrite"], capsys)
     assert code == 0 and (output / "model.safetensors").is_file() and not (output / "keep.txt").exists()
 
 
@@ -195,17 +180,17 @@ def test_a_concurrent_merge_into_the_same_output_is_refused(plain_pair, tmp_path
     output = tmp_path / "soup"
     argv = ["--ingredients", *plain_pair, "--recipe", "uniform", "--skip_scoring", "--output", output]
     with exclusive_lock(output):  # another merge is writing it right now
-        code, _, err = run(argv, capsys)
+        code, _, err = run_merge(argv, capsys)
     assert code == 2 and "another process is writing it" in err and not output.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
-    assert run(argv, capsys)[0] == 0  # once the first is done, a merge works; a second then refuses
-    assert run(argv, capsys)[0] == 2
+    assert run_merge(argv, capsys)[0] == 0  # once the first is done, a merge works; a second then refuses
+    assert run_merge(argv, capsys)[0] == 2
 
 
 def test_incompatible_ingredients_refused_naming_both(tmp_path, tokenizer_dir, capsys):
     a = make_ingredient(tmp_path / "a", tokenizer_dir, noise_seed=1)
     b = make_ingredient(tmp_path / "b", tokenizer_dir, noise_seed=2, record=ingredient_record("b", head_init_seed=9))
-    code, _, err = run(["--ingredients", a, b, "--output", tmp_path / "soup"], capsys)
+    code, _, err = run_merge(["--ingredients", a, b, "--output", tmp_path / "soup"], capsys)
     assert code == 2 and str(a) in err and str(b) in err and "head_init_seed" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
 
@@ -221,7 +206,7 @@ def test_incompatible_ingredients_refused_naming_both(tmp_path, tokenizer_dir, c
 )
 def test_bad_cli_input_is_one_line_exit_2_and_writes_nothing(plain_pair, tmp_path, argv, message, capsys):
     output = tmp_path / "soup"
-    code, out, err = run(["--ingredients", *plain_pair, "--output", output, *argv], capsys)
+    code, out, err = run_merge(["--ingredients", *plain_pair, "--output", output, *argv], capsys)
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err
     assert not output.exists() and out == ""
 
@@ -257,7 +242,10 @@ def test_tied_weights_of_a_merged_folder_stay_tied(tmp_path, tokenizer_dir, caps
             make_ingredient(tmp_path / f"mlm{seed}", tokenizer_dir, noise_seed=seed, model=BertForMaskedLM(config))
         )
     output = tmp_path / "soup"
-    assert run(["--ingredients", *folders, "--recipe", "uniform", "--skip_scoring", "--output", output], capsys)[0] == 0
+    assert (
+        run_merge(["--ingredients", *folders, "--recipe", "uniform", "--skip_scoring", "--output", output], capsys)[0]
+        == 0
+    )
     stored = load_file(output / "model.safetensors")
     assert "cls.predictions.decoder.weight" not in stored  # written once, as save_pretrained does
     merged = BertForMaskedLM.from_pretrained(output)
@@ -269,13 +257,13 @@ def test_tied_weights_of_a_merged_folder_stay_tied(tmp_path, tokenizer_dir, caps
 
 def test_the_same_ingredient_twice_and_a_nested_output_are_refused(plain_pair, tmp_path, capsys):
     a, b = plain_pair
-    code, _, err = run(
+    code, _, err = run_merge(
         ["--ingredients", a, a, b, "--recipe", "uniform", "--skip_scoring", "--output", tmp_path / "s"], capsys
     )
     assert code == 2 and "same folder" in err and err.count(str(a)) == 2 and not (tmp_path / "s").exists()
     for output, message in ((a / "soup", "inside the ingredient folder"), (tmp_path, "holds the ingredient folder")):
         argv = ["--ingredients", a, b, "--recipe", "uniform", "--skip_scoring", "--output", output, "--overwrite"]
-        code, _, err = run(argv, capsys)
+        code, _, err = run_merge(argv, capsys)
         assert code == 2 and message in err and str(output) in err, err
     assert (a / "model.safetensors").is_file() and not (a / "soup").exists()  # --overwrite deleted nothing
 
@@ -288,7 +276,9 @@ def test_a_grid_point_trained_twice_is_dropped_saying_so(tmp_path, tokenizer_dir
         record = ingredient_record(name, seed=seed, sweep_id="s1", hyperparameters={"learning_rate": lr})
         make_ingredient(root / name, tokenizer_dir, noise_seed=int(lr * 1e6), record=record)
     output = tmp_path / "soup"
-    code, _, err = run(["--ingredients", root, "--recipe", "uniform", "--skip_scoring", "--output", output], capsys)
+    code, _, err = run_merge(
+        ["--ingredients", root, "--recipe", "uniform", "--skip_scoring", "--output", output], capsys
+    )
     assert code == 0
     assert f"warning: {root / 'lr1e-05_seed0-aaa'}: dropped, the same grid point as {root / 'lr1e-05-aaa'}" in err
     soup = json.loads((output / "soup.json").read_text())
@@ -313,11 +303,14 @@ def test_mixed_dropouts_are_recorded_and_other_config_values_refused(tmp_path, t
         for i, p in ((1, 0.1), (2, 0.2))
     ]  # fmt: skip
     output = tmp_path / "soup"
-    assert run(["--ingredients", *folders, "--recipe", "uniform", "--skip_scoring", "--output", output], capsys)[0] == 0
+    assert (
+        run_merge(["--ingredients", *folders, "--recipe", "uniform", "--skip_scoring", "--output", output], capsys)[0]
+        == 0
+    )
     assert json.loads((output / "soup.json").read_text())["mixed_dropout"] == {"hidden_dropout_prob": [0.1, 0.2]}
     eps = make_ingredient(tmp_path / "eps", tokenizer_dir, noise_seed=3, with_record=False,
                           model=tiny_classifier(vocab, noise_seed=3, layer_norm_eps=1e-6))  # fmt: skip
-    code, _, err = run(
+    code, _, err = run_merge(
         ["--ingredients", folders[0], eps, "--recipe", "uniform", "--skip_scoring", "--output", tmp_path / "x"], capsys
     )
     assert code == 2 and "'layer_norm_eps'" in err and str(eps) in err and str(folders[0]) in err
@@ -347,6 +340,6 @@ def test_a_scored_merge_holds_one_soup_at_a_time(sweep, tmp_path, capsys, monkey
 
     for name, entry in list(recipes.RECIPE_RUNS.items()):
         monkeypatch.setitem(recipes.RECIPE_RUNS, name, replace(entry, run=wrapped(name, entry.run)))
-    code, _, _ = run(["--ingredients", sweep, "--recipe", "greedy", "--output", tmp_path / "soup"], capsys)
+    code, _, _ = run_merge(["--ingredients", sweep, "--recipe", "greedy", "--output", tmp_path / "soup"], capsys)
     assert code == 0
     assert seen["uniform is a dict"] is False and seen["uniform alive when greedy starts"] is False

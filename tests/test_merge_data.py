@@ -13,18 +13,11 @@ import json
 import shutil
 
 import pytest
-from soup_factory import ingredient_record, make_ingredient, tiny_classifier
+from soup_factory import ingredient_record, make_ingredient, run_merge, tiny_classifier
 
 from hf_soup.data import DataArguments, load_splits
-from hf_soup.errors import SoupError, cli_main
-from hf_soup.merge import main
+from hf_soup.errors import SoupError
 from hf_soup.tasks import get_task
-
-
-def merge(argv, capsys):
-    code = cli_main(main, [str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def write_csv(path, rows, header=("label", "text")):
@@ -68,7 +61,7 @@ def test_recorded_files_need_no_flags_and_moved_files_are_repointed_and_checked(
     train, test = csv_data
     splits = load_splits(DataArguments(train_file=str(train), test_file=str(test), heldout_size=20))
     runs = ingredients_for(splits, tmp_path / "runs", tokenizer_dir)
-    code, out, err = merge(["--ingredients", runs, "--recipe", "uniform", "--output", tmp_path / "s1"], capsys)
+    code, out, err = run_merge(["--ingredients", runs, "--recipe", "uniform", "--output", tmp_path / "s1"], capsys)
     assert code == 0, err
     soup = json.loads((tmp_path / "s1" / "soup.json").read_text())
     assert soup["heldout_disjoint"] is True and soup["data"]["task"]["label_values"] == ["a", "b", "c"]
@@ -76,19 +69,19 @@ def test_recorded_files_need_no_flags_and_moved_files_are_repointed_and_checked(
 
     moved = tmp_path / "moved"
     shutil.move(train.parent, moved)
-    code, _, err = merge(["--ingredients", runs, "--output", tmp_path / "s2"], capsys)
+    code, _, err = run_merge(["--ingredients", runs, "--output", tmp_path / "s2"], capsys)
     assert code == 2 and err.count("\n") == 1 and not (tmp_path / "s2").exists()
     assert f"{train}: not found; the ingredients were trained on this train file" in err and "--train_file" in err
     flags = ["--train_file", moved / "train.csv", "--test_file", moved / "test.csv"]
-    code, _, err = merge(["--ingredients", runs, "--output", tmp_path / "s2", *flags], capsys)
+    code, _, err = run_merge(["--ingredients", runs, "--output", tmp_path / "s2", *flags], capsys)
     assert code == 0, err
 
     write_csv(moved / "test.csv", [["a", "changed"]] * 24)  # the same path, other bytes
-    code, _, err = merge(["--ingredients", runs, "--output", tmp_path / "s3", *flags], capsys)
+    code, _, err = run_merge(["--ingredients", runs, "--output", tmp_path / "s3", *flags], capsys)
     assert (
         code == 2 and "test.csv: sha256" in err and "differs from the test file the ingredients were trained on" in err
     )
-    code, _, err = merge(
+    code, _, err = run_merge(
         ["--ingredients", runs, "--output", tmp_path / "s3", *flags, "--text_column_names", "x"], capsys
     )
     assert code == 2 and "--text_column_names: the ingredients record their data" in err
@@ -99,7 +92,7 @@ def test_explicit_heldout_is_checked_against_train(csv_data, tmp_path, tokenizer
     splits = load_splits(DataArguments(train_file=str(train), test_file=str(test), heldout_size=20))
     runs = ingredients_for(splits, tmp_path / "runs", tokenizer_dir)
     fresh = write_csv(tmp_path / "fresh.csv", [["a", f"never seen {i}"] for i in range(12)])
-    code, _, err = merge(["--ingredients", runs, "--output", tmp_path / "s1", "--heldout_file", fresh], capsys)
+    code, _, err = run_merge(["--ingredients", runs, "--output", tmp_path / "s1", "--heldout_file", fresh], capsys)
     assert code == 0, err
     soup = json.loads((tmp_path / "s1" / "soup.json").read_text())
     assert (
@@ -108,7 +101,7 @@ def test_explicit_heldout_is_checked_against_train(csv_data, tmp_path, tokenizer
     )
     assert soup["split"]["heldout_size"] == 12
     leaky = write_csv(tmp_path / "leaky.csv", [["b", "the cat sat 0"], ["a", "the cat sat 1"], ["c", "new"]])
-    code, out, err = merge(["--ingredients", runs, "--output", tmp_path / "s2", "--heldout_file", leaky], capsys)
+    code, out, err = run_merge(["--ingredients", runs, "--output", tmp_path / "s2", "--heldout_file", leaky], capsys)
     assert code == 0, err
     soup = json.loads((tmp_path / "s2" / "soup.json").read_text())
     assert soup["heldout_disjoint"] is False and soup["heldout_disjoint_reason"].startswith("2 of the 3 held-out rows")
@@ -124,10 +117,10 @@ def test_callback_ingredients_without_a_split_are_flagged(csv_data, tmp_path, to
         record = json.loads((path / "ingredient.json").read_text())
         record["split"] = {}
         (path / "ingredient.json").write_text(json.dumps(record))
-    code, _, err = merge(["--ingredients", runs, "--output", tmp_path / "s"], capsys)
+    code, _, err = run_merge(["--ingredients", runs, "--output", tmp_path / "s"], capsys)
     assert code == 2 and "ingredient.json records no data description, so the data is unknown" in err
     flags = ["--train_file", train, "--test_file", test, "--heldout_size", 20]
-    code, _, err = merge(["--ingredients", runs, "--output", tmp_path / "s", *flags], capsys)
+    code, _, err = run_merge(["--ingredients", runs, "--output", tmp_path / "s", *flags], capsys)
     assert code == 0, err
     soup = json.loads((tmp_path / "s" / "soup.json").read_text())
     assert soup["heldout_disjoint"] is False and "records no held-out split" in soup["heldout_disjoint_reason"]
@@ -137,7 +130,7 @@ def test_plain_folders_labels_must_match_the_data(csv_data, tmp_path, tokenizer_
     train, test = csv_data
     plain = [make_ingredient(tmp_path / f"plain{i}", tokenizer_dir, noise_seed=i, with_record=False) for i in (1, 2)]
     flags = ["--train_file", train, "--test_file", test, "--heldout_size", 20]
-    code, _, err = merge(["--ingredients", *plain, "--output", tmp_path / "s", *flags], capsys)
+    code, _, err = run_merge(["--ingredients", *plain, "--output", tmp_path / "s", *flags], capsys)
     assert code == 2 and "its head is fine-tuned for labels ['entailment', 'not_entailment']" in err
     assert not (tmp_path / "s").exists()
 
@@ -159,7 +152,7 @@ def test_format_1_ingredients_of_main_still_merge(glue_dir, tmp_path, tokenizer_
             noise_seed=seed,
             record=ingredient_record(name, split=legacy, seed=seed),
         )
-    code, _, err = merge(["--ingredients", tmp_path / "runs", "--output", tmp_path / "s"], capsys)
+    code, _, err = run_merge(["--ingredients", tmp_path / "runs", "--output", tmp_path / "s"], capsys)
     assert code == 0, err
     soup = json.loads((tmp_path / "s" / "soup.json").read_text())
     assert soup["heldout_disjoint"] is True and soup["split"]["heldout_size"] == 48
@@ -181,7 +174,7 @@ def test_every_test_split_is_scored_mnli_mismatched(tmp_path, tokenizer_dir, cap
     splits = load_splits(DataArguments(task="mnli", glue_dir=str(tmp_path / "glue"), heldout_size=20))
     assert splits.task is get_task("mnli") and set(splits.splits) == {"train", "heldout", "test", "test_mismatched"}
     runs = ingredients_for(splits, tmp_path / "runs", tokenizer_dir)
-    code, out, err = merge(["--ingredients", runs, "--recipe", "greedy", "--output", tmp_path / "s"], capsys)
+    code, out, err = run_merge(["--ingredients", runs, "--recipe", "greedy", "--output", tmp_path / "s"], capsys)
     assert code == 0, err
     soup = json.loads((tmp_path / "s" / "soup.json").read_text())
     for row in ("soup", "best_single", "uniform", "greedy", "ensemble"):
@@ -214,7 +207,7 @@ def test_regression_on_your_data_merges_with_correlations(tmp_path, tokenizer_di
     splits = load_splits(DataArguments(train_file=str(train), heldout_size=20, test_split_size=20))
     assert splits.task.is_regression and splits.task.metrics == ("pearson", "spearman")
     runs = ingredients_for(splits, tmp_path / "runs", tokenizer_dir)
-    code, out, err = merge(["--ingredients", runs, "--recipe", "greedy", "--output", tmp_path / "s"], capsys)
+    code, out, err = run_merge(["--ingredients", runs, "--recipe", "greedy", "--output", tmp_path / "s"], capsys)
     assert code == 0, err
     soup = json.loads((tmp_path / "s" / "soup.json").read_text())
     assert soup["primary_metric"] == "pearson" and set(soup["results"]["soup"]["test"]) == {

@@ -8,28 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from soup_factory import ingredient_record, make_ingredient, tiny_classifier
+from soup_factory import ingredient_record, make_ingredient, run_merge, tiny_classifier
 from sweep_helpers import ingredient_dirs, load_sweep_main, tiny_flags, write_tiny_rte
 
 from hf_soup.anchors import find_anchor
 from hf_soup.checkpoints import Checkpoint
-from hf_soup.errors import cli_main
 from hf_soup.ingredient import weights_sha256
-from hf_soup.merge import main
 from hf_soup.soup import model_stock_soup
-
-
-def run(argv, capsys):
-    code = cli_main(main, [str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture(scope="module")
-def rte_split(glue_dir):
-    from hf_soup.data import DataArguments, load_glue
-
-    return load_glue(DataArguments(task="rte", glue_dir=str(glue_dir), heldout_size=48, max_test_samples=40)).describe()
 
 
 @pytest.fixture
@@ -49,7 +34,7 @@ def test_model_stock_on_a_sweep_uses_its_recorded_start(warm_sweep, tmp_path, ca
     from safetensors.torch import load_file
 
     output = tmp_path / "stock"
-    code, out, err = run(["--ingredients", warm_sweep, "--recipe", "model-stock", "--output", output], capsys)
+    code, out, err = run_merge(["--ingredients", warm_sweep, "--recipe", "model-stock", "--output", output], capsys)
     assert code == 0, err
     soup = json.loads((output / "soup.json").read_text())
     block = soup["model_stock"]
@@ -70,18 +55,20 @@ def test_model_stock_refuses_without_an_anchor_and_takes_one_for_plain_folders(
     plain = [make_ingredient(tmp_path / f"plain{i}", tokenizer_dir, noise_seed=i, with_record=False) for i in (1, 2)]
     capsys.readouterr()  # the fixtures' own output
     data = ["--task", "rte", "--glue_dir", glue_dir, "--heldout_size", "48", "--max_test_samples", "40"]
-    code, _, err = run(["--ingredients", *plain, *data, "--recipe", "model-stock", "--output", tmp_path / "x"], capsys)
+    code, _, err = run_merge(
+        ["--ingredients", *plain, *data, "--recipe", "model-stock", "--output", tmp_path / "x"], capsys
+    )
     assert code == 2 and err.startswith("error: ") and "pass --anchor DIR" in err and not (tmp_path / "x").exists()
     from transformers import AutoTokenizer
 
     other = tiny_classifier(len(AutoTokenizer.from_pretrained(tokenizer_dir)), num_labels=3)
     wrong = make_ingredient(tmp_path / "wrong", tokenizer_dir, noise_seed=0, with_record=False, model=other)
     argv = ["--ingredients", *plain, *data, "--recipe", "model-stock", "--anchor", wrong, "--output", tmp_path / "z"]
-    code, _, err = run(argv, capsys)
+    code, _, err = run_merge(argv, capsys)
     assert code == 2 and "'classifier." in err and "not the ingredients' start" in err
     anchor = make_ingredient(tmp_path / "start", tokenizer_dir, noise_seed=0, with_record=False)
     argv = ["--ingredients", *plain, *data, "--recipe", "model-stock", "--anchor", anchor, "--output", tmp_path / "y"]
-    code, _, err = run(argv, capsys)
+    code, _, err = run_merge(argv, capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "y" / "soup.json").read_text())["model_stock"]["anchor"]["kind"] == "explicit"
 
@@ -89,7 +76,9 @@ def test_model_stock_refuses_without_an_anchor_and_takes_one_for_plain_folders(
 def test_a_moved_or_changed_start_is_refused(warm_sweep, tmp_path, tokenizer_dir, capsys):
     start = warm_sweep / ".shared" / "warm-start-x"
     make_ingredient(start, tokenizer_dir, noise_seed=9, with_record=False)  # other weights, same place
-    code, _, err = run(["--ingredients", warm_sweep, "--recipe", "model-stock", "--output", tmp_path / "s"], capsys)
+    code, _, err = run_merge(
+        ["--ingredients", warm_sweep, "--recipe", "model-stock", "--output", tmp_path / "s"], capsys
+    )
     assert code == 2 and "is not the" in err and "started from" in err
 
 
@@ -125,7 +114,7 @@ def test_the_rebuilt_base_and_head_is_bit_identical_to_where_a_plain_sweep_start
 def test_compare_all_scores_every_recipe_once_with_gains_and_saves_predictions(warm_sweep, tmp_path, capsys):
     output, predictions = tmp_path / "all", tmp_path / "predictions" / "rte.npz"
     argv = ["--ingredients", warm_sweep, "--recipe", "filtered-uniform", "--compare", "all", "--output", output]
-    code, out, err = run([*argv, "--filter_margin", "0.5", "--predictions_file", predictions], capsys)
+    code, out, err = run_merge([*argv, "--filter_margin", "0.5", "--predictions_file", predictions], capsys)
     assert code == 0, err
     soup = json.loads((output / "soup.json").read_text())
     results = soup["results"]
@@ -153,7 +142,7 @@ def test_compare_all_scores_every_recipe_once_with_gains_and_saves_predictions(w
 def test_filtered_uniform_drops_what_falls_below_the_margin(warm_sweep, tmp_path, capsys):
     output = tmp_path / "filtered"
     argv = ["--ingredients", warm_sweep, "--recipe", "filtered-uniform", "--filter_margin", "0", "--output", output]
-    code, _, err = run(argv, capsys)
+    code, _, err = run_merge(argv, capsys)
     assert code == 0, err
     soup = json.loads((output / "soup.json").read_text())
     kept = soup["results"]["filtered-uniform"]["kept"]
@@ -162,4 +151,4 @@ def test_filtered_uniform_drops_what_falls_below_the_margin(warm_sweep, tmp_path
     assert set(soup["filtered_uniform"]["dropped"]) == set(heldout) - set(kept)
     assert {row["name"] for row in soup["ingredients"] if row["kept"]} == set(kept)
     assert sum(row["weight"] for row in soup["ingredients"]) == pytest.approx(1.0)
-    assert run(["--ingredients", warm_sweep, "--filter_margin", "-1", "--output", tmp_path / "n"], capsys)[0] == 2
+    assert run_merge(["--ingredients", warm_sweep, "--filter_margin", "-1", "--output", tmp_path / "n"], capsys)[0] == 2
