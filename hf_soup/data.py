@@ -826,7 +826,7 @@ def _check_request(args: DataArguments) -> None:
         raise SoupError(f"max_train_samples must be positive, got {args.max_train_samples}")
 
 
-# File stems that name a split or say nothing, not a task: `data/tickets/train.csv` is the task "tickets".
+# File and folder names that name a split or say nothing, not a task: `tickets/data/train.csv` is "tickets".
 GENERIC_FILE_STEMS = frozenset({"train", "training", "data", "dataset", "all", "full", "labelled", "labeled"})
 
 
