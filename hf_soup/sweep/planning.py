@@ -46,6 +46,7 @@ from hf_soup.sweep.launch import SHARDED_TRAINING_HELP, process_state
 from hf_soup.tasks import Task
 
 WORK_DIR = ".work"
+TRAJECTORY_DIR = ".trajectory"  # --keep_trajectory: <output_dir>/.trajectory/<run id>/step-<n>/
 SHARED_DIR = ".shared"
 SWEEP_FILE = "sweep.json"
 SWEEP_FORMAT = "hf_soup.sweep"
@@ -81,7 +82,7 @@ WEIGHT_NEUTRAL_SETTINGS = frozenset(
         "per_device_eval_batch_size", "eval_accumulation_steps", "eval_do_concat_batches", "eval_use_gather_object",
         "dataloader_num_workers", "dataloader_pin_memory", "dataloader_persistent_workers",
         "dataloader_prefetch_factor", "dataloader_multiprocessing_context", "torch_empty_cache_steps", "ddp_timeout",
-        "shared_start_timeout",
+        "shared_start_timeout", "keep_trajectory",
     }
 )  # fmt: skip
 # Core hyperparameters recorded in every ingredient (plus every axis and every fixed setting).
@@ -128,6 +129,13 @@ class FineTuneArguments:
     )
     average_every: int = field(
         default=0, metadata={"help": "steps between averaged points (0: T // (2K), the last half of training)"}
+    )
+    keep_trajectory: bool = field(
+        default=False,
+        metadata={
+            "help": "with --average_last_k: keep the averaged points (weights only) under "
+            "<output_dir>/.trajectory/<run id>/step-<n>/, to compare the final point with the average"
+        },
     )
     precision: str = field(
         default="auto", metadata={"help": "auto (bf16 on GPUs that have it, else fp32) | fp32 | bf16 | fp16"}
