@@ -190,7 +190,7 @@ def sweep_command(task: BenchTask, replicate: int, folder: Path, model: Path, ar
         "--head_init_seed", str(spec["head_init_seed"]),
         "--per_device_train_batch_size", str(args.batch_size),
         "--per_device_eval_batch_size", str(args.eval_batch_size),
-        "--weight_decay", "0.01", "--warmup_steps", "0.1",
+        *(["--weight_decay", "0.01"] if args.design != "run5" else []), "--warmup_steps", "0.1",
         "--report_to", "none", "--disable_tqdm", "True",
     ]  # fmt: skip
     if args.variant == "warm":
