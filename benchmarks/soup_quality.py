@@ -40,6 +40,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -305,13 +306,33 @@ def soup_paths(folder: Path) -> tuple[Path, Path, Path]:
     )
 
 
-def merge_command(ingredients: list[Path], args: argparse.Namespace, output: Path, predictions: Path) -> list[str]:
+# Out-of-distribution test sets per task (run 5): SST-2-trained models on other domains' sentiment sentences.
+EXTRA_TEST_SETS = {
+    "sst2": {
+        "amazon": "datasets/sentiment_domains/amazon.csv",
+        "imdb": "datasets/sentiment_domains/imdb.csv",
+    }
+}
+
+
+def extra_test_flags(folder: Path, args: argparse.Namespace) -> list[str]:
+    """`--extra_test_files NAME=PATH ...` for the sweep's task (run 5 only; scored, never used to choose)."""
+    if args.design != "run5":
+        return []
+    task = folder.name.split("-r")[0]
+    sets = [f"{name}={(SHARED / path).resolve()}" for name, path in EXTRA_TEST_SETS.get(task, {}).items()]
+    return ["--extra_test_files", *sets] if sets else []
+
+
+def merge_command(
+    ingredients: list[Path], args: argparse.Namespace, output: Path, predictions: Path, extra: list[str] = ()
+) -> list[str]:
     """ONE merge per replicate scores every recipe (`--compare all`) and saves each row's test logits."""
     return [
         sys.executable, "-m", "hf_soup.merge", "--ingredients", *map(str, ingredients),
         "--recipe", "uniform", "--compare", "all", "--criterion", "metric",
         "--output", str(output), "--overwrite", "--batch_size", str(args.eval_batch_size),
-        "--predictions_file", str(predictions), *shlex.split(args.merge_args),
+        "--predictions_file", str(predictions), *extra, *shlex.split(args.merge_args),
     ]  # fmt: skip
 
 
@@ -325,7 +346,88 @@ def merged(folder: Path, ingredients: list[Path], args: argparse.Namespace) -> b
     paths = sorted(str(Path(row["path"]).resolve()) for row in soup.get("ingredients", []))
     complete = all(key in soup.get("results", {}) for key, _ in RECIPES)
     same_flags = soup.get("commands", {}).get("merge", "").endswith(shlex.join(shlex.split(args.merge_args)))
+    if args.design == "run5" and extra_test_flags(folder, args):
+        complete = complete and all(
+            name in str(soup.get("commands", {}).get("merge", "")) for name in ("amazon", "imdb")
+        )
     return complete and same_flags and predictions.is_file() and paths == sorted(str(p.resolve()) for p in ingredients)
+
+
+# ----------------------------------------------------------------------------- trajectories (run 5)
+
+TRAJECTORY_DIR = ".trajectory"  # the sweep's --keep_trajectory folder: <sweep>/.trajectory/<run id>/step-<n>/
+
+
+def trajectory_points(folder: Path, ingredients: list[Path]) -> dict[str, list[Path]]:
+    """{run id: its kept trajectory points as ingredient folders, by step}, built beside the sweep.
+
+    Each point becomes a folder the merge reads like any ingredient: the point's weights (a hard
+    link), the run's tokenizer files, and the run's ingredient.json with the step added to its
+    hyperparameters (so points of one run are not taken for one grid point trained twice) and its
+    scores left out (they were the average's)."""
+    made: dict[str, list[Path]] = {}
+    root = folder.with_name(f"{folder.name}-trajectory")
+    for ingredient in ingredients:
+        record = json.loads((ingredient / "ingredient.json").read_text())
+        run_id = record["run_id"]
+        steps = sorted((folder / TRAJECTORY_DIR / run_id).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+        for step in steps:
+            point = root / f"{run_id}-{step.name}"
+            if not (point / "ingredient.json").is_file():
+                staging = root / f".tmp-{point.name}"
+                if staging.exists():
+                    shutil.rmtree(staging)
+                staging.mkdir(parents=True)
+                for source in ingredient.iterdir():
+                    if source.is_file() and source.name not in ("model.safetensors", "config.json", "ingredient.json"):
+                        os.link(source, staging / source.name)
+                for source in step.iterdir():
+                    os.link(source, staging / source.name)
+                number = int(step.name.split("-")[1])
+                point_record = {
+                    **record,
+                    "run_id": f"{run_id}-{step.name}",
+                    "hyperparameters": {**record["hyperparameters"], "trajectory_step": number},
+                    "metrics": {},
+                    "train": {**record.get("train", {}), "averaged": None, "trajectory_step": number},
+                }
+                (staging / "ingredient.json").write_text(json.dumps(point_record, indent=1) + "\n")
+                staging.rename(point)
+            made.setdefault(run_id, []).append(point)
+    return made
+
+
+def best_run(soup: dict) -> str | None:
+    """The run the merge picked as the best single (on held-out)."""
+    row = soup.get("results", {}).get("best_single", {})
+    return row.get("run_id") or row.get("name")
+
+
+def stage_trajectory_merges(folder: Path, ingredients: list[Path], args: argparse.Namespace, log: Path) -> None:
+    """Run 5's trajectory comparisons on the same runs: a soup of the runs' FINAL points (every recipe,
+    beside the main soup of their last-k averages), and greedy over the best run's own checkpoints."""
+    points = trajectory_points(folder, ingredients)
+    if not points:
+        return
+    finals = [steps[-1] for steps in points.values()]
+    soup_dir = soup_paths(folder)[0]
+    final_dir = folder.with_name(f"{folder.name}-final-soup")
+    final_predictions = folder.with_name(f"{folder.name}-final-predictions.npz")
+    if args.remerge or not (final_dir / "soup.json").is_file() or not final_predictions.is_file():
+        run(merge_command(finals, args, final_dir, final_predictions, extra=extra_test_flags(folder, args)), log)
+    best = best_run(json.loads((soup_dir / "soup.json").read_text()))
+    if best not in points:
+        return
+    checkpoint_dir = folder.with_name(f"{folder.name}-checkpoints-soup")
+    checkpoint_predictions = folder.with_name(f"{folder.name}-checkpoints-predictions.npz")
+    if args.remerge or not (checkpoint_dir / "soup.json").is_file() or not checkpoint_predictions.is_file():
+        command = [
+            sys.executable, "-m", "hf_soup.merge", "--ingredients", *map(str, points[best]),
+            "--recipe", "greedy", "--criterion", "metric", "--output", str(checkpoint_dir), "--overwrite",
+            "--batch_size", str(args.eval_batch_size), "--predictions_file", str(checkpoint_predictions),
+            *extra_test_flags(folder, args),
+        ]  # fmt: skip
+        run(command, log)
 
 
 def stage_merge(args: argparse.Namespace, log: Path) -> None:
@@ -336,11 +438,13 @@ def stage_merge(args: argparse.Namespace, log: Path) -> None:
             print(f"{folder.name}: sweep not complete ({len(found)} ingredients), not merged", flush=True)
             continue
         ingredients = [found[key] for key in sorted(found)]
-        if merged(folder, ingredients, args) and not args.remerge:
-            continue
-        soup_dir, predictions, timing = soup_paths(folder)
-        seconds = run(merge_command(ingredients, args, soup_dir, predictions), log)
-        timing.write_text(json.dumps({"seconds": round(seconds, 1), "date": dt.date.today().isoformat()}))
+        if not merged(folder, ingredients, args) or args.remerge:
+            soup_dir, predictions, timing = soup_paths(folder)
+            command = merge_command(ingredients, args, soup_dir, predictions, extra=extra_test_flags(folder, args))
+            seconds = run(command, log)
+            timing.write_text(json.dumps({"seconds": round(seconds, 1), "date": dt.date.today().isoformat()}))
+        if args.design == "run5":
+            stage_trajectory_merges(folder, ingredients, args, log)
 
 
 # ----------------------------------------------------------------------------- statistics
