@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_soup.errors import SoupError
+from hf_soup.redact import redact
 
 TMP_PREFIX = ".tmp-"
 LOCK_SUFFIX = ".lock"
@@ -91,8 +92,12 @@ def _rename_into_place(tmp: Path, dest: Path, overwrite: bool) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON to `path` via a temporary file + rename (readers never see a partial file)."""
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    """Write JSON to `path` via a temporary file + rename (readers never see a partial file).
+
+    Every record hf_soup writes passes here, so every one is redacted (hf_soup.redact): a secret
+    in a recorded command or argument never reaches a file that may be published."""
+    text = json.dumps(payload, indent=2, sort_keys=False, default=str)
+    write_text_atomic(path, json.dumps(redact(json.loads(text)), indent=2, sort_keys=False) + "\n")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -74,6 +74,7 @@ from hf_soup.recipes import (
     score_ingredients,
     selection_score,
 )
+from hf_soup.redact import mask_secret_flags
 
 SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
@@ -481,7 +482,10 @@ def soup_record(
         **({"text_fields": made.text_fields} if made.text_fields else {}),
         "criterion": args.criterion,
         "strict": args.strict,
-        "base_model": record.get("base_model") or {"name_or_path": None, "revision": None, "weights_sha256": None},
+        "base_model": {
+            **(record.get("base_model") or {"name_or_path": None, "revision": None, "weights_sha256": None}),
+            **({"hub_id": args.base_model_id} if args.base_model_id else {}),
+        },
         "split": {
             key: split.get(key)
             for key in ("source", "fingerprint", "heldout_size", "test_size", "test_sizes", "heldout_from")
@@ -497,7 +501,7 @@ def soup_record(
         **made.extra,
         "results": made.results,
     }
-    merge_command = "python -m hf_soup.merge " + shlex.join(sys.argv[1:] if argv is None else argv)
+    merge_command = "python -m hf_soup.merge " + shlex.join(mask_secret_flags(sys.argv[1:] if argv is None else argv))
     payload["commands"] = {"sweep": record.get("command"), "merge": merge_command}
     payload["versions"] = library_versions()
     payload["created"] = utc_now()
