@@ -129,12 +129,14 @@ def clear_temporaries_of(dest: str | os.PathLike) -> list[Path]:
 
 
 @contextlib.contextmanager
-def exclusive_lock(target: str | os.PathLike, *, wait: bool = False) -> Iterator[None]:
+def exclusive_lock(target: str | os.PathLike, *, wait: bool = False, tidy: bool = False) -> Iterator[None]:
     """Hold an advisory lock `<target>.lock` so two writers of the same output cannot both run.
 
     Uses `fcntl.flock` (released by the kernel when a process dies, so SIGKILL leaves no stale
     lock). The second writer is refused with a clear error rather than made to wait, unless
     `wait=True` (for short critical sections, e.g. two launchers deciding what to submit).
+    `tidy=True`: a failure that left no `target` removes the lock file too (for writers that are
+    refused, never kept waiting: one that opened the removed file is refused again at the rename).
     """
     import fcntl
 
@@ -150,6 +152,11 @@ def exclusive_lock(target: str | os.PathLike, *, wait: bool = False) -> Iterator
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
             raise SoupError(f"{target}: another process is writing it right now ({lock_path})") from err
-        yield
+        try:
+            yield
+        except BaseException:
+            if tidy and not target.exists():  # a refused input leaves nothing behind, not even the lock file
+                lock_path.unlink(missing_ok=True)
+            raise
     finally:
         handle.close()

@@ -268,10 +268,11 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
     record = first.ingredient if first else None
     where = f"{(first or checkpoints[0]).path}/ingredient.json" if first else str(checkpoints[0].path)
     splits, heldout = load_recorded(record, data, where)
+    heldout = every_ingredient_disjoint(heldout, checkpoints, len(splits["heldout"]))
     for note in splits.notes:
         print(f"note: {note}", flush=True)
     config = AutoConfig.from_pretrained(checkpoints[0].path)
-    check_task_labels(config, splits.task)  # plain folders: the inferred labels must be the model's
+    check_task_labels(config, splits.task, fine_tuned=True)  # plain folders: the inferred labels must be the model's
     recorded_length = ((record or {}).get("hyperparameters") or {}).get("max_seq_length")
     max_length = (
         data.max_seq_length or recorded_length or splits.arguments.get("max_seq_length") or DEFAULT_MAX_SEQ_LENGTH
@@ -307,6 +308,24 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
         "heldout_disjoint_reason": heldout.reason,
     }
     return splits.task, described, scorer
+
+
+def every_ingredient_disjoint(heldout: Any, checkpoints: list[Checkpoint], size: int) -> Any:
+    """The first record's disjointness holds for the soup only if every ingredient records the same
+    held-out rows: a plain folder, or a callback ingredient without `splits=`, may have trained on them."""
+    if not heldout.disjoint:
+        return heldout
+    for checkpoint in checkpoints:
+        record = checkpoint.ingredient or {}
+        split = record.get("split") or {}
+        if not (split.get("fingerprint") or ((record.get("data") or {}).get("heldout") or {}).get("fingerprint")):
+            what = "is a plain model folder (no ingredient.json)" if not record else "records no held-out split"
+            return replace(
+                heldout,
+                disjoint=False,
+                reason=f"{checkpoint.path.name} {what}, so it may have trained on some of the {size} held-out rows",
+            )
+    return heldout
 
 
 # ----------------------------------------------------------------------------- the soups
@@ -631,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     _refuse_existing(output, args.overwrite)  # fail fast, before any work
     checkpoints, dropped = open_ingredients(args)  # read-only: bad input leaves no trace, not even a lock file
     anchor, skip = check_anchor(args, checkpoints)
-    with exclusive_lock(output):
+    with exclusive_lock(output, tidy=True):
         _refuse_existing(output, args.overwrite)  # another merge may have finished meanwhile
         clear_temporaries_of(output)  # what a killed merge into `output` left behind
         with atomic_dir(output, overwrite=args.overwrite) as folder:
