@@ -35,3 +35,16 @@ def test_the_bundled_sst2_config_can_stop_early():
     config = yaml.safe_load((Path(__file__).parents[1] / "hf_soup" / "configs" / "sst2.yaml").read_text())
     patience = max(config["grid"]["early_stopping_patience"])
     assert config["eval_strategy"] == "steps" and 0 < config["eval_steps"] < 1 / patience  # > patience evaluations
+
+
+def test_a_point_finished_by_another_job_after_the_scan_is_skipped(tiny_bert_dir, tiny_glue, tmp_path, monkeypatch):
+    """The window between the finished-folders scan and the exists() check: another job's rename
+    lands in it. Simulated by a scan that saw nothing while the folder is a finished ingredient."""
+    import hf_soup.sweep.loop as loop
+
+    flags = tiny_flags(tiny_bert_dir, tiny_glue, tmp_path / "out")
+    assert cli_main(load_sweep_main(), flags) == 0
+    record = next((tmp_path / "out").glob("*/ingredient.json")).read_bytes()
+    monkeypatch.setattr(loop, "finished_folders", lambda *args: {})
+    assert cli_main(load_sweep_main(), flags) == 0
+    assert next((tmp_path / "out").glob("*/ingredient.json")).read_bytes() == record  # not retrained
