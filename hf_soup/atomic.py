@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_soup.errors import SoupError
+from hf_soup.redact import redact
 
 TMP_PREFIX = ".tmp-"
 LOCK_SUFFIX = ".lock"
@@ -91,8 +92,12 @@ def _rename_into_place(tmp: Path, dest: Path, overwrite: bool) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON to `path` via a temporary file + rename (readers never see a partial file)."""
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    """Write JSON to `path` via a temporary file + rename (readers never see a partial file).
+
+    Every record hf_soup writes passes here, so every one is redacted (hf_soup.redact): a secret
+    in a recorded command or argument never reaches a file that may be published."""
+    text = json.dumps(payload, indent=2, sort_keys=False, default=str)
+    write_text_atomic(path, json.dumps(redact(json.loads(text)), indent=2, sort_keys=False) + "\n")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -124,12 +129,14 @@ def clear_temporaries_of(dest: str | os.PathLike) -> list[Path]:
 
 
 @contextlib.contextmanager
-def exclusive_lock(target: str | os.PathLike, *, wait: bool = False) -> Iterator[None]:
+def exclusive_lock(target: str | os.PathLike, *, wait: bool = False, tidy: bool = False) -> Iterator[None]:
     """Hold an advisory lock `<target>.lock` so two writers of the same output cannot both run.
 
     Uses `fcntl.flock` (released by the kernel when a process dies, so SIGKILL leaves no stale
     lock). The second writer is refused with a clear error rather than made to wait, unless
     `wait=True` (for short critical sections, e.g. two launchers deciding what to submit).
+    `tidy=True`: a failure that left no `target` removes the lock file too (for writers that are
+    refused, never kept waiting: one that opened the removed file is refused again at the rename).
     """
     import fcntl
 
@@ -145,6 +152,11 @@ def exclusive_lock(target: str | os.PathLike, *, wait: bool = False) -> Iterator
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
             raise SoupError(f"{target}: another process is writing it right now ({lock_path})") from err
-        yield
+        try:
+            yield
+        except BaseException:
+            if tidy and not target.exists():  # a refused input leaves nothing behind, not even the lock file
+                lock_path.unlink(missing_ok=True)
+            raise
     finally:
         handle.close()

@@ -32,6 +32,7 @@ from typing import Any
 from hf_soup.atomic import write_text_atomic
 from hf_soup.errors import SoupError, cli_main
 from hf_soup.families import ENCODER, LABEL_WORDS_KEY, T5_CLASSIFICATION, T5_TEXT2TEXT, family_of, t5_prompt
+from hf_soup.redact import redact_text, strip_local_paths
 
 SOUP_FORMAT = "hf_soup.soup"
 SUPPORTED_FORMAT_MAJOR = 1
@@ -656,7 +657,8 @@ def commands_text(soup: dict[str, Any], soup_dir: str, repo_id: str | None) -> s
         lines += [f"# {stage}", str(command)]
     if repo_id and "publish" not in commands:
         lines += ["# publish", f"python -m hf_soup.publish {soup_dir} --repo_id {repo_id}"]
-    return "\n".join(lines) or "# soup.json records no commands"
+    # The card is published: no secret, and paths relative to the working folder or just a name.
+    return redact_text(strip_local_paths("\n".join(lines))) or "# soup.json records no commands"
 
 
 # ----------------------------------------------------------------------------- the plot

@@ -92,6 +92,7 @@ csv.field_size_limit(sys.maxsize)
 TOKENIZE_CACHE_VERSION = 2
 # The test split carved from train when a dataset has none: fixed, so every run gets the same one.
 CARVED_TEST_SEED = 20_261_123
+TEST_SUBSAMPLE_SEED = 0  # --max_test_samples: which rows a subsampled test split keeps
 CARVED = "train"  # a task's `validation_splits` when its test split was carved from train
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".lz4")
@@ -684,6 +685,8 @@ def _standard_split(dataset: Dataset, task: Task, text_columns: list[str], label
     columns = {}
     for source, target in zip(text_columns, task.text_fields):
         text = table.column(source)  # zero-copy: large datasets stay in their (memory-mapped) Arrow buffers
+        if pa.types.is_nested(text.type) or pa.types.is_binary(text.type) or pa.types.is_large_binary(text.type):
+            raise SoupError(f"{where}: column {source!r} holds {text.type} values, not text (one string per row)")
         if not pa.types.is_string(text.type):
             text = text.cast(pa.string())
         columns[target] = text.fill_null("") if text.null_count else text
@@ -822,8 +825,35 @@ def _check_request(args: DataArguments) -> None:
         raise SoupError(f"metric_name: the preset {args.task}'s metrics are fixed; drop --task to choose your own")
     if args.heldout_split and args.heldout_file:
         raise SoupError("give --heldout_split or --heldout_file, not both")
-    if args.max_train_samples is not None and args.max_train_samples <= 0:
-        raise SoupError(f"max_train_samples must be positive, got {args.max_train_samples}")
+    check_numbers(args)
+    if args.heldout_split == "train":
+        raise SoupError("heldout_split: 'train' is the training split; held-out rows must not be trained on")
+
+
+def check_numbers(args: DataArguments) -> None:
+    """Every numeric data flag in its range (NaN included), before anything is read or written."""
+    import math
+
+    def bad(name: str, rule: str) -> SoupError:
+        return SoupError(f"{name}={getattr(args, name)!r}: {rule}")
+
+    for name in ("max_train_samples", "max_test_samples"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise bad(name, "must be a whole number >= 1 (leave it out to keep every row)")
+    for name in ("heldout_size", "test_split_size"):
+        value = getattr(args, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise bad(name, "must be a fraction in (0, 1) or a row count >= 1")
+        if value > 1 and value != int(value):
+            raise bad(name, "a row count must be a whole number")
+    for name in ("heldout_min", "heldout_max", "max_seq_length"):
+        if getattr(args, name) is not None and not getattr(args, name) >= 1:
+            raise bad(name, "must be a whole number >= 1")
+    if args.heldout_min > args.heldout_max:
+        raise bad("heldout_min", f"must be <= heldout_max ({args.heldout_max})")
+    if args.heldout_seed < 0:
+        raise bad("heldout_seed", "must be >= 0")
 
 
 # File and folder names that name a split or say nothing, not a task: `tickets/data/train.csv` is "tickets".
@@ -944,6 +974,12 @@ def load_splits(
     heldout_source = args.heldout_split or ("heldout" if args.heldout_file else None)
     notes = _tsv_quoting_notes(raw, where, text_columns, args.tsv_quoting)
 
+    for split, flag in (("test", "test_file"), ("validation", "validation_file")):
+        if getattr(args, flag) and label not in raw[split].column_names:  # never silently replaced by a carve
+            raise SoupError(
+                f"{where[split]}: no label column {label!r} (--{flag} must be labelled; columns present: "
+                f"{', '.join(raw[split].column_names) or '(none)'})"
+            )
     # The task: recorded > preset > inferred from the training labels.
     test_sources, test_notes = _test_sources(args, known, raw, label)
     notes += test_notes
@@ -992,7 +1028,10 @@ def load_splits(
             dataset = standard(source)
             tests[name] = {"from": source, "where": where[source]}
         if args.max_test_samples is not None and args.max_test_samples < len(dataset):
-            dataset = dataset.select(range(args.max_test_samples))
+            # A seeded subset, not the first rows: a file sorted by label would give one class.
+            order = np.random.default_rng(TEST_SUBSAMPLE_SEED).permutation(len(dataset))
+            dataset = dataset.select(np.sort(order[: args.max_test_samples]))
+            tests[name]["subsample_seed"] = TEST_SUBSAMPLE_SEED
         tests[name]["size"] = len(dataset)
         splits[name] = dataset
 
@@ -1073,12 +1112,15 @@ MERGE_OVERRIDES = (*LOCATION_FIELDS, "heldout_split", "max_test_samples", "max_s
 
 
 def _given(flags: DataArguments) -> dict[str, Any]:
-    """The DataArguments fields set to something else than their default (what the user typed)."""
+    """The DataArguments fields set to something else than their default (what the user typed).
+
+    None is never typed: it is a subclass's "not given" default (the merge's `max_seq_length`), and
+    taking it as given would overwrite what the ingredients recorded."""
     defaults = DataArguments()
     return {
         f.name: getattr(flags, f.name)
         for f in fields(DataArguments)
-        if getattr(flags, f.name) != getattr(defaults, f.name)
+        if getattr(flags, f.name) is not None and getattr(flags, f.name) != getattr(defaults, f.name)
     }
 
 

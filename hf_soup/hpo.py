@@ -59,6 +59,7 @@ from hf_soup.callbacks import IngredientExportCallback
 from hf_soup.errors import SoupError, cli_main
 from hf_soup.grid import Range, RunConfig, SweepArguments, parse_sweep_args, run_id_for
 from hf_soup.ingredient import is_ingredient, read_ingredient
+from hf_soup.redact import redact_text
 
 logger = logging.getLogger(__name__)
 STUDY_DIR = ".hpo"
@@ -116,9 +117,10 @@ def _trial_trainer_class():
     from transformers.trainer_pt_utils import LabelSmoother
     from transformers.trainer_utils import TrainOutput
 
-    from hf_soup.sweep.loop import ingredient_record
-    from hf_soup.sweep.planning import WORK_DIR, run_options, training_arguments_for
-    from hf_soup.sweep.trainer import SoupTrainer, free_memory, write_model_folder
+    from hf_soup.callbacks import TrajectoryAveragingCallback
+    from hf_soup.sweep.loop import ingredient_record, keep_trajectory
+    from hf_soup.sweep.planning import TRAJECTORY_DIR, WORK_DIR, run_options, training_arguments_for
+    from hf_soup.sweep.trainer import AVERAGE_DIR, SoupTrainer, free_memory, write_model_folder
 
     class TrialTrainer(SoupTrainer):
         """A SoupTrainer whose search trials each end as an ingredient folder (or reuse an existing one)."""
@@ -144,21 +146,37 @@ def _trial_trainer_class():
                 # stopping); `train` then sets the trial's values on them again, a no-op.
                 self.args = training_arguments_for(run, context)
                 self.args.output_dir = str(context.output_dir / WORK_DIR)  # + hp_name: .work/<run id>
+                options = run_options(run, context)
+                work = context.output_dir / WORK_DIR / run.run_id
+                self._average_into(work, options)
                 factor = self.args.label_smoothing_factor  # read by Trainer.__init__ only
                 self.label_smoother = LabelSmoother(epsilon=factor) if factor else None
                 output = super().train(trial=trial, **kwargs)
                 record = ingredient_record(
-                    run, context, self, output, run_options(run, context), started=started,
+                    run, context, self, output, options, started=started,
                     search={**self.search.describe(), "trial": trial.number},
                 )  # fmt: skip
                 model = self.accelerator.unwrap_model(self.model)
                 write_model_folder(dest, model, context.tokenizer, record)
-                shutil.rmtree(Path(self.args.output_dir) / run.run_id, ignore_errors=True)
+                if options.keep_trajectory:
+                    keep_trajectory(work, context.output_dir / TRAJECTORY_DIR / run.run_id)
+                shutil.rmtree(work, ignore_errors=True)
                 Path(f"{dest}.lock").unlink(missing_ok=True)
             self.objective = record["metrics"]["heldout"]["primary"]
             print(f"trial {trial.number}: {run.run_id} heldout {self.objective:.4f} -> {dest}", flush=True)
             free_memory()
             return output
+
+        def _average_into(self, work: Path, options: Any) -> None:
+            """This trial's own trajectory averaging (its `average_last_k`, a fixed flag or a search axis),
+            with its snapshots in its own work folder: never another trial's, never left behind."""
+            for callback in list(self.callback_handler.callbacks):
+                if isinstance(callback, TrajectoryAveragingCallback):
+                    self.remove_callback(callback)
+            if options.average_last_k > 1:
+                self.add_callback(
+                    TrajectoryAveragingCallback(options.average_last_k, work / AVERAGE_DIR, every=options.average_every)
+                )
 
         def _repeat(self, trial: Any, run: RunConfig, dest: Path, output: Any) -> Any:
             self.objective = read_ingredient(dest)["metrics"]["heldout"]["primary"]
@@ -272,10 +290,11 @@ def run_search(sweep: Any, arguments: SearchArguments) -> Any:
         storage_url=arguments.storage or f"sqlite:///{default_db}",
         study_name=arguments.study_name or f"hf_soup-{context.sweep_id}",
     )
+    check_search_space(sweep)
+    storage = _open_study(optuna, search)  # an unreachable storage: nothing written yet
     context.output_dir.mkdir(parents=True, exist_ok=True)
     write_sweep_file(sweep, {"search": search.describe()})
     prepare_start(context)  # LP-FT / warm start, once, that every trial forks from
-    storage = _open_study(optuna, search)
 
     def model_init(trial: Any = None) -> Any:
         """Called by the Trainer before each trial: the base (or shared start) with the sweep's fixed head."""
@@ -321,6 +340,34 @@ def run_search(sweep: Any, arguments: SearchArguments) -> Any:
     return best
 
 
+# Corner combinations checked before a search starts; a larger space has its first ones checked.
+MAX_CHECKED_POINTS = 4096
+
+
+def check_search_space(sweep: Any) -> None:
+    """Refuse a search space with a value the sweep's per-point checks refuse, before anything is written.
+
+    The sampler may draw any value of a categorical axis and anything within a range, so every
+    combination of the categorical values and the ranges' ends goes through `check_point`.
+    """
+    from itertools import islice, product
+
+    from hf_soup.sweep.planning import check_point, run_options, training_arguments_for
+
+    context = sweep.context
+    choices = {}
+    for key, axis in sweep.axes.items():
+        if isinstance(axis, Range):
+            ends = [axis.low, axis.high]
+            choices[key] = [int(v) for v in ends] if axis.kind == "randint" else ends
+        else:
+            choices[key] = list(axis)
+    for combination in islice(product(*choices.values()), MAX_CHECKED_POINTS):
+        values = dict(zip(choices, combination))
+        run = RunConfig(0, run_id_for(values), values, tuple(choices))
+        check_point(run, training_arguments_for(run, context), run_options(run, context), context)
+
+
 def _training_values(values: dict[str, Any]) -> dict[str, Any]:
     """What the Trainer sets on its TrainingArguments per trial (model-config values go to model_init)."""
     from hf_soup.sweep.planning import TRAINING_FIELDS
@@ -362,12 +409,8 @@ def _transient(err: Exception) -> bool:
 
 
 def _redact(url: str) -> str:
-    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`: URLs are recorded in files."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
-        return url
-    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    """`postgresql://user:secret@host/db` -> `postgresql://***@host/db`: URLs are recorded in files."""
+    return redact_text(url)
 
 
 def _import_optuna():

@@ -74,6 +74,7 @@ from hf_soup.recipes import (
     score_ingredients,
     selection_score,
 )
+from hf_soup.redact import mask_secret_flags
 
 SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
@@ -267,10 +268,11 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
     record = first.ingredient if first else None
     where = f"{(first or checkpoints[0]).path}/ingredient.json" if first else str(checkpoints[0].path)
     splits, heldout = load_recorded(record, data, where)
+    heldout = every_ingredient_disjoint(heldout, checkpoints, len(splits["heldout"]))
     for note in splits.notes:
         print(f"note: {note}", flush=True)
     config = AutoConfig.from_pretrained(checkpoints[0].path)
-    check_task_labels(config, splits.task)  # plain folders: the inferred labels must be the model's
+    check_task_labels(config, splits.task, fine_tuned=True)  # plain folders: the inferred labels must be the model's
     recorded_length = ((record or {}).get("hyperparameters") or {}).get("max_seq_length")
     max_length = (
         data.max_seq_length or recorded_length or splits.arguments.get("max_seq_length") or DEFAULT_MAX_SEQ_LENGTH
@@ -306,6 +308,24 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
         "heldout_disjoint_reason": heldout.reason,
     }
     return splits.task, described, scorer
+
+
+def every_ingredient_disjoint(heldout: Any, checkpoints: list[Checkpoint], size: int) -> Any:
+    """The first record's disjointness holds for the soup only if every ingredient records the same
+    held-out rows: a plain folder, or a callback ingredient without `splits=`, may have trained on them."""
+    if not heldout.disjoint:
+        return heldout
+    for checkpoint in checkpoints:
+        record = checkpoint.ingredient or {}
+        split = record.get("split") or {}
+        if not (split.get("fingerprint") or ((record.get("data") or {}).get("heldout") or {}).get("fingerprint")):
+            what = "is a plain model folder (no ingredient.json)" if not record else "records no held-out split"
+            return replace(
+                heldout,
+                disjoint=False,
+                reason=f"{checkpoint.path.name} {what}, so it may have trained on some of the {size} held-out rows",
+            )
+    return heldout
 
 
 # ----------------------------------------------------------------------------- the soups
@@ -481,7 +501,10 @@ def soup_record(
         **({"text_fields": made.text_fields} if made.text_fields else {}),
         "criterion": args.criterion,
         "strict": args.strict,
-        "base_model": record.get("base_model") or {"name_or_path": None, "revision": None, "weights_sha256": None},
+        "base_model": {
+            **(record.get("base_model") or {"name_or_path": None, "revision": None, "weights_sha256": None}),
+            **({"hub_id": args.base_model_id} if args.base_model_id else {}),
+        },
         "split": {
             key: split.get(key)
             for key in ("source", "fingerprint", "heldout_size", "test_size", "test_sizes", "heldout_from")
@@ -497,7 +520,7 @@ def soup_record(
         **made.extra,
         "results": made.results,
     }
-    merge_command = "python -m hf_soup.merge " + shlex.join(sys.argv[1:] if argv is None else argv)
+    merge_command = "python -m hf_soup.merge " + shlex.join(mask_secret_flags(sys.argv[1:] if argv is None else argv))
     payload["commands"] = {"sweep": record.get("command"), "merge": merge_command}
     payload["versions"] = library_versions()
     payload["created"] = utc_now()
@@ -627,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     _refuse_existing(output, args.overwrite)  # fail fast, before any work
     checkpoints, dropped = open_ingredients(args)  # read-only: bad input leaves no trace, not even a lock file
     anchor, skip = check_anchor(args, checkpoints)
-    with exclusive_lock(output):
+    with exclusive_lock(output, tidy=True):
         _refuse_existing(output, args.overwrite)  # another merge may have finished meanwhile
         clear_temporaries_of(output)  # what a killed merge into `output` left behind
         with atomic_dir(output, overwrite=args.overwrite) as folder:

@@ -168,9 +168,20 @@ def _has_default_labels(config: Any) -> bool:
     return all(re.fullmatch(r"LABEL_\d+", str(name)) for name in (config.id2label or {}).values())
 
 
-def check_task_labels(config: Any, task: Task) -> None:
-    """Refuse a model fine-tuned for other labels (its head would be silently reused or dropped)."""
+def check_task_labels(config: Any, task: Task, *, fine_tuned: bool = False) -> None:
+    """Refuse a model fine-tuned for other labels (its head would be silently reused or dropped).
+
+    `fine_tuned`: the model is scored as it is (a merge's ingredient), so even with default
+    `LABEL_i` names its head must have one output per label of the task (scikit-learn would
+    otherwise fail on a label it has no class for, or a class would never be predicted)."""
     if _has_default_labels(config):
+        outputs = int(getattr(config, "num_labels", 0) or 0)
+        if fine_tuned and family_of(config) != T5_TEXT2TEXT and outputs != task.num_labels:
+            raise SoupError(
+                f"{getattr(config, '_name_or_path', 'model')}: its head has {outputs} outputs (labels "
+                f"{[str(config.id2label[i]) for i in sorted(config.id2label, key=int)]}), task {task.name} has "
+                f"{task.num_labels} labels; pass the data it was fine-tuned on"
+            )
         return
     have = [str(config.id2label[i]) for i in sorted(config.id2label, key=int)]
     want = list(task.id2label.values())

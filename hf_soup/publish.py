@@ -50,20 +50,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hf_soup.card import is_generated_card, read_soup, write_card
+from hf_soup.card import hub_base_model, is_generated_card, read_soup, write_card
 from hf_soup.checkpoints import TOKENIZER_FILES
 from hf_soup.errors import SoupError, causes, cli_main, http_status
+from hf_soup.redact import local_name, redact, strip_local_paths
 
 T = TypeVar("T")
 
 WEIGHT_FILES = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
+SOUP_FILE = "soup.json"
 # Only these go to the Hub: a soup folder may also hold logs, caches or pickles that do not belong.
 ALLOW_PATTERNS = (
     "config.json",
     "generation_config.json",
     *WEIGHT_FILES,
     *TOKENIZER_FILES,
-    "soup.json",
+    SOUP_FILE,
     "README.md",
     "soup.png",
 )
@@ -95,6 +97,23 @@ class FolderPlan:
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def public_soup(soup: dict[str, Any]) -> dict[str, Any]:
+    """soup.json as it is pushed: nothing of this machine's disk and no secret.
+
+    The local soup.json keeps what a merge and the card need (the base model's folder, the data
+    files' paths); the pushed copy names the base model by its Hub id (`--base_model_id`, or the
+    recorded name when it is one) or by a folder name, the files by name (their sha256 stays
+    beside), and any other path relative to the working folder.
+    """
+    public = json.loads(json.dumps(soup, default=str))
+    base = public.get("base_model")
+    if isinstance(base, dict):
+        name = str(base.get("name_or_path") or "")
+        hub_id = base.get("hub_id") or hub_base_model(name)
+        base["name_or_path"] = hub_id or (local_name(name) if name else None)
+    return redact(strip_local_paths(public))
 
 
 def _check_weights(folder: Path, names: set[str]) -> None:
@@ -315,6 +334,10 @@ def _resolve_token(token: str | None) -> str:
     return found
 
 
+def _public_soup_bytes(folder: Path) -> bytes:
+    return (json.dumps(public_soup(read_soup(folder)), indent=2) + "\n").encode()
+
+
 def _default_message(soup: dict[str, Any]) -> str:
     kept = sum(1 for i in soup["ingredients"] if i.get("kept")) or len(soup["ingredients"])
     return f"Upload {soup['name']}: {soup['recipe']} soup of {kept}/{len(soup['ingredients'])} {soup['task']} ingredients (hf_soup)"
@@ -385,7 +408,11 @@ def publish_folder(
             CommitOperationDelete(path) for path in remote if _matches(path, STALE_PATTERNS) and path not in plan.files
         ]
         additions = [
-            CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(plan.folder / name)) for name in plan.files
+            CommitOperationAdd(
+                path_in_repo=name,
+                path_or_fileobj=_public_soup_bytes(plan.folder) if name == SOUP_FILE else str(plan.folder / name),
+            )
+            for name in plan.files
         ]
         return api.create_commit(
             repo_id,

@@ -119,6 +119,11 @@ def test_two_processes_share_one_sqlite_study_and_a_repeat_is_one_ingredient(
         (["--grid", "seed=0,1", "--shard", "0/2"], "a search runs --n_trials trials"),
         (["--grid", "early_stopping_patience=1,2"], "not a search axis"),
         ([], "no search space"),
+        (["--grid", "learning_rate=-1e-5,1e-5"], "learning_rate=-1e-05 (grid axis): must be > 0"),
+        (["--grid", "learning_rate=uniform:-1e-5:1e-5"], "learning_rate=-1e-05 (grid axis): must be > 0"),
+        (["--grid", "seed=0,1", "weight_decay=-0.1,0"], "weight_decay=-0.1 (grid axis): must be >= 0"),
+        (["--grid", "average_last_k=-1,2"], "average_last_k=-1 (grid axis)"),
+        (["--grid", "seed=0,1", "--storage", "postgresql://u:S3CRETpw@127.0.0.1:9/db"], "postgresql://***@"),
     ],
 )
 def test_bad_search_input_is_one_line_and_writes_nothing(extra, match, tiny_bert_dir, tiny_glue, tmp_path, capsys):
@@ -126,6 +131,7 @@ def test_bad_search_input_is_one_line_and_writes_nothing(extra, match, tiny_bert
     assert cli_main(hpo.main, [*tiny_flags(tiny_bert_dir, tiny_glue, out), *extra]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], lines
+    assert "S3CRET" not in lines[0]
     assert not out.exists()
 
 
@@ -139,7 +145,7 @@ def test_missing_optuna_is_one_line(tiny_bert_dir, tiny_glue, tmp_path, capsys, 
 
 
 def test_storage_credentials_are_never_recorded():
-    assert hpo._redact("postgresql://me:secret@db:5432/hpo") == "postgresql://me:***@db:5432/hpo"
+    assert hpo._redact("postgresql://me:secret@db:5432/hpo") == "postgresql://***@db:5432/hpo"
     assert hpo._redact("sqlite:////tmp/a@b/study.db") == "sqlite:////tmp/a@b/study.db"
 
 
@@ -194,3 +200,19 @@ def test_your_own_trainers_search_exports_its_trials_with_the_callback(tiny_bert
     soup = tmp_path / "soup"
     assert cli_main(merge_main, ["--ingredients", str(pool), "--recipe", "uniform", "--output", str(soup)]) == 0
     assert len(json.loads((soup / "soup.json").read_text())["ingredients"]) == 2
+
+
+def test_each_trial_averages_its_own_trajectory_with_its_own_k(tiny_bert_dir, tiny_glue, tmp_path, capsys):
+    out = tmp_path / "pool"
+    argv = [
+        *tiny_flags(tiny_bert_dir, tiny_glue, out),
+        "--grid", "average_last_k=2,3", "seed=0", "--n_trials", "4", "--sampler_seed", "0",
+    ]  # fmt: skip
+    assert cli_main(hpo.main, argv) == 0, capsys.readouterr().err
+    records = [read_ingredient(folder) for folder in ingredient_dirs(out)]
+    assert records
+    for record in records:
+        k = record["hyperparameters"]["average_last_k"]
+        assert record["train"]["averaged"] and record["train"]["averaged"]["last_k"] == k, record["train"]
+    leftovers = [p for p in (out / ".work").rglob("*")] if (out / ".work").exists() else []
+    assert not [p for p in leftovers if "average" in p.name or p.name.startswith("step-")], leftovers

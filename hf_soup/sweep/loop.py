@@ -208,10 +208,17 @@ def begin_sweep(sweep: Sweep) -> list[RunConfig]:
     context = sweep.context
     state = process_state()
     finished = finished_folders(context.output_dir, context.sweep_id, sweep.mine)
-    pending = [run for run in sweep.mine if run.run_id not in finished]
-    blocked = [run.run_id for run in pending if (context.output_dir / run.run_id).exists()]
-    if blocked:
-        raise SoupError(f"{context.output_dir / blocked[0]}: exists but holds no valid ingredient.json; remove it")
+    pending = []
+    for run in sweep.mine:
+        folder = context.output_dir / run.run_id
+        if run.run_id in finished:
+            continue
+        if folder.exists():
+            if is_ingredient(folder):  # another job of the sweep renamed it into place after the scan
+                finished[run.run_id] = folder
+                continue
+            raise SoupError(f"{folder}: exists but holds no valid ingredient.json; remove it")
+        pending.append(run)
     state.wait_for_everyone()  # every rank has listed the pending points before anything is written
     if state.is_main_process:
         context.output_dir.mkdir(parents=True, exist_ok=True)

@@ -266,6 +266,9 @@ def plan_sweep(parsed: ParsedSweep, *, expand: bool = True) -> Sweep:
     )
     for run in runs:  # every point's settings are valid before anything is tokenised, written or trained
         check_point(run, training_arguments_for(run, context), run_options(run, context), context)
+    if process_state().is_main_process:
+        for line in ineffective_settings(runs, context):
+            print(f"warning: {line}", file=sys.stderr, flush=True)
     for stage in start_stages(finetune):
         start_stage_arguments(context, stage)
     with process_state().main_process_first():
@@ -328,6 +331,46 @@ def check_point(run: RunConfig, args: TrainingArguments, options: FineTuneArgume
             options.average_last_k,
             "cannot be combined with early_stopping_patience (that keeps the best checkpoint, not the last ones)",
         )
+
+
+def planned_steps(args: TrainingArguments, train_rows: int) -> int:
+    """Optimizer steps a point will take (one process; more processes take fewer)."""
+    import math
+
+    if args.max_steps > 0:
+        return int(args.max_steps)
+    per_epoch = max(1, math.ceil(train_rows / args.per_device_train_batch_size) // args.gradient_accumulation_steps)
+    return max(1, math.ceil(per_epoch * args.num_train_epochs))
+
+
+def ineffective_settings(runs: list[RunConfig], context: SweepContext) -> list[str]:
+    """Settings that cannot take effect at these run lengths: early stopping whose patience is not
+    below the number of evaluations (the point is the same as without it: a bit-identical twin),
+    warmup longer than the run. Said once per setting and value, before anything trains."""
+    import math
+
+    lines: dict[str, None] = {}
+    rows = len(context.splits["train"])
+    for run in runs:
+        args, options = training_arguments_for(run, context), run_options(run, context)
+        steps = planned_steps(args, rows)
+        patience = options.early_stopping_patience
+        if patience > 0:
+            if args.eval_strategy == "steps":
+                every = args.eval_steps if args.eval_steps >= 1 else math.ceil(args.eval_steps * steps)
+                evaluations = steps // max(1, int(every))
+            else:
+                evaluations = math.ceil(args.num_train_epochs) if args.max_steps <= 0 else 1
+            if evaluations <= patience:
+                lines[
+                    f"early_stopping_patience={patience}: a point of {steps} steps is evaluated {evaluations} "
+                    f"time(s), so it can never stop early (same weights as without it); evaluate more often "
+                    f"(e.g. eval_steps: 0.1) or drop the setting"
+                ] = None
+        warmup = int(args.warmup_steps) if args.warmup_steps >= 1 else 0
+        if warmup >= steps:
+            lines[f"warmup_steps={warmup}: longer than a point of {steps} steps (the learning rate never peaks)"] = None
+    return list(lines)
 
 
 def _check_start_settings(finetune: FineTuneArguments) -> None:
