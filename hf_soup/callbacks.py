@@ -45,6 +45,7 @@ from hf_soup.checkpoints import Checkpoint, check_compatible, copy_model_files, 
 from hf_soup.errors import SoupError
 from hf_soup.ingredient import build_ingredient, library_versions, utc_now, weights_sha256, write_ingredient
 from hf_soup.metrics import PRIMARY, primary_score
+from hf_soup.quiet import quiet_transformers
 from hf_soup.soup import average_checkpoints
 from hf_soup.tasks import Task, get_task
 
@@ -160,7 +161,7 @@ class TrajectoryAveragingCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step in self.steps and state.is_world_process_zero:
             snapshot = self.work_dir / f"step-{state.global_step}"
-            with atomic_dir(snapshot, overwrite=True) as folder:
+            with atomic_dir(snapshot, overwrite=True) as folder, quiet_transformers():
                 model.save_pretrained(folder)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
@@ -288,7 +289,7 @@ class IngredientExportCallback(TrainerCallback):
                 "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
             },
         )
-        with atomic_dir(self.output_dir, overwrite=self.overwrite) as folder:
+        with atomic_dir(self.output_dir, overwrite=self.overwrite) as folder, quiet_transformers():
             model.save_pretrained(folder)
             if processing_class is not None:
                 processing_class.save_pretrained(folder)
