@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hf_soup.atomic import atomic_dir
-from hf_soup.errors import SoupError, cli_main
+from hf_soup.errors import DefaultsHelpFormatter, SoupError, cli_main
 from hf_soup.quiet import quiet_datasets
 from hf_soup.tasks import (
     HUB_DATASET,
@@ -1332,7 +1332,7 @@ def summary_lines(splits: TaskSplits) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(DataArguments)
+    parser = HfArgumentParser(DataArguments, formatter_class=DefaultsHelpFormatter)
 
     def one_line_error(message: str) -> None:
         raise SoupError(message)

@@ -55,7 +55,7 @@ from hf_soup.checkpoints import (
     save_state,
 )
 from hf_soup.data import DataArguments
-from hf_soup.errors import SoupError, cli_main
+from hf_soup.errors import DefaultsHelpFormatter, SoupError, cli_main
 from hf_soup.families import family_of
 from hf_soup.ingredient import library_versions, utc_now
 from hf_soup.recipes import (
@@ -174,7 +174,7 @@ class MergeDataArguments(DataArguments):
 def parse_args(argv: list[str] | None) -> tuple[MergeArguments, MergeDataArguments]:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser((MergeArguments, MergeDataArguments))
+    parser = HfArgumentParser((MergeArguments, MergeDataArguments), formatter_class=DefaultsHelpFormatter)
 
     def one_line_error(message: str) -> None:
         raise SoupError(message)
