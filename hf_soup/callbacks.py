@@ -180,6 +180,21 @@ class TrajectoryAveragingCallback(TrainerCallback):
         self.record = {"last_k": len(done), "every": self.every, "steps": done}
 
 
+def check_export_labels(model: Any, task: Task) -> None:
+    """The model's label names must be the task's: a merge refuses ingredients whose `id2label`
+    differs, and finding out there (after training) is late. Names both maps."""
+    config = getattr(model, "config", None)
+    if config is None or task.is_regression:
+        return
+    found = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    if found != task.id2label:
+        raise SoupError(
+            f"IngredientExportCallback: the model's id2label {found} is not the task's {task.id2label}; "
+            "load it with from_pretrained(..., num_labels=task.num_labels, id2label=task.id2label, "
+            "label2id=task.label2id); nothing exported"
+        )
+
+
 class IngredientExportCallback(TrainerCallback):
     """Export the trained model as a soup ingredient folder (see docs/FORMATS.md, ingredient.json)."""
 
@@ -271,12 +286,15 @@ class IngredientExportCallback(TrainerCallback):
             return
         metrics = {split: self._complete(values) for split, values in self.metrics.items()}
         if PRIMARY not in metrics.get("heldout", {}):
-            logger.warning(
-                "IngredientExportCallback: held-out metrics have no %r (pass compute_metrics="
-                "hf_soup.metrics.make_compute_metrics(task)); not exported",
-                PRIMARY,
+            # An error, not a warning: a run that exports nothing and exits 0 looks like a success.
+            wanted = " and ".join(repr(name) for name in self.task.primary_parts) or repr(self.task.primary_metric)
+            found = ", ".join(sorted(metrics.get("heldout", {}))) or "none"
+            raise SoupError(
+                f"IngredientExportCallback: the held-out metrics ({found}) lack {wanted}, the primary metric of "
+                f"task {self.task.name!r}; pass compute_metrics=hf_soup.metrics.make_compute_metrics(task) or "
+                "name your metric so; nothing exported"
             )
-            return
+        check_export_labels(model, self.task)
         seed = self.seed if self.seed is not None else args.seed
         record = build_ingredient(
             **self.fields,

@@ -710,7 +710,8 @@ def commands_text(soup: dict[str, Any], soup_dir: str, repo_id: str | None) -> s
     commands = soup.get("commands") or {}
     lines = []
     for stage, command in commands.items():
-        lines += [f"# {stage}", str(command)]
+        if command:  # a callback ingredient records no sweep command
+            lines += [f"# {stage}", str(command)]
     if repo_id and "publish" not in commands:
         lines += ["# publish", f"python -m hf_soup.publish {soup_dir} --repo_id {repo_id}"]
     return "\n".join(lines) or "# soup.json records no commands"

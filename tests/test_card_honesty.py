@@ -128,3 +128,13 @@ def test_one_kept_ingredient_is_not_called_an_average(tmp_path):
     assert (
         "2 of 4 fine-tuned" in write_card(two).read_text() and "averaged into one model" in write_card(two).read_text()
     )
+
+
+def test_reproduce_has_no_literal_none_for_callback_ingredients(tmp_path):
+    record = soup_record()
+    record["commands"] = {"sweep": None, "merge": "python -m hf_soup.merge --ingredients runs/mine --output s"}
+    folder = tmp_path / "callback"
+    folder.mkdir()
+    (folder / "soup.json").write_text(json.dumps(record))
+    reproduce = write_card(folder).read_text().split("## Reproduce", 1)[1].split("## Limitations")[0]
+    assert "None" not in reproduce and "# sweep" not in reproduce and "python -m hf_soup.merge" in reproduce
