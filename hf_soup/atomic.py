@@ -54,6 +54,7 @@ def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
         raise SoupError(_describe_os_error(err, dest.parent)) from err
     try:
         yield tmp
+        respect_umask(tmp)
         _rename_into_place(tmp, dest, overwrite)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -61,6 +62,29 @@ def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
         if os_error is not None:
             raise SoupError(_describe_os_error(os_error, dest)) from err
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS says it (Linux), else set and reset."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def respect_umask(folder: Path) -> None:
+    """Give the weight files in `folder` the mode the user's umask asks for (0644 under 022).
+
+    safetensors writes its file through a private temporary file, so `model.safetensors` comes out
+    0600 while config and tokenizer files are 0644: on a shared machine nobody else could read an
+    ingredient or a soup. Only `*.safetensors` are changed; nothing else hf_soup writes is 0600.
+    """
+    mode = 0o666 & ~current_umask()
+    for path in folder.rglob("*.safetensors"):
+        if path.is_file() and not path.is_symlink() and (path.stat().st_mode & 0o777) != mode:
+            os.chmod(path, mode)
 
 
 def _as_os_error(err: BaseException) -> OSError | None:

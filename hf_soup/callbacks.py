@@ -45,6 +45,7 @@ from hf_soup.checkpoints import Checkpoint, check_compatible, copy_model_files, 
 from hf_soup.errors import SoupError
 from hf_soup.ingredient import build_ingredient, library_versions, utc_now, weights_sha256, write_ingredient
 from hf_soup.metrics import PRIMARY, primary_score
+from hf_soup.quiet import quiet_transformers
 from hf_soup.soup import average_checkpoints
 from hf_soup.tasks import Task, get_task
 
@@ -160,7 +161,7 @@ class TrajectoryAveragingCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step in self.steps and state.is_world_process_zero:
             snapshot = self.work_dir / f"step-{state.global_step}"
-            with atomic_dir(snapshot, overwrite=True) as folder:
+            with atomic_dir(snapshot, overwrite=True) as folder, quiet_transformers():
                 model.save_pretrained(folder)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
@@ -177,6 +178,21 @@ class TrajectoryAveragingCallback(TrainerCallback):
             for name, tensor in averaged.items():
                 targets[name].copy_(tensor)
         self.record = {"last_k": len(done), "every": self.every, "steps": done}
+
+
+def check_export_labels(model: Any, task: Task) -> None:
+    """The model's label names must be the task's: a merge refuses ingredients whose `id2label`
+    differs, and finding out there (after training) is late. Names both maps."""
+    config = getattr(model, "config", None)
+    if config is None or task.is_regression:
+        return
+    found = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    if found != task.id2label:
+        raise SoupError(
+            f"IngredientExportCallback: the model's id2label {found} is not the task's {task.id2label}; "
+            "load it with from_pretrained(..., num_labels=task.num_labels, id2label=task.id2label, "
+            "label2id=task.label2id); nothing exported"
+        )
 
 
 class IngredientExportCallback(TrainerCallback):
@@ -270,12 +286,15 @@ class IngredientExportCallback(TrainerCallback):
             return
         metrics = {split: self._complete(values) for split, values in self.metrics.items()}
         if PRIMARY not in metrics.get("heldout", {}):
-            logger.warning(
-                "IngredientExportCallback: held-out metrics have no %r (pass compute_metrics="
-                "hf_soup.metrics.make_compute_metrics(task)); not exported",
-                PRIMARY,
+            # An error, not a warning: a run that exports nothing and exits 0 looks like a success.
+            wanted = " and ".join(repr(name) for name in self.task.primary_parts) or repr(self.task.primary_metric)
+            found = ", ".join(sorted(metrics.get("heldout", {}))) or "none"
+            raise SoupError(
+                f"IngredientExportCallback: the held-out metrics ({found}) lack {wanted}, the primary metric of "
+                f"task {self.task.name!r}; pass compute_metrics=hf_soup.metrics.make_compute_metrics(task) or "
+                "name your metric so; nothing exported"
             )
-            return
+        check_export_labels(model, self.task)
         seed = self.seed if self.seed is not None else args.seed
         record = build_ingredient(
             **self.fields,
@@ -288,7 +307,7 @@ class IngredientExportCallback(TrainerCallback):
                 "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
             },
         )
-        with atomic_dir(self.output_dir, overwrite=self.overwrite) as folder:
+        with atomic_dir(self.output_dir, overwrite=self.overwrite) as folder, quiet_transformers():
             model.save_pretrained(folder)
             if processing_class is not None:
                 processing_class.save_pretrained(folder)

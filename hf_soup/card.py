@@ -88,6 +88,7 @@ RECIPES = {
 LEARNED_NOTE = "held-out score fitted on held-out"
 RESULT_ROWS = (
     "best_single",
+    "majority",
     "uniform",
     "filtered-uniform",
     "greedy",
@@ -512,6 +513,9 @@ def results_table(soup: dict[str, Any]) -> str:
         name = f" (`{row['name']}`)" if row.get("name") else ""
         return {
             "best_single": f"best single ingredient{name}, chosen on held-out",
+            "majority": f"always `{row['label']}`: the majority class of held-out, a model that learned nothing"
+            if "label" in row
+            else "a constant (the held-out mean): a model that learned nothing",
             "uniform": f"uniform soup ({n} ingredients)",
             "greedy": (f"greedy soup ({len(row.get('kept') or [])} of {n} kept)" if row.get("kept") else "greedy soup")
             + (
@@ -557,6 +561,26 @@ def results_table(soup: dict[str, Any]) -> str:
     return table
 
 
+def learned_nothing_text(soup: dict[str, Any]) -> str | None:
+    """One sentence when the best single ingredient does not clearly beat the majority-class baseline
+    (soup.json `results.majority.learned_nothing`: on some split the paired-bootstrap 95% interval of
+    its gain over always guessing that label is not wholly above zero); None otherwise."""
+    row = (soup.get("results") or {}).get("majority")
+    if not isinstance(row, dict) or not row.get("learned_nothing"):
+        return None
+    primary = _metric_name(soup.get("primary_metric") or "primary")
+    guess = f"always guessing '{row['label']}'" if "label" in row else "predicting the held-out mean"
+    gains = row.get("best_single_vs_majority") or {}
+    where = "; ".join(
+        f"{split} {primary} {gain_cell(gain)}" for split, gain in gains.items() if not gain.get("low", 0) > 0
+    )
+    return (
+        f"the best single ingredient does not clearly beat {guess} ({where}; gain, 95% interval): "
+        "the models may have learned nothing (too few steps, a learning rate too high or too low, or labels "
+        "the text does not predict), and no soup of them can be trusted"
+    )
+
+
 def gain_cell(gain: dict[str, Any] | None) -> str:
     """`+0.0108 [-0.0072, +0.0289]`, or — for the best single itself and the oracle."""
     if not isinstance(gain, dict) or not all(
@@ -593,28 +617,61 @@ def gain_verdict(gain: dict[str, Any]) -> str:
 
 
 def ingredients_table(soup: dict[str, Any]) -> str:
+    """One row per ingredient with a column per setting that differs between them; the settings they
+    all share go in one line above the table (a sweep records ~25 settings, most of them fixed)."""
     ingredients = soup["ingredients"]
     hp_keys: list[str] = []
     for ingredient in ingredients:
         hp_keys += [k for k in (ingredient.get("hyperparameters") or {}) if k not in hp_keys]
-    primary = _metric_name(soup["primary_metric"])
-    header = ["#", "ingredient", *hp_keys, "seed", f"held-out {primary}", f"test {primary}", "kept", "weight"]
-    rows = []
-    for i, ingredient in enumerate(ingredients, 1):
+
+    def cell(ingredient: dict[str, Any], key: str) -> str:
+        if key == "seed":
+            return _hp(ingredient.get("seed", "—"))
         hps = ingredient.get("hyperparameters") or {}
-        rows.append(
-            [
-                str(i),
-                f"`{ingredient['name']}`",
-                *(_hp(hps[k]) if k in hps else "—" for k in hp_keys),
-                _hp(ingredient.get("seed", "—")),
-                _num(_primary(ingredient.get("heldout"))),
-                _num(_primary(ingredient.get("test"))),
-                "yes" if ingredient.get("kept") else "no",
-                _num(ingredient.get("weight"), 3),
-            ]
+        return _hp(hps[key]) if key in hps else "—"
+
+    keys = [*hp_keys, *([] if "seed" in hp_keys else ["seed"])]
+    varying = [k for k in keys if len({cell(i, k) for i in ingredients}) > 1]
+    shared = [f"{k} {cell(ingredients[0], k)}" for k in keys if k not in varying and cell(ingredients[0], k) != "—"]
+    primary = _metric_name(soup["primary_metric"])
+    header = ["#", "ingredient", *varying, f"held-out {primary}", f"test {primary}", "kept", "weight"]
+    rows = [
+        [
+            str(i),
+            f"`{ingredient['name']}`",
+            *(cell(ingredient, k) for k in varying),
+            _num(_primary(ingredient.get("heldout"))),
+            _num(_primary(ingredient.get("test"))),
+            "yes" if ingredient.get("kept") else "no",
+            _num(ingredient.get("weight"), 3),
+        ]
+        for i, ingredient in enumerate(ingredients, 1)
+    ]
+    constants = f"Shared by every ingredient: {', '.join(shared)}.\n\n" if shared and len(ingredients) > 1 else ""
+    return constants + _table(header, rows)
+
+
+def distinct_kept(soup: dict[str, Any]) -> int:
+    """How many different models the soup's weights come from: soup.json's `distinct_kept` when the
+    merge recorded it (byte-identical ingredients count once), else the kept ingredients (all of
+    them for a recipe that records no selection)."""
+    recorded = soup.get("distinct_kept")
+    if isinstance(recorded, int) and recorded > 0:
+        return recorded
+    return sum(1 for i in soup["ingredients"] if i.get("kept")) or len(soup["ingredients"])
+
+
+def made_of_text(soup: dict[str, Any], base_text: str) -> str:
+    """What the weights are, in words: an average only when more than one distinct model was kept."""
+    n = len(soup["ingredients"])
+    kept = sum(1 for i in soup["ingredients"] if i.get("kept")) or n
+    if distinct_kept(soup) == 1:
+        name = next((i["name"] for i in soup["ingredients"] if i.get("kept")), soup["ingredients"][0]["name"])
+        return (
+            f"the weights of one fine-tuned {base_text} checkpoint, `{name}`, unchanged: of {n} candidates the "
+            "recipe kept only this one, so **nothing was averaged** and this model is that ingredient"
         )
-    return _table(header, rows)
+    return f"the weights of {kept} of {n} fine-tuned {base_text} checkpoints, averaged into one model"
 
 
 def trace_table(soup: dict[str, Any]) -> str | None:
@@ -654,7 +711,8 @@ def commands_text(soup: dict[str, Any], soup_dir: str, repo_id: str | None) -> s
     commands = soup.get("commands") or {}
     lines = []
     for stage, command in commands.items():
-        lines += [f"# {stage}", str(command)]
+        if command:  # a callback ingredient records no sweep command
+            lines += [f"# {stage}", str(command)]
     if repo_id and "publish" not in commands:
         lines += ["# publish", f"python -m hf_soup.publish {soup_dir} --repo_id {repo_id}"]
     # The card is published: no secret, and paths relative to the working folder or just a name.
@@ -800,6 +858,8 @@ def build_card(
         architecture=architecture,
         n_ingredients=len(soup["ingredients"]),
         n_kept=sum(1 for i in soup["ingredients"] if i.get("kept")) or len(soup["ingredients"]),
+        made_of=made_of_text(soup, base_text),
+        learned_nothing=learned_nothing_text(soup),
         snippet=usage_snippet(
             model_ref,
             (recorded_task(soup) or {}).get("prompt") or soup["task"],  # the T5 prompt it was trained with

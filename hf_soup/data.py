@@ -54,7 +54,6 @@ compute, splits are index selections, and only the held-out rows are hashed row 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import hashlib
@@ -71,7 +70,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hf_soup.atomic import atomic_dir
-from hf_soup.errors import SoupError, cli_main
+from hf_soup.errors import DefaultsHelpFormatter, SoupError, cli_main
+from hf_soup.quiet import quiet_datasets
 from hf_soup.tasks import (
     HUB_DATASET,
     MAX_TEXT_FIELDS,
@@ -439,7 +439,7 @@ def load_data_file(path: str | os.PathLike, quoting: str = "none") -> Dataset:
         kwargs["features"] = Features({name: Value("string") for name in first.columns})
     builder = "csv" if fmt == "tsv" else fmt
     try:
-        with warnings.catch_warnings(), _quiet_datasets():
+        with warnings.catch_warnings(), quiet_datasets():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # csv/tsv rows wider than the header
             dataset = load_dataset(builder, data_files={"train": str(path)}, split="train", **kwargs)
     except Exception as err:  # a malformed row, bad JSON, a truncated parquet...: one line naming the file
@@ -465,20 +465,6 @@ def _load_files(args: DataArguments) -> tuple[dict[str, Dataset], dict[str, str]
     if any(file_format(p) == "tsv" for p in paths.values()):
         origin["tsv_quoting"] = args.tsv_quoting
     return raw, {split: str(path) for split, path in paths.items()}, origin
-
-
-@contextlib.contextmanager
-def _quiet_datasets():
-    """No "Generating train split" bars for local files: errors stay one line, logs stay readable."""
-    from datasets.utils import logging as datasets_logging
-
-    enabled = datasets_logging.is_progress_bar_enabled()
-    datasets_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            datasets_logging.enable_progress_bar()
 
 
 def _looks_like_path(name: str) -> bool:
@@ -1350,9 +1336,10 @@ def tokenize_splits(
         return encoded
 
     drop = list(splits.task.text_fields)
-    tokenized = splits.splits.map(with_length, batched=True, remove_columns=drop, desc="tokenizing")
+    with quiet_datasets():  # sub-second for the sizes a soup uses: no bars
+        tokenized = splits.splits.map(with_length, batched=True, remove_columns=drop, desc="tokenizing")
     try:
-        with atomic_dir(target, overwrite=True) as tmp:
+        with atomic_dir(target, overwrite=True) as tmp, quiet_datasets():
             tokenized.save_to_disk(str(tmp))
     except SoupError:  # a read-only or full cache is not fatal: we still have the data in memory
         return tokenized
@@ -1387,7 +1374,7 @@ def summary_lines(splits: TaskSplits) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(DataArguments)
+    parser = HfArgumentParser(DataArguments, formatter_class=DefaultsHelpFormatter)
 
     def one_line_error(message: str) -> None:
         raise SoupError(message)

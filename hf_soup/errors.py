@@ -8,6 +8,7 @@ own convention for bad usage). Programming errors still raise normally, with a t
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
@@ -50,3 +51,12 @@ def http_status(err: BaseException) -> int | None:
         if isinstance(status, int):
             return status
     return None
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's "(default: X)" suffix, except where the help text already says what the default is
+    (HfArgumentParser's default formatter would print "(default: inferred) (default: None)")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        return text if "default" in text.lower() else super()._get_help_string(action)

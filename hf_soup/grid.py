@@ -22,6 +22,7 @@ part; the sweep still finds such folders by their hash, see `sweep.planning.fini
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import hashlib
 import itertools
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hf_soup.errors import SoupError
+from hf_soup.errors import DefaultsHelpFormatter, SoupError
 
 RANGE_KINDS = ("uniform", "loguniform", "randint")
 
@@ -366,9 +367,23 @@ def load_yaml_config(path: str) -> dict[str, Any]:
     """The settings of a config file or bundled config (`resolve_config`), keys normalised."""
     import yaml
 
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """YAML lets a later key silently replace an earlier one; a config that sets one twice is refused."""
+
+        def construct_mapping(self, node, deep=False):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise SoupError(
+                        f"{file}: {key!r} is set twice (lines {seen[key]} and {key_node.start_mark.line + 1}); keep one"
+                    )
+                seen[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
     file = resolve_config(path)
     try:
-        data = yaml.safe_load(file.read_text()) or {}
+        data = yaml.load(file.read_text(), Loader=UniqueKeyLoader) or {}  # a SafeLoader subclass
     except yaml.YAMLError as err:
         raise SoupError(f"{file}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(data, dict):
@@ -424,7 +439,15 @@ def parse_sweep_args(
             raise SoupError(message)
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = Parser(dataclass_types, prog=prog, allow_abbrev=False)
+    parser = Parser(
+        dataclass_types, prog=prog, allow_abbrev=False, add_help=False, formatter_class=DefaultsHelpFormatter
+    )
+    if HELP_ALL in argv:
+        parser.print_help()
+        raise SystemExit(0)
+    if "-h" in argv or "--help" in argv:
+        print(short_help(parser, dataclass_types))
+        raise SystemExit(0)
     field_names = {f.name for cls in dataclass_types for f in fields(cls) if f.init}
     parser.set_defaults(**(defaults or {}))
     config_path = _peek_config(argv)
@@ -454,6 +477,72 @@ def parse_sweep_args(
     extra = {k: v for k, v in extra.items() if k not in axes}
     explicit = ({k for k in file_fixed if k in field_names} | flags) - set(axes) - {"config"}
     return ParsedSweep(tuple(parsed), axes, extra, explicit, config_path or "--grid", parser)
+
+
+HELP_ALL = "--help-all"
+# The TrainingArguments a sweep is usually run with, shown by --help; --help-all lists all ~150.
+COMMON_TRAINING_FLAGS = (
+    "output_dir",
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "weight_decay",
+    "warmup_steps",
+    "lr_scheduler_type",
+    "seed",
+    "save_strategy",
+    "save_steps",
+    "disable_tqdm",
+)
+
+
+def short_help(parser: Any, dataclass_types: Sequence[type]) -> str:
+    """`--help`: hf_soup's own flags first, one section per argument dataclass, one entry per flag,
+    then the few TrainingArguments most sweeps set; the full list is behind `--help-all`.
+
+    Why: TrainingArguments has about 150 fields; listed in full they bury the flags that say which
+    model, which data and which grid, which are the ones a new user needs."""
+    import textwrap
+
+    training = [cls for cls in dataclass_types if any(base.__name__ == "TrainingArguments" for base in cls.__mro__)]
+    actions = {action.dest: action for action in reversed(parser._actions)}  # the first action of each dest
+
+    def entry(name: str) -> list[str]:
+        action = actions.get(name)
+        if action is None or action.help == argparse.SUPPRESS:
+            return []
+        text = " ".join((action.help or "").split())
+        if action.default not in (None, argparse.SUPPRESS) and "default" not in text.lower():
+            text += f" (default: {action.default})"
+        flag = f"  --{name}"
+        lines = textwrap.wrap(text, 100 - 34) or [""]
+        first = f"{flag:34s}{lines[0]}" if len(flag) < 33 else f"{flag}\n{'':34s}{lines[0]}"
+        return [first, *(f"{'':34s}{line}" for line in lines[1:])]
+
+    out = [
+        f"usage: {parser.prog} [--config FILE] [--model M] [data flags] [--grid KEY=V1,V2 ...] "
+        "[any TrainingArguments flag]",
+        "",
+        "Flags take dashes or underscores; a YAML --config holds the same keys plus a `grid:` mapping.",
+    ]
+    for cls in dataclass_types:
+        if cls in training:
+            continue
+        title = (cls.__doc__ or cls.__name__).strip().split(". ")[0].rstrip(".")
+        out += ["", f"{title} ({cls.__name__}):"]
+        out += [line for f in fields(cls) if f.init for line in entry(f.name)]
+    if training:
+        total = sum(1 for cls in training for f in fields(cls) if f.init)
+        out += [
+            "",
+            f"Training: the most used of the {total} TrainingArguments flags (any can be fixed or a --grid axis):",
+        ]
+        out += [line for name in COMMON_TRAINING_FLAGS for line in entry(name)]
+    out += ["", f"-h, --help: this summary; {HELP_ALL}: every flag, all TrainingArguments included."]
+    return "\n".join(out)
 
 
 def _peek_config(argv: Sequence[str]) -> str | None:

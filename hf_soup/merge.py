@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from hf_soup.atomic import atomic_dir, clear_temporaries_of, exclusive_lock, write_json_atomic
-from hf_soup.card import test_split_names, test_split_text, write_card
+from hf_soup.card import learned_nothing_text, test_split_names, test_split_text, write_card
 from hf_soup.checkpoints import (
     Checkpoint,
     check_compatible,
@@ -55,7 +55,7 @@ from hf_soup.checkpoints import (
     save_state,
 )
 from hf_soup.data import DataArguments
-from hf_soup.errors import SoupError, cli_main
+from hf_soup.errors import DefaultsHelpFormatter, SoupError, cli_main
 from hf_soup.families import family_of
 from hf_soup.ingredient import library_versions, utc_now
 from hf_soup.recipes import (
@@ -175,7 +175,7 @@ class MergeDataArguments(DataArguments):
 def parse_args(argv: list[str] | None) -> tuple[MergeArguments, MergeDataArguments]:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser((MergeArguments, MergeDataArguments))
+    parser = HfArgumentParser((MergeArguments, MergeDataArguments), formatter_class=DefaultsHelpFormatter)
 
     def one_line_error(message: str) -> None:
         raise SoupError(message)
@@ -538,6 +538,7 @@ def format_table(soup: dict) -> str:
     n = len(soup["ingredients"])
     labels = {
         "best_single": lambda r: f"best single ({r['name']})",
+        "majority": lambda r: f"always '{r['label']}' (majority class)" if "label" in r else "constant (held-out mean)",
         "uniform": lambda r: f"uniform soup ({n})",
         "filtered-uniform": lambda r: f"filtered uniform soup ({len(r['kept'])} of {n} kept)",
         "greedy": lambda r: f"greedy soup by {soup['criterion']} ({len(r['kept'])} kept)",
@@ -588,6 +589,8 @@ def format_table(soup: dict) -> str:
         "interval is a paired bootstrap over the test rows: it covers the luck of which rows are in test, not of "
         "training."
     )
+    if (nothing := learned_nothing_text(soup)) is not None:
+        lines.append(f"warning: {nothing}")
     if soup.get("heldout_disjoint") is False:
         lines.append(f"warning: held-out may overlap the ingredients' training data: {soup['heldout_disjoint_reason']}")
     return "\n".join(lines)

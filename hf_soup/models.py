@@ -42,6 +42,7 @@ from hf_soup.families import (  # the family rule lives there (the card reads it
     t5_prompt,
 )
 from hf_soup.ingredient import weights_sha256
+from hf_soup.quiet import quiet_transformers
 from hf_soup.tasks import Task, get_task
 
 _WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "spiece*", "*.tiktoken"]
@@ -316,22 +317,16 @@ def load_for_task(
     The new head is drawn from `head_init_seed` inside a forked RNG: identical for every grid
     point, and the caller's RNG (the run seed) is left exactly as it was.
     """
-    from transformers import logging as hf_logging
-
     kwargs: dict[str, Any] = dict(config_overrides or {})
     if family != T5_TEXT2TEXT:
         kwargs.update(num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id)
         kwargs["ignore_mismatched_sizes"] = True  # an untrained stored head of another size is re-drawn
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the load report is printed once per sweep by the caller, not per run
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(head_init_seed)
-            model, info = model_class_for(family).from_pretrained(
-                source, dtype=dtype, output_loading_info=True, use_safetensors=None if allow_pickle else True, **kwargs
-            )
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    # No LOAD REPORT nor bar: the new head is reported once per sweep by the caller, not per run.
+    with quiet_transformers(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(head_init_seed)
+        model, info = model_class_for(family).from_pretrained(
+            source, dtype=dtype, output_loading_info=True, use_safetensors=None if allow_pickle else True, **kwargs
+        )
     if family == T5_TEXT2TEXT:
         model.config.id2label, model.config.label2id = task.id2label, task.label2id
         setattr(model.config, LABEL_WORDS_KEY, list(label_words or default_label_words(task)))
@@ -391,7 +386,8 @@ def load_ingredient_model(folder: str | os.PathLike, dtype: torch.dtype = torch.
     family = family_of(config)
     if family == T5_TEXT2TEXT and not getattr(config, LABEL_TOKEN_IDS_KEY, None):
         raise SoupError(f"{folder}/config.json: t5-text2text model without {LABEL_TOKEN_IDS_KEY}")
-    model = model_class_for(family).from_pretrained(folder, dtype=dtype, use_safetensors=True)
+    with quiet_transformers():
+        model = model_class_for(family).from_pretrained(folder, dtype=dtype, use_safetensors=True)
     return model.eval()
 
 

@@ -53,6 +53,7 @@ from typing import Any, TypeVar
 from hf_soup.card import hub_base_model, is_generated_card, read_soup, write_card
 from hf_soup.checkpoints import TOKENIZER_FILES
 from hf_soup.errors import SoupError, causes, cli_main, http_status
+from hf_soup.quiet import quiet_transformers
 from hf_soup.redact import local_name, redact, strip_local_paths
 
 T = TypeVar("T")
@@ -200,7 +201,8 @@ def _round_trip(folder: Path) -> None:
         config = AutoConfig.from_pretrained(folder)
         AutoTokenizer.from_pretrained(folder)
         model_class = model_class_for(family_of(config))
-        _model, info = model_class.from_pretrained(folder, output_loading_info=True)
+        with quiet_transformers():  # missing weights are checked below, in one line
+            _model, info = model_class.from_pretrained(folder, output_loading_info=True)
     except Exception as err:
         first_line = (str(err).strip().splitlines() or [""])[0]
         raise SoupError(f"{folder}: does not load with transformers ({type(err).__name__}: {first_line})") from err

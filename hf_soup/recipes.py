@@ -132,7 +132,8 @@ class ResultRow:
 def baseline_rows(
     task: Task, checkpoints: Sequence[Checkpoint], ingredients: IngredientScores, scorer: Scorer
 ) -> list[ResultRow]:
-    """Best single (held-out), the logit ensemble, and the oracle best single (test, reported only)."""
+    """Best single (held-out), the majority-class baseline, the logit ensemble, and the oracle best
+    single (test, reported only)."""
     from hf_soup.ensemble import ensemble_logits, inference_cost
     from hf_soup.metrics import metrics_from_logits
     from hf_soup.scoring import ScoreResult
@@ -144,6 +145,7 @@ def baseline_rows(
         ensemble[split] = ScoreResult(logits, metrics_from_logits(task, logits, scorer.references(split)))
     return [
         ResultRow("best_single", ingredients.scored[best], checkpoints[best].name),
+        majority_row(task, ingredients, scorer),
         ResultRow("ensemble", ensemble, fields={"members": n, "inference_cost": inference_cost(n)}),
         ResultRow(
             "oracle_best_single",
@@ -154,8 +156,51 @@ def baseline_rows(
     ]
 
 
+MAJORITY_KEY = "majority"
+BEATS_MAJORITY_KEY = "best_single_vs_majority"
+
+
+def majority_row(task: Task, ingredients: IngredientScores, scorer: Scorer) -> ResultRow:
+    """A model that learned nothing: always the held-out split's most common label (regression: its
+    mean), with the held-out class frequencies as logits (so its loss is the label entropy).
+
+    The row also carries the best single ingredient's gain over it on every scored split, with the
+    paired-bootstrap interval the soups' gains use (`best_single_vs_majority`), and
+    `learned_nothing`: true when on some split that interval does not lie wholly above zero. That
+    is the definition of "the best single does not clearly beat always guessing the majority
+    label": the ingredients may not have learned the task (too few steps, a bad learning rate,
+    labels that do not follow from the text), and a soup of them cannot be better.
+    """
+    from hf_soup.metrics import metrics_from_logits
+    from hf_soup.scoring import ScoreResult
+    from hf_soup.stats import bootstrap_gain
+
+    heldout = np.asarray(scorer.references("heldout"))
+    if task.is_regression:
+        constant, fields = float(np.mean(heldout)) if len(heldout) else 0.0, {}
+    else:
+        counts = np.bincount(heldout.astype(int), minlength=task.num_labels).astype(np.float64)
+        prior = np.log((counts + 1) / (counts.sum() + task.num_labels))  # add-one: no -inf for an absent label
+        fields = {"label": task.id2label[int(np.argmax(counts))]}
+    best = ingredients.scored[ingredients.best]
+    scores, beats = {}, {}
+    for split, scored in best.items():
+        shape = np.asarray(scored.logits).shape
+        logits = (
+            np.full(shape, constant, dtype=np.float32)
+            if task.is_regression
+            else np.broadcast_to(prior.astype(np.float32), shape).copy()
+        )
+        references = scorer.references(split)
+        scores[split] = ScoreResult(logits, metrics_from_logits(task, logits, references))
+        beats[split] = bootstrap_gain(task, references, scored.logits, logits).to_dict()
+    fields[BEATS_MAJORITY_KEY] = beats
+    fields["learned_nothing"] = any(not gain["low"] > 0 for gain in beats.values())
+    return ResultRow(MAJORITY_KEY, scores, fields=fields)
+
+
 GAIN_KEY = "gain_over_best_single"
-NOT_COMPARED = ("best_single", "oracle_best_single")  # the baseline itself, and a row chosen on test
+NOT_COMPARED = ("best_single", "oracle_best_single", MAJORITY_KEY)  # baselines, and a row chosen on test
 
 
 def add_gains(task: Task, rows: Sequence[ResultRow], references: np.ndarray, split: str = "test") -> None:

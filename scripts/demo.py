@@ -114,16 +114,23 @@ def data_flags(data: DataArguments) -> list[str]:
 
 
 def sweep_command(args: DemoArguments, data: DataArguments, model: str, runs: Path) -> tuple[list[str], list[str]]:
-    """(what runs, what is shown): `accelerate launch scripts/sweep.py ...`, on the CPU when there is no GPU."""
+    """(what runs, what is shown): `accelerate launch scripts/sweep.py ...`, on the CPU when there is no GPU.
+
+    Every value accelerate would otherwise default (and list in a "values were not passed" warning)
+    is given, with the value it would have chosen: one process, one machine, no mixed precision (the
+    sweep's `--precision` decides), no dynamo, and on a CPU one thread per physical core."""
+    import psutil
     import torch
 
     device = [] if torch.cuda.is_available() else ["--cpu"]
-    launch = ["--num_processes", "1", *device, "scripts/sweep.py"]
+    threads = [] if device == [] else ["--num_cpu_threads_per_process", str(psutil.cpu_count(logical=False) or 1)]
+    launch = ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch += [*device, *threads, "scripts/sweep.py"]
     flags = [
         "--model", model, "--output_dir", str(runs), *data_flags(data),
         "--num_train_epochs", str(args.num_train_epochs), "--max_steps", str(args.max_steps),
         "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64",
-        "--warm_start_epochs", str(args.warm_start_epochs), "--disable_tqdm", "true",
+        "--warm_start_epochs", str(args.warm_start_epochs),
     ]  # fmt: skip
     flags += ["--grid", *args.grid]
     return (

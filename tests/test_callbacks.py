@@ -55,9 +55,10 @@ def _trainer(tmp_path, toy_data, callbacks, **overrides):
         disable_tqdm=True,
         seed=0,
     )
+    model = overrides.pop("model", None) or tiny_classifier(len(tokenizer))
     settings.update(overrides)
     return Trainer(
-        model=tiny_classifier(len(tokenizer)),
+        model=model,
         args=TrainingArguments(**settings),
         train_dataset=data,
         eval_dataset={"heldout": data.select(range(16)), "test": data.select(range(16, 32))},
@@ -119,3 +120,35 @@ def test_export_waits_for_an_evaluation_after_training(tmp_path, toy_data):
     assert not export_dir.exists()  # no held-out metrics yet
     trainer.evaluate()
     assert read_ingredient(export_dir)["metrics"]["heldout"]["primary"] >= 0
+
+
+def test_export_without_the_primary_metric_is_an_error(tmp_path, toy_data):
+    """compute_metrics returning "acc" instead of "accuracy": an error naming both, nothing written."""
+    from transformers import Trainer
+
+    def acc_only(prediction):
+        return {"acc": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
+
+    export_dir = tmp_path / "acc"
+    callback = IngredientExportCallback(str(export_dir), task="rte", base_model="tiny-bert", head_init_seed=0)
+    trainer = _trainer(tmp_path, toy_data, [callback], save_strategy="no", max_steps=1, eval_strategy="steps",
+                       eval_steps=1)  # fmt: skip
+    assert isinstance(trainer, Trainer)
+    trainer.compute_metrics = acc_only  # what the Trainer calls at each evaluation
+    with pytest.raises(SoupError, match=r"held-out metrics \(acc, loss\) lack 'accuracy'.*nothing exported"):
+        trainer.train()
+    assert not export_dir.exists()
+
+
+def test_export_with_other_label_names_is_an_error_naming_both(tmp_path, toy_data):
+    tokenizer, _ = toy_data
+    export_dir = tmp_path / "labels"
+    callback = IngredientExportCallback(str(export_dir), task="rte", base_model="tiny-bert", head_init_seed=0)
+    model = tiny_classifier(len(tokenizer), id2label={0: "negative", 1: "positive"})
+    trainer = _trainer(tmp_path, toy_data, [callback], save_strategy="no", max_steps=1, eval_strategy="steps",
+                       eval_steps=1, model=model)  # fmt: skip
+    with pytest.raises(
+        SoupError, match=r"id2label \{0: 'negative', 1: 'positive'\} is not the task's \{0: 'entailment'"
+    ):
+        trainer.train()
+    assert not export_dir.exists()

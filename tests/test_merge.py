@@ -40,7 +40,7 @@ def test_greedy_soup_writes_a_loadable_folder_and_full_soup_json(sweep, tmp_path
     assert soup["format"] == "hf_soup.soup" and soup["recipe"] == "greedy" and soup["task"] == "rte"
     assert soup["split"]["heldout_size"] == 48 and soup["split"]["test_size"] == 40
     results = soup["results"]
-    assert set(results) == {"soup", "best_single", "uniform", "greedy", "ensemble", "oracle_best_single"}
+    assert set(results) == {"soup", "best_single", "uniform", "greedy", "ensemble", "oracle_best_single", "majority"}
     assert results["soup"] == {k: results["greedy"][k] for k in ("heldout", "test", "gain_over_best_single")}
     assert results["oracle_best_single"]["oracle"] is True and "heldout" not in results["oracle_best_single"]
     assert results["ensemble"]["inference_cost"] == 3

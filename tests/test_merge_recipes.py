@@ -119,7 +119,7 @@ def test_compare_all_scores_every_recipe_once_with_gains_and_saves_predictions(w
     soup = json.loads((output / "soup.json").read_text())
     results = soup["results"]
     recipes = {"uniform", "filtered-uniform", "greedy", "greedy-loss", "model-stock", "learned"}
-    assert set(results) == recipes | {"soup", "best_single", "ensemble", "oracle_best_single"}
+    assert set(results) == recipes | {"soup", "best_single", "ensemble", "oracle_best_single", "majority"}
     assert results["greedy-loss"]["criterion"] == "loss"
     for key in recipes | {"ensemble", "soup"}:
         gain = results[key]["gain_over_best_single"]
@@ -132,7 +132,7 @@ def test_compare_all_scores_every_recipe_once_with_gains_and_saves_predictions(w
     assert len(kept) + len(dropped) == 3 and soup["filtered_uniform"]["margin"] == 0.5
     assert all("chance" in why for why in dropped.values())  # tiny random models: within 0.5, but near chance
     saved = np.load(predictions)
-    assert set(saved.files) == recipes | {"best_single", "ensemble", "oracle_best_single", "references"}
+    assert set(saved.files) == recipes | {"best_single", "majority", "ensemble", "oracle_best_single", "references"}
     assert saved["references"].shape == (40,) and saved["model-stock"].shape == (40, 2)
     assert "test gain vs best single [95% CI]" in out and "greedy soup by loss" in out
     card = (output / "README.md").read_text()

@@ -11,7 +11,7 @@
     accelerate launch --num_processes 8 -m hf_soup.sweep --config configs/sst2.yaml   # each point data-parallel
     python -m hf_soup.sweep --config configs/rte.yaml --shard 0/4                     # job 0 of a 4-job array
     python -m hf_soup.sweep --config configs/rte.yaml --concurrent 4                  # 4 points at once, one GPU
-    python -m hf_soup.sweep --help                                                    # every flag
+    python -m hf_soup.sweep --help                                                    # our flags; --help-all: every flag
 
 Flags are HfArgumentParser's over hf_soup's argument dataclasses and `TrainingArguments`, so any
 TrainingArguments field can be fixed (`--weight_decay 0.01`) or an axis (`--grid weight_decay=0,0.1`);

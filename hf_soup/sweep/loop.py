@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -243,16 +244,21 @@ def train_in_order(context: SweepContext, pending: list[RunConfig]) -> list[dict
     from tqdm.auto import tqdm
 
     main = process_state().is_main_process
+    # In a log file (stderr not a terminal) a bar that the Trainer's nests under leaves cursor-up
+    # codes behind: there, one line per finished point instead.
+    lines = main and not sys.stderr.isatty()
     records = []
-    bar = tqdm(pending, desc="grid", unit="run", disable=not main, dynamic_ncols=True)
-    for run in bar:
+    bar = tqdm(pending, desc="grid", unit="run", disable=not main or lines, dynamic_ncols=True)
+    for done, run in enumerate(bar, 1):
         record = train_unclaimed_point(run, context)
         if record is None:
             if main:
-                bar.write(f"{run.run_id}: trained by another job, skipped")
+                bar.write(f"{run.run_id}: being trained or finished by another job; not trained here")
             continue
         records.append(record)
-        if main:
+        if lines:
+            print(f"grid {done}/{len(pending)}: {point_summary(record)}", file=sys.stderr, flush=True)
+        elif main:
             bar.set_postfix_str(point_summary(record))
     bar.close()
     return records

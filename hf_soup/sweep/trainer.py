@@ -30,6 +30,7 @@ from hf_soup.callbacks import TrajectoryAveragingCallback
 from hf_soup.grid import RunConfig
 from hf_soup.ingredient import write_ingredient
 from hf_soup.metrics import make_compute_metrics
+from hf_soup.quiet import quiet_transformers
 from hf_soup.sweep.planning import TRAINING_FIELDS, FineTuneArguments, SweepContext, run_options
 
 
@@ -222,7 +223,7 @@ def score_model(context: SweepContext, model: Any, batch_size: int) -> dict[str,
 
 
 def write_model_folder(dest: Path, model: Any, tokenizer: Any, record: dict | None, extra: dict | None = None):
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest) as tmp, quiet_transformers():
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if record is not None:
