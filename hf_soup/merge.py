@@ -56,6 +56,15 @@ from hf_soup.checkpoints import (
 )
 from hf_soup.data import DataArguments
 from hf_soup.errors import SoupError, cli_main
+from hf_soup.extra_tests import RECORD_KEY as EXTRA_TESTS_KEY
+from hf_soup.extra_tests import (
+    add_extra_gains,
+    load_extra_tests,
+    parse_extra_tests,
+    prediction_arrays,
+    tokenize_extra_tests,
+)
+from hf_soup.extra_tests import table_lines as extra_table_lines
 from hf_soup.families import family_of
 from hf_soup.ingredient import library_versions, utc_now
 from hf_soup.recipes import (
@@ -142,7 +151,15 @@ class MergeArguments:
         },
     )
     predictions_file: str | None = field(
-        default=None, metadata={"help": "also save every row's test logits and the labels here (.npz)"}
+        default=None,
+        metadata={"help": "also save every row's test (and extra test sets') logits and the labels here (.npz)"},
+    )
+    extra_test_files: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "NAME=PATH (csv, tsv, json, jsonl, parquet) or NAME=org/dataset[:split]: more test sets, "
+            "e.g. out of distribution, read with the task's columns and labels; scored, never used to choose"
+        },
     )
     max_shard_size: str = field(default="5GB", metadata={"help": "shard the soup's weights above this size"})
     name: str | None = field(default=None, metadata={"help": "soup name in soup.json (default: output folder name)"})
@@ -197,6 +214,9 @@ def parse_args(argv: list[str] | None) -> tuple[MergeArguments, MergeDataArgumen
         raise SoupError(f"--filter_margin {args.filter_margin}: must be non-negative")
     if args.skip_scoring and RECIPE_RUNS[args.recipe].needs_scores:
         raise SoupError(f"--skip_scoring: the {args.recipe} recipe chooses on held-out scores, it needs scoring")
+    if args.skip_scoring and args.extra_test_files:
+        raise SoupError("--extra_test_files: nothing is scored with --skip_scoring")
+    parse_extra_tests(args.extra_test_files)  # syntax, names, files: refused before any work
     return args, data
 
 
@@ -271,6 +291,8 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
         print(f"note: {note}", flush=True)
     config = AutoConfig.from_pretrained(checkpoints[0].path)
     check_task_labels(config, splits.task)  # plain folders: the inferred labels must be the model's
+    # Extra test sets: read and checked before any tokenising; scored like test splits, never chosen on.
+    extras, extra_tests = load_extra_tests(parse_extra_tests(args.extra_test_files), splits.task, splits.arguments)
     recorded_length = ((record or {}).get("hyperparameters") or {}).get("max_seq_length")
     max_length = (
         data.max_seq_length or recorded_length or splits.arguments.get("max_seq_length") or DEFAULT_MAX_SEQ_LENGTH
@@ -280,13 +302,12 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
         raise SoupError(f"{checkpoints[0].path}: no tokenizer files in any ingredient; cannot score")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source.path)
     hooks = scoring_hooks(config, splits.task, tokenizer, max_length)
+    encoder = hooks.pop("encoder", None)
     tokenized = tokenize_for_scoring(
-        splits,
-        tokenizer,
-        max_length,
-        encoder=hooks.pop("encoder", None),
-        encoder_name=hooks.pop("encoder_name", "classification"),
+        splits, tokenizer, max_length, encoder=encoder, encoder_name=hooks.pop("encoder_name", "classification")
     )
+    if extras:
+        tokenized = {**tokenized, **tokenize_extra_tests(extras, splits.task, tokenizer, max_length, encoder)}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     max_tokens = args.max_batch_tokens or (CPU_MAX_BATCH_TOKENS if torch.device(device).type == "cpu" else None)
     scorer = build_scorer(
@@ -304,6 +325,7 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
         "data": splits.description(),
         "heldout_disjoint": heldout.disjoint,
         "heldout_disjoint_reason": heldout.reason,
+        **({EXTRA_TESTS_KEY: extra_tests} if extra_tests else {}),
     }
     return splits.task, described, scorer
 
@@ -383,6 +405,7 @@ def make_soup(
             list(task.text_fields),
         )
         context.splits = ("heldout", *task.test_split_names)  # every test split (MNLI: mismatched too)
+        context.splits += tuple(f"extra:{name}" for name in (split or {}).get(EXTRA_TESTS_KEY, {}))
         context.ingredients = score_ingredients(context.scorer, checkpoints, args.criterion, context.splits)
         rows = baseline_rows(task, checkpoints, context.ingredients, context.scorer)
     release_memory()  # what building the scorer and scoring left behind
@@ -404,8 +427,13 @@ def make_soup(
         rows.append(_greedy_by_other_criterion(context))
     if context.task is not None:
         add_gains(context.task, rows, context.scorer.references("test"))
+        extra_references = {s: context.scorer.references(s) for s in context.splits if s.startswith("extra:")}
+        add_extra_gains(context.task, rows, extra_references)
         if args.predictions_file:
-            save_predictions(Path(args.predictions_file), rows, context.scorer.references("test"))
+            more = prediction_arrays(rows, extra_references)
+            save_predictions(Path(args.predictions_file), rows, context.scorer.references("test"), more)
+    if split and EXTRA_TESTS_KEY in split:
+        extra[EXTRA_TESTS_KEY] = split.pop(EXTRA_TESTS_KEY)
     made = MadeSoup(task_name, primary_metric, split, text_fields, chosen, context.ingredients, rows, extra)
     made.result_key = RECIPE_RUNS[args.recipe].result_key
     return made
@@ -423,13 +451,15 @@ def _greedy_by_other_criterion(context: RecipeContext) -> ResultRow:
     return ResultRow(f"greedy-{other}", outcome.scores, fields={**outcome.row, "criterion": other})
 
 
-def save_predictions(path: Path, rows: list[ResultRow], references: Any) -> None:
-    """Every row's test logits and the test labels in one .npz (for statistics pooled over merges)."""
+def save_predictions(path: Path, rows: list[ResultRow], references: Any, more: dict[str, Any] | None = None) -> None:
+    """Every row's test logits and the test labels in one .npz (for statistics pooled over merges);
+    `more`: further arrays, e.g. the extra test sets' `<row>@<NAME>` and `references@<NAME>`."""
     import os
 
     import numpy as np
 
     arrays = {row.key: row.scores["test"].logits for row in rows if "test" in row.scores}
+    arrays.update(more or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     with open(tmp, "wb") as handle:
@@ -528,10 +558,11 @@ def format_table(soup: dict) -> str:
         "oracle_best_single": lambda r: f"oracle best single on test ({r['name']})",
     }
     more_tests = [s for s in test_split_names(soup) if s != "test"]  # e.g. MNLI's test_mismatched
+    more_tests += [f"extra:{name}" for name in soup.get(EXTRA_TESTS_KEY) or {}]  # extra test sets' primary
     lines = [
         f"primary metric: {metric}; chosen on held-out by {soup['criterion']}",
         f"{'':52s} {'heldout':>8s} {'h. loss':>8s} {'test':>8s} {'t. loss':>8s}"
-        + "".join(f" {name.removeprefix('test_')[:8]:>8s}" for name in more_tests)
+        + "".join(f" {name.removeprefix('test_').removeprefix('extra:')[:8]:>8s}" for name in more_tests)
         + "  test gain vs best single [95% CI]",
     ]
 
@@ -556,6 +587,7 @@ def format_table(soup: dict) -> str:
                 + "".join(f" {cell(row, name, 'primary')}" for name in more_tests)
                 + f"{gain(row)}{marker}"
             )
+    lines.extend(extra_table_lines(soup))
     if soup["recipe"] == "average-last":
         lines.append(f"written: the average of the last {n} checkpoints (row 'uniform')")
     if "learned" in results:
