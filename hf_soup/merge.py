@@ -43,6 +43,8 @@ from typing import Any
 import torch
 
 from hf_soup.atomic import atomic_dir, clear_temporaries_of, exclusive_lock, write_json_atomic
+from hf_soup.calibration import add_calibration
+from hf_soup.calibration import table_lines as calibration_table_lines
 from hf_soup.card import test_split_names, test_split_text, write_card
 from hf_soup.checkpoints import (
     Checkpoint,
@@ -429,6 +431,8 @@ def make_soup(
         add_gains(context.task, rows, context.scorer.references("test"))
         extra_references = {s: context.scorer.references(s) for s in context.splits if s.startswith("extra:")}
         add_extra_gains(context.task, rows, extra_references)
+        reported = {s: context.scorer.references(s) for s in context.splits if s != "heldout"}
+        add_calibration(context.task, rows, context.ingredients, reported)  # classification only
         if args.predictions_file:
             more = prediction_arrays(rows, extra_references)
             save_predictions(Path(args.predictions_file), rows, context.scorer.references("test"), more)
@@ -493,6 +497,8 @@ def soup_record(
             row["hub"] = checkpoint.hub.describe()  # the commit the revision resolved to
         if made.ingredients is not None:
             row.update(metrics_of(made.ingredients.scored[i]))
+            if made.ingredients.calibration:
+                row["calibration"] = made.ingredients.calibration[i]
         row["kept"] = weights[i] > 0
         row["weight"] = weights[i]
         rows.append(row)
@@ -588,6 +594,7 @@ def format_table(soup: dict) -> str:
                 + f"{gain(row)}{marker}"
             )
     lines.extend(extra_table_lines(soup))
+    lines.extend(calibration_table_lines(soup))
     if soup["recipe"] == "average-last":
         lines.append(f"written: the average of the last {n} checkpoints (row 'uniform')")
     if "learned" in results:
