@@ -85,6 +85,10 @@ from hf_soup.recipes import (
     score_ingredients,
     selection_score,
 )
+from hf_soup.temperature import KEY as TEMPERATURE_KEY
+from hf_soup.temperature import calibrate as fold_temperature
+from hf_soup.temperature import check_request as check_calibration
+from hf_soup.temperature import table_lines as temperature_table_lines
 
 SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
@@ -156,6 +160,13 @@ class MergeArguments:
         default=None,
         metadata={"help": "also save every row's test (and extra test sets') logits and the labels here (.npz)"},
     )
+    calibrate: str | None = field(
+        default=None,
+        metadata={
+            "help": "'temperature': fit one T on held-out (NLL) and fold it into the classification head's last "
+            "layer, so the written soup's probabilities are calibrated through plain from_pretrained"
+        },
+    )
     extra_test_files: list[str] | None = field(
         default=None,
         metadata={
@@ -219,6 +230,8 @@ def parse_args(argv: list[str] | None) -> tuple[MergeArguments, MergeDataArgumen
     if args.skip_scoring and args.extra_test_files:
         raise SoupError("--extra_test_files: nothing is scored with --skip_scoring")
     parse_extra_tests(args.extra_test_files)  # syntax, names, files: refused before any work
+    if args.calibrate is not None:
+        check_calibration(args.calibrate, {"id2label": {0: 0, 1: 1}}, args.skip_scoring)  # the method and flags
     return args, data
 
 
@@ -418,7 +431,14 @@ def make_soup(
             continue
         outcome = RECIPE_RUNS[name].run(context)
         if name == args.recipe:
-            save_state(outcome.state, folder, args.max_shard_size)
+            state = outcome.state
+            if args.calibrate:  # T fitted on held-out, folded into the head's last layer of what is written
+                references = {split: context.scorer.references(split) for split in context.splits}
+                ensemble = next((row.scores for row in rows if row.key == "ensemble"), None)
+                state, extra[TEMPERATURE_KEY] = fold_temperature(
+                    state, outcome.scores, context.scorer.model, references, ensemble
+                )
+            save_state(state, folder, args.max_shard_size)
             chosen = outcome
         outcome.state = None  # one soup at a time: the next recipe's memory is this one's
         release_memory()
@@ -595,6 +615,7 @@ def format_table(soup: dict) -> str:
             )
     lines.extend(extra_table_lines(soup))
     lines.extend(calibration_table_lines(soup))
+    lines.extend(temperature_table_lines(soup))
     if soup["recipe"] == "average-last":
         lines.append(f"written: the average of the last {n} checkpoints (row 'uniform')")
     if "learned" in results:
@@ -666,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     _refuse_existing(output, args.overwrite)  # fail fast, before any work
     checkpoints, dropped = open_ingredients(args)  # read-only: bad input leaves no trace, not even a lock file
     anchor, skip = check_anchor(args, checkpoints)
+    check_calibration(args.calibrate, checkpoints[0].config)  # regression, text-to-text: refused before any work
     with exclusive_lock(output):
         _refuse_existing(output, args.overwrite)  # another merge may have finished meanwhile
         clear_temporaries_of(output)  # what a killed merge into `output` left behind
