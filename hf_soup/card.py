@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hf_soup import calibration, extra_tests, temperature
+from hf_soup import calibration, extra_tests, inference_cost, temperature
 from hf_soup.atomic import write_text_atomic
 from hf_soup.errors import SoupError, cli_main
 from hf_soup.families import ENCODER, LABEL_WORDS_KEY, T5_CLASSIFICATION, T5_TEXT2TEXT, family_of, t5_prompt
@@ -825,6 +825,7 @@ def build_card(
         extra_tests_text=extra_tests.card_text(soup),
         calibration_text=calibration.card_text(soup),
         temperature_text=temperature.card_text(soup),
+        cost_text=(f"Measured in the merge's run, {cost}." if (cost := inference_cost.sentence(soup)) else ""),
         ingredients_table=ingredients_table(soup),
         trace_table=trace_table(soup),
         learned_text=learned_text(soup),

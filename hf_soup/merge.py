@@ -68,6 +68,10 @@ from hf_soup.extra_tests import (
 )
 from hf_soup.extra_tests import table_lines as extra_table_lines
 from hf_soup.families import family_of
+from hf_soup.inference_cost import KEY as COST_KEY
+from hf_soup.inference_cost import measure as measure_inference_cost
+from hf_soup.inference_cost import sentence as cost_sentence
+from hf_soup.inference_cost import with_gain as with_cost_gain
 from hf_soup.ingredient import library_versions, utc_now
 from hf_soup.recipes import (
     CRITERIA,
@@ -453,6 +457,16 @@ def make_soup(
         add_extra_gains(context.task, rows, extra_references)
         reported = {s: context.scorer.references(s) for s in context.splits if s != "heldout"}
         add_calibration(context.task, rows, context.ingredients, reported)  # classification only
+        cost = measure_inference_cost(
+            context.scorer.seconds.get("test", []),
+            len(checkpoints),
+            len(context.scorer.references("test")),
+            [result.logits for result in context.ingredients.split("test")],
+            context.task.is_regression,
+            context.scorer.device.type,
+        )
+        if cost is not None:
+            extra[COST_KEY] = cost
         if args.predictions_file:
             more = prediction_arrays(rows, extra_references)
             save_predictions(Path(args.predictions_file), rows, context.scorer.references("test"), more)
@@ -553,6 +567,7 @@ def soup_record(
         **made.extra,
         "results": made.results,
     }
+    with_cost_gain(payload.get(COST_KEY), payload["results"])  # + the ensemble's gain over the soup, in points
     merge_command = "python -m hf_soup.merge " + shlex.join(sys.argv[1:] if argv is None else argv)
     payload["commands"] = {"sweep": record.get("command"), "merge": merge_command}
     payload["versions"] = library_versions()
@@ -616,6 +631,8 @@ def format_table(soup: dict) -> str:
     lines.extend(extra_table_lines(soup))
     lines.extend(calibration_table_lines(soup))
     lines.extend(temperature_table_lines(soup))
+    if cost_sentence(soup):
+        lines.append(f"inference: {cost_sentence(soup)}")
     if soup["recipe"] == "average-last":
         lines.append(f"written: the average of the last {n} checkpoints (row 'uniform')")
     if "learned" in results:
