@@ -479,7 +479,7 @@ def load_replicates(args: argparse.Namespace) -> list[Replicate]:
         saved = np.load(predictions)
         records = [json.loads((path / "ingredient.json").read_text()) for path in ingredients.values()]
         seconds = json.loads(timing.read_text()).get("seconds") if timing.is_file() else None
-        logits = {key: saved[key] for key in saved.files if key != "references"}
+        logits = {key: saved[key] for key in saved.files if key != "references" and "@" not in key}  # @: extra sets
         soup = json.loads((soup_dir / "soup.json").read_text())
         found.append(Replicate(task.name, replicate, soup, logits, saved["references"], records, seconds))
     return found

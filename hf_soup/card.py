@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hf_soup import calibration, extra_tests, inference_cost, temperature
 from hf_soup.atomic import write_text_atomic
 from hf_soup.errors import SoupError, cli_main
 from hf_soup.families import ENCODER, LABEL_WORDS_KEY, T5_CLASSIFICATION, T5_TEXT2TEXT, family_of, t5_prompt
@@ -380,6 +381,7 @@ def card_metadata(
                     metric_name=f"{_metric_name(metric)} ({where})",
                 )
             )
+    eval_results += extra_tests.card_eval_results(soup, _metric_name)
     test = _reported_metrics(soup["results"]["soup"]["test"])
     tags = ["model-soup", RECIPES.get(soup["recipe"], (None, f"{soup['recipe']}-soup"))[1], "merge"]
     tags += ["glue", soup["task"]] if is_glue(soup) else [str(soup["task"])]
@@ -728,9 +730,12 @@ def render_plot(soup: dict[str, Any], path: str | os.PathLike) -> Path:
     from matplotlib.figure import Figure
 
     primary = _metric_name(soup["primary_metric"])
-    figure = Figure(figsize=(6.4, 4.8), dpi=100)
+    panels = [draw for draw in (extra_tests.plot_panel,) if draw(soup, None)]  # beside the scatter, when wanted
+    figure = Figure(figsize=(6.4 * (1 + len(panels)), 4.8), dpi=100)
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    axes = figure.add_subplot(1, 1 + len(panels), 1)
+    for position, draw in enumerate(panels, start=2):
+        draw(soup, figure.add_subplot(1, 1 + len(panels), position))
     points: list[tuple[float, float]] = []
 
     def scatter(items: list[dict[str, Any]], **style: Any) -> None:
@@ -879,6 +884,10 @@ def build_card(
         test_size=split.get("test_size", "the"),
         results_table=results_table(soup),
         gain_text=gain_text(soup),
+        extra_tests_text=extra_tests.card_text(soup),
+        calibration_text=calibration.card_text(soup),
+        temperature_text=temperature.card_text(soup),
+        cost_text=(f"Measured in the merge's run, {cost}." if (cost := inference_cost.sentence(soup)) else ""),
         ingredients_table=ingredients_table(soup),
         trace_table=trace_table(soup),
         learned_text=learned_text(soup),

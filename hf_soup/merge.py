@@ -43,6 +43,8 @@ from typing import Any
 import torch
 
 from hf_soup.atomic import atomic_dir, clear_temporaries_of, exclusive_lock, write_json_atomic
+from hf_soup.calibration import add_calibration
+from hf_soup.calibration import table_lines as calibration_table_lines
 from hf_soup.card import learned_nothing_text, test_split_names, test_split_text, write_card
 from hf_soup.checkpoints import (
     Checkpoint,
@@ -56,7 +58,20 @@ from hf_soup.checkpoints import (
 )
 from hf_soup.data import DataArguments
 from hf_soup.errors import DefaultsHelpFormatter, SoupError, cli_main
+from hf_soup.extra_tests import RECORD_KEY as EXTRA_TESTS_KEY
+from hf_soup.extra_tests import (
+    add_extra_gains,
+    load_extra_tests,
+    parse_extra_tests,
+    prediction_arrays,
+    tokenize_extra_tests,
+)
+from hf_soup.extra_tests import table_lines as extra_table_lines
 from hf_soup.families import family_of
+from hf_soup.inference_cost import KEY as COST_KEY
+from hf_soup.inference_cost import measure as measure_inference_cost
+from hf_soup.inference_cost import sentence as cost_sentence
+from hf_soup.inference_cost import with_gain as with_cost_gain
 from hf_soup.ingredient import library_versions, utc_now
 from hf_soup.recipes import (
     CRITERIA,
@@ -75,6 +90,10 @@ from hf_soup.recipes import (
     selection_score,
 )
 from hf_soup.redact import mask_secret_flags
+from hf_soup.temperature import KEY as TEMPERATURE_KEY
+from hf_soup.temperature import calibrate as fold_temperature
+from hf_soup.temperature import check_request as check_calibration
+from hf_soup.temperature import table_lines as temperature_table_lines
 
 SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
@@ -143,7 +162,22 @@ class MergeArguments:
         },
     )
     predictions_file: str | None = field(
-        default=None, metadata={"help": "also save every row's test logits and the labels here (.npz)"}
+        default=None,
+        metadata={"help": "also save every row's test (and extra test sets') logits and the labels here (.npz)"},
+    )
+    calibrate: str | None = field(
+        default=None,
+        metadata={
+            "help": "'temperature': fit one T on held-out (NLL) and fold it into the classification head's last "
+            "layer, so the written soup's probabilities are calibrated through plain from_pretrained"
+        },
+    )
+    extra_test_files: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "NAME=PATH (csv, tsv, json, jsonl, parquet) or NAME=org/dataset[:split]: more test sets, "
+            "e.g. out of distribution, read with the task's columns and labels; scored, never used to choose"
+        },
     )
     max_shard_size: str = field(default="5GB", metadata={"help": "shard the soup's weights above this size"})
     name: str | None = field(default=None, metadata={"help": "soup name in soup.json (default: output folder name)"})
@@ -198,6 +232,11 @@ def parse_args(argv: list[str] | None) -> tuple[MergeArguments, MergeDataArgumen
         raise SoupError(f"--filter_margin {args.filter_margin}: must be non-negative")
     if args.skip_scoring and RECIPE_RUNS[args.recipe].needs_scores:
         raise SoupError(f"--skip_scoring: the {args.recipe} recipe chooses on held-out scores, it needs scoring")
+    if args.skip_scoring and args.extra_test_files:
+        raise SoupError("--extra_test_files: nothing is scored with --skip_scoring")
+    parse_extra_tests(args.extra_test_files)  # syntax, names, files: refused before any work
+    if args.calibrate is not None:
+        check_calibration(args.calibrate, {"id2label": {0: 0, 1: 1}}, args.skip_scoring)  # the method and flags
     return args, data
 
 
@@ -273,6 +312,8 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
         print(f"note: {note}", flush=True)
     config = AutoConfig.from_pretrained(checkpoints[0].path)
     check_task_labels(config, splits.task, fine_tuned=True)  # plain folders: the inferred labels must be the model's
+    # Extra test sets: read and checked before any tokenising; scored like test splits, never chosen on.
+    extras, extra_tests = load_extra_tests(parse_extra_tests(args.extra_test_files), splits.task, splits.arguments)
     recorded_length = ((record or {}).get("hyperparameters") or {}).get("max_seq_length")
     max_length = (
         data.max_seq_length or recorded_length or splits.arguments.get("max_seq_length") or DEFAULT_MAX_SEQ_LENGTH
@@ -282,13 +323,12 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
         raise SoupError(f"{checkpoints[0].path}: no tokenizer files in any ingredient; cannot score")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source.path)
     hooks = scoring_hooks(config, splits.task, tokenizer, max_length)
+    encoder = hooks.pop("encoder", None)
     tokenized = tokenize_for_scoring(
-        splits,
-        tokenizer,
-        max_length,
-        encoder=hooks.pop("encoder", None),
-        encoder_name=hooks.pop("encoder_name", "classification"),
+        splits, tokenizer, max_length, encoder=encoder, encoder_name=hooks.pop("encoder_name", "classification")
     )
+    if extras:
+        tokenized = {**tokenized, **tokenize_extra_tests(extras, splits.task, tokenizer, max_length, encoder)}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     max_tokens = args.max_batch_tokens or (CPU_MAX_BATCH_TOKENS if torch.device(device).type == "cpu" else None)
     scorer = build_scorer(
@@ -306,6 +346,7 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
         "data": splits.description(),
         "heldout_disjoint": heldout.disjoint,
         "heldout_disjoint_reason": heldout.reason,
+        **({EXTRA_TESTS_KEY: extra_tests} if extra_tests else {}),
     }
     return splits.task, described, scorer
 
@@ -403,6 +444,7 @@ def make_soup(
             list(task.text_fields),
         )
         context.splits = ("heldout", *task.test_split_names)  # every test split (MNLI: mismatched too)
+        context.splits += tuple(f"extra:{name}" for name in (split or {}).get(EXTRA_TESTS_KEY, {}))
         context.ingredients = score_ingredients(context.scorer, checkpoints, args.criterion, context.splits)
         rows = baseline_rows(task, checkpoints, context.ingredients, context.scorer)
     release_memory()  # what building the scorer and scoring left behind
@@ -413,7 +455,14 @@ def make_soup(
             continue
         outcome = RECIPE_RUNS[name].run(context)
         if name == args.recipe:
-            save_state(outcome.state, folder, args.max_shard_size)
+            state = outcome.state
+            if args.calibrate:  # T fitted on held-out, folded into the head's last layer of what is written
+                references = {split: context.scorer.references(split) for split in context.splits}
+                ensemble = next((row.scores for row in rows if row.key == "ensemble"), None)
+                state, extra[TEMPERATURE_KEY] = fold_temperature(
+                    state, outcome.scores, context.scorer.model, references, ensemble
+                )
+            save_state(state, folder, args.max_shard_size)
             chosen = outcome
         outcome.state = None  # one soup at a time: the next recipe's memory is this one's
         release_memory()
@@ -424,8 +473,25 @@ def make_soup(
         rows.append(_greedy_by_other_criterion(context))
     if context.task is not None:
         add_gains(context.task, rows, context.scorer.references("test"))
+        extra_references = {s: context.scorer.references(s) for s in context.splits if s.startswith("extra:")}
+        add_extra_gains(context.task, rows, extra_references)
+        reported = {s: context.scorer.references(s) for s in context.splits if s != "heldout"}
+        add_calibration(context.task, rows, context.ingredients, reported)  # classification only
+        cost = measure_inference_cost(
+            context.scorer.seconds.get("test", []),
+            len(checkpoints),
+            len(context.scorer.references("test")),
+            [result.logits for result in context.ingredients.split("test")],
+            context.task.is_regression,
+            context.scorer.device.type,
+        )
+        if cost is not None:
+            extra[COST_KEY] = cost
         if args.predictions_file:
-            save_predictions(Path(args.predictions_file), rows, context.scorer.references("test"))
+            more = prediction_arrays(rows, extra_references)
+            save_predictions(Path(args.predictions_file), rows, context.scorer.references("test"), more)
+    if split and EXTRA_TESTS_KEY in split:
+        extra[EXTRA_TESTS_KEY] = split.pop(EXTRA_TESTS_KEY)
     made = MadeSoup(task_name, primary_metric, split, text_fields, chosen, context.ingredients, rows, extra)
     made.result_key = RECIPE_RUNS[args.recipe].result_key
     return made
@@ -443,13 +509,15 @@ def _greedy_by_other_criterion(context: RecipeContext) -> ResultRow:
     return ResultRow(f"greedy-{other}", outcome.scores, fields={**outcome.row, "criterion": other})
 
 
-def save_predictions(path: Path, rows: list[ResultRow], references: Any) -> None:
-    """Every row's test logits and the test labels in one .npz (for statistics pooled over merges)."""
+def save_predictions(path: Path, rows: list[ResultRow], references: Any, more: dict[str, Any] | None = None) -> None:
+    """Every row's test logits and the test labels in one .npz (for statistics pooled over merges);
+    `more`: further arrays, e.g. the extra test sets' `<row>@<NAME>` and `references@<NAME>`."""
     import os
 
     import numpy as np
 
     arrays = {row.key: row.scores["test"].logits for row in rows if "test" in row.scores}
+    arrays.update(more or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     with open(tmp, "wb") as handle:
@@ -483,6 +551,8 @@ def soup_record(
             row["hub"] = checkpoint.hub.describe()  # the commit the revision resolved to
         if made.ingredients is not None:
             row.update(metrics_of(made.ingredients.scored[i]))
+            if made.ingredients.calibration:
+                row["calibration"] = made.ingredients.calibration[i]
         row["kept"] = weights[i] > 0
         row["weight"] = weights[i]
         rows.append(row)
@@ -520,6 +590,7 @@ def soup_record(
         **made.extra,
         "results": made.results,
     }
+    with_cost_gain(payload.get(COST_KEY), payload["results"])  # + the ensemble's gain over the soup, in points
     merge_command = "python -m hf_soup.merge " + shlex.join(mask_secret_flags(sys.argv[1:] if argv is None else argv))
     payload["commands"] = {"sweep": record.get("command"), "merge": merge_command}
     payload["versions"] = library_versions()
@@ -552,10 +623,11 @@ def format_table(soup: dict) -> str:
         "oracle_best_single": lambda r: f"oracle best single on test ({r['name']})",
     }
     more_tests = [s for s in test_split_names(soup) if s != "test"]  # e.g. MNLI's test_mismatched
+    more_tests += [f"extra:{name}" for name in soup.get(EXTRA_TESTS_KEY) or {}]  # extra test sets' primary
     lines = [
         f"primary metric: {metric}; chosen on held-out by {soup['criterion']}",
         f"{'':52s} {'heldout':>8s} {'h. loss':>8s} {'test':>8s} {'t. loss':>8s}"
-        + "".join(f" {name.removeprefix('test_')[:8]:>8s}" for name in more_tests)
+        + "".join(f" {name.removeprefix('test_').removeprefix('extra:')[:8]:>8s}" for name in more_tests)
         + "  test gain vs best single [95% CI]",
     ]
 
@@ -580,6 +652,11 @@ def format_table(soup: dict) -> str:
                 + "".join(f" {cell(row, name, 'primary')}" for name in more_tests)
                 + f"{gain(row)}{marker}"
             )
+    lines.extend(extra_table_lines(soup))
+    lines.extend(calibration_table_lines(soup))
+    lines.extend(temperature_table_lines(soup))
+    if cost_sentence(soup):
+        lines.append(f"inference: {cost_sentence(soup)}")
     if soup["recipe"] == "average-last":
         lines.append(f"written: the average of the last {n} checkpoints (row 'uniform')")
     if "learned" in results:
@@ -653,6 +730,7 @@ def main(argv: list[str] | None = None) -> int:
     _refuse_existing(output, args.overwrite)  # fail fast, before any work
     checkpoints, dropped = open_ingredients(args)  # read-only: bad input leaves no trace, not even a lock file
     anchor, skip = check_anchor(args, checkpoints)
+    check_calibration(args.calibrate, checkpoints[0].config)  # regression, text-to-text: refused before any work
     with exclusive_lock(output, tidy=True):
         _refuse_existing(output, args.overwrite)  # another merge may have finished meanwhile
         clear_temporaries_of(output)  # what a killed merge into `output` left behind

@@ -83,6 +83,7 @@ class IngredientScores:
 
     scored: list[Scored]
     selection: list[float]  # held-out selection score (higher is better), by `criterion`
+    calibration: list[dict[str, Any]] = field(default_factory=list)  # hf_soup.calibration, per ingredient
 
     @property
     def best(self) -> int:

@@ -19,6 +19,7 @@ What makes it fast, and why:
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -108,6 +109,7 @@ class Scorer:
         self.logits_fn = logits_fn
         self.autocast = self.device.type == "cuda" if autocast is None else autocast
         self._prepared: dict[str, _PreparedSplit] = {}
+        self.seconds: dict[str, list[float]] = {}  # wall time of each forward pass over a split (inference cost)
         self._targets = self.model.state_dict(keep_vars=True)
         self._checked_keys: frozenset[str] | None = None
 
@@ -216,9 +218,11 @@ class Scorer:
         """Logits of the model as it is now, in the split's original row order."""
         prepared = self._prepare(split)  # outside inference mode: the learned soup backprops through these
         chunks = []
+        started = time.perf_counter()
         with torch.inference_mode(), self._autocast():
             for batch in prepared.batches:
                 chunks.append(self.logits_fn(self.model, batch).float().cpu())
+        self.seconds.setdefault(split, []).append(time.perf_counter() - started)
         logits = torch.cat(chunks).numpy()
         if logits.ndim == 1:
             logits = logits[:, None]
