@@ -32,7 +32,7 @@ from bench_common import ROOT, bf16, machine, minilm_dir, plain_point, replace_s
 
 
 def ours_plan(model_dir: Path, glue_dir: str, learning_rates: list[float], args, out: Path):
-    from hf_soup.grid import parse_sweep_args
+    from hf_soup.sweep.grid import parse_sweep_args
     from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
 
     argv = [

@@ -9,7 +9,8 @@ from transformers import TrainingArguments
 
 from hf_soup.data import DataArguments
 from hf_soup.errors import SoupError
-from hf_soup.grid import (
+from hf_soup.models import ModelArguments
+from hf_soup.sweep.grid import (
     BUNDLED_CONFIG_DIR,
     Range,
     SweepArguments,
@@ -26,7 +27,6 @@ from hf_soup.grid import (
     run_id_for,
     shard_runs,
 )
-from hf_soup.models import ModelArguments
 
 TYPES = (ModelArguments, DataArguments, SweepArguments, TrainingArguments)
 

@@ -12,5 +12,5 @@ One module per job, each importing only the ones above it in this list:
   * `shared_start` — LP-FT and warm start, computed once per sweep under a lock;
   * `leaderboard`  — the ranked table of a folder's ingredients;
   * `loop`         — the grid points one after another (`run_sweep`, `run_grid_point`);
-  * `cli`          — `main(argv)`: parse, plan, then the loop or `hf_soup.concurrency`'s worker pool.
+  * `cli`          — `main(argv)`: parse, plan, then the loop or `hf_soup.sweep.concurrency`'s worker pool.
 """

@@ -28,7 +28,9 @@ from hf_soup import models
 from hf_soup.atomic import write_json_atomic
 from hf_soup.data import DataArguments, TaskSplits, load_splits, summary_lines
 from hf_soup.errors import SoupError
-from hf_soup.grid import (
+from hf_soup.ingredient import INGREDIENT_FILE, is_ingredient, library_versions, utc_now
+from hf_soup.redact import mask_secret_flags
+from hf_soup.sweep.grid import (
     ParsedSweep,
     Range,
     RunConfig,
@@ -40,8 +42,6 @@ from hf_soup.grid import (
     parse_scalar,
     shard_runs,
 )
-from hf_soup.ingredient import INGREDIENT_FILE, is_ingredient, library_versions, utc_now
-from hf_soup.redact import mask_secret_flags
 from hf_soup.sweep.launch import SHARDED_TRAINING_HELP, process_state
 from hf_soup.tasks import Task
 
@@ -559,7 +559,7 @@ def _first_difference(old: dict, new: dict) -> str:
 
 
 def write_sweep_file(sweep: Sweep, extra: dict[str, Any] | None = None) -> None:
-    """sweep.json (docs/FORMATS.md), once per folder; `extra` adds keys (hf_soup.hpo: `search`)."""
+    """sweep.json (docs/FORMATS.md), once per folder; `extra` adds keys (hf_soup.sweep.hpo: `search`)."""
     path = sweep.context.output_dir / SWEEP_FILE
     if path.is_file():
         return

@@ -107,7 +107,7 @@ class Range:
     def rounded(self, value: float) -> float | int:
         """A drawn value as it is used and recorded: 4 significant digits (readable run ids), ints for randint.
 
-        Also applied to values another sampler (Optuna, in hf_soup.hpo) draws from this range.
+        Also applied to values another sampler (Optuna, in hf_soup.sweep.hpo) draws from this range.
         """
         return round(value) if self.kind == "randint" else float(f"{value:.4g}")
 
@@ -335,7 +335,7 @@ def shard_runs(runs: Sequence[RunConfig], spec: str | None) -> list[RunConfig]:
 # ----------------------------------------------------------------------------- config + flags
 
 
-BUNDLED_CONFIG_DIR = Path(__file__).with_name("configs")  # shipped in the wheel (package data)
+BUNDLED_CONFIG_DIR = Path(__file__).parents[1] / "configs"  # shipped in the wheel (package data)
 BUNDLED_PREFIX = "bundled:"
 
 
