@@ -60,10 +60,10 @@ def run_ours(argv: list[str], workers: int | str, cache: Path) -> dict:
     """One whole sweep (plan + train + score + leaderboard) in this process or its worker pool."""
     import torch
 
+    from hf_soup.sweep.arguments import ARGUMENT_TYPES, SWEEP_DEFAULTS, parse_sweep_args
     from hf_soup.sweep.concurrency import run_sweep_concurrently
-    from hf_soup.sweep.grid import parse_sweep_args
     from hf_soup.sweep.loop import run_sweep
-    from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
+    from hf_soup.sweep.planning import plan_sweep
 
     os.environ["HF_SOUP_CACHE"] = str(cache)  # cold: the one-time tokenisation is part of every mode
     free_memory()  # what earlier modes cached in this process is not held from the workers

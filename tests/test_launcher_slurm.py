@@ -234,7 +234,7 @@ def test_refused_submission_missing_srun_and_missing_submitit_are_one_line(
 
 def test_refused_under_a_data_parallel_launch(monkeypatch):
     """Every rank of `accelerate launch ... --launcher submitit` would submit its own array."""
-    from hf_soup.sweep.grid import SweepArguments
+    from hf_soup.sweep.arguments import SweepArguments
     from hf_soup.sweep.launchers import LauncherArguments
     from hf_soup.sweep.launchers.submitit import _check_options
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_soup.sweep.grid import bundled_configs
+from hf_soup.sweep.arguments import bundled_configs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPTS = {"hf-soup-sweep", "hf-soup-merge", "hf-soup-publish", "hf-soup-card"}
@@ -62,7 +62,7 @@ def test_python_m_hf_soup_sweep_help_runs_from_the_installed_wheel(installed, tm
 def test_bundled_configs_and_console_scripts_are_in_the_wheel(installed, tmp_path):
     target, env, _ = installed
     probe = (
-        "import hf_soup, hf_soup.console as c, hf_soup.sweep.grid as g; print(hf_soup.__file__); "
+        "import hf_soup, hf_soup.console as c, hf_soup.sweep.arguments as g; print(hf_soup.__file__); "
         "print(g.resolve_config('rte')); print(g.resolve_config('bundled:sst2.yaml')); "
         "print(all(callable(getattr(c, n)) for n in ('sweep', 'merge', 'publish', 'card')))"
     )

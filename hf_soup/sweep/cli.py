@@ -28,12 +28,12 @@ import sys
 from pathlib import Path
 
 from hf_soup.errors import cli_main
+from hf_soup.sweep.arguments import ARGUMENT_TYPES, SWEEP_DEFAULTS, SweepArguments, parse_sweep_args
 from hf_soup.sweep.concurrency import requested_workers, run_sweep_concurrently
-from hf_soup.sweep.grid import SweepArguments, parse_sweep_args
 from hf_soup.sweep.launch import configure_cpu_launch, process_state, refuse_sharded_launch
 from hf_soup.sweep.launchers import LauncherArguments
 from hf_soup.sweep.loop import run_sweep
-from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
+from hf_soup.sweep.planning import plan_sweep
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,7 +58,29 @@ from hf_soup.atomic import clear_temporaries_of, exclusive_lock
 from hf_soup.callbacks import IngredientExportCallback
 from hf_soup.errors import SoupError, cli_main
 from hf_soup.ingredient import is_ingredient, read_ingredient
-from hf_soup.sweep.grid import Range, RunConfig, SweepArguments, parse_sweep_args, run_id_for
+from hf_soup.sweep import (
+    ARGUMENT_TYPES,
+    SWEEP_DEFAULTS,
+    TRAINING_FIELDS,
+    WORK_DIR,
+    Range,
+    RunConfig,
+    SoupTrainer,
+    SweepArguments,
+    finish_sweep,
+    free_memory,
+    ingredient_record,
+    load_model,
+    make_trainer,
+    parse_sweep_args,
+    plan_sweep,
+    prepare_start,
+    run_id_for,
+    run_options,
+    training_arguments_for,
+    write_model_folder,
+    write_sweep_file,
+)
 
 logger = logging.getLogger(__name__)
 STUDY_DIR = ".hpo"
@@ -115,10 +137,6 @@ def _trial_trainer_class():
     """`TrialTrainer`, defined on first use: it subclasses the sweep's Trainer (torch, transformers)."""
     from transformers.trainer_pt_utils import LabelSmoother
     from transformers.trainer_utils import TrainOutput
-
-    from hf_soup.sweep.loop import ingredient_record
-    from hf_soup.sweep.planning import WORK_DIR, run_options, training_arguments_for
-    from hf_soup.sweep.trainer import SoupTrainer, free_memory, write_model_folder
 
     class TrialTrainer(SoupTrainer):
         """A SoupTrainer whose search trials each end as an ingredient folder (or reuse an existing one)."""
@@ -257,10 +275,6 @@ def run_search(sweep: Any, arguments: SearchArguments) -> Any:
     folder (or, for a repeat, already was one).
     """
     optuna = _import_optuna()
-    from hf_soup.sweep.loop import finish_sweep
-    from hf_soup.sweep.planning import WORK_DIR, training_arguments_for, write_sweep_file
-    from hf_soup.sweep.shared_start import prepare_start
-    from hf_soup.sweep.trainer import load_model, make_trainer
 
     context = sweep.context
     if not sweep.axes:
@@ -323,8 +337,6 @@ def run_search(sweep: Any, arguments: SearchArguments) -> Any:
 
 def _training_values(values: dict[str, Any]) -> dict[str, Any]:
     """What the Trainer sets on its TrainingArguments per trial (model-config values go to model_init)."""
-    from hf_soup.sweep.planning import TRAINING_FIELDS
-
     return {k: v for k, v in values.items() if k in TRAINING_FIELDS}
 
 
@@ -385,8 +397,6 @@ def _import_optuna():
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m hf_soup.hpo`: the sweep's flags plus SearchArguments; raises SoupError on bad input."""
-    from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
-
     parsed = parse_sweep_args(argv, (*ARGUMENT_TYPES, SearchArguments), defaults=SWEEP_DEFAULTS)
     arguments = next(a for a in parsed.arguments if isinstance(a, SearchArguments))
     sweep_args = next(a for a in parsed.arguments if isinstance(a, SweepArguments))

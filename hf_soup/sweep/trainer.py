@@ -29,8 +29,9 @@ from hf_soup.atomic import atomic_dir, write_json_atomic
 from hf_soup.callbacks import TrajectoryAveragingCallback
 from hf_soup.ingredient import write_ingredient
 from hf_soup.metrics import make_compute_metrics
+from hf_soup.sweep.arguments import TRAINING_FIELDS, FineTuneArguments
 from hf_soup.sweep.grid import RunConfig
-from hf_soup.sweep.planning import TRAINING_FIELDS, FineTuneArguments, SweepContext, run_options
+from hf_soup.sweep.planning import SweepContext, run_options
 
 
 class SoupTrainer(Trainer):

@@ -100,7 +100,7 @@ class ShardStatus:
 
 def launch(parsed: Any, argv: list[str], options: LauncherArguments) -> int:
     """Submit (or attach to) the sweep's job array, wait for it, then merge. See the module docstring."""
-    from hf_soup.sweep.grid import SweepArguments
+    from hf_soup.sweep.arguments import SweepArguments
     from hf_soup.sweep.planning import plan_sweep
 
     sweep_args = next(a for a in parsed.arguments if isinstance(a, SweepArguments))
