@@ -12,7 +12,7 @@ cold token cache and output folder, so one-time work is counted in every mode):
     pad to max length, random batches, Trainer.train + evaluate heldout/test + save, one point at a time;
   * K=1: hf_soup's sweep as is (`hf_soup.sweep.loop.run_sweep`: cached tokens, dynamic padding,
     length-grouped batches), one point at a time;
-  * K=2, 4, 8 (or auto): `--concurrent K` (`hf_soup.concurrency.run_sweep_concurrently`).
+  * K=2, 4, 8 (or auto): `--concurrent K` (`hf_soup.sweep.concurrency.run_sweep_concurrently`).
 Same model (loaded in float32; bf16 autocast where the GPU has it, for every mode), data,
 hyperparameters and seeds.
 
@@ -60,10 +60,10 @@ def run_ours(argv: list[str], workers: int | str, cache: Path) -> dict:
     """One whole sweep (plan + train + score + leaderboard) in this process or its worker pool."""
     import torch
 
-    from hf_soup.concurrency import run_sweep_concurrently
-    from hf_soup.grid import parse_sweep_args
+    from hf_soup.sweep.arguments import ARGUMENT_TYPES, SWEEP_DEFAULTS, parse_sweep_args
+    from hf_soup.sweep.concurrency import run_sweep_concurrently
     from hf_soup.sweep.loop import run_sweep
-    from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
+    from hf_soup.sweep.planning import plan_sweep
 
     os.environ["HF_SOUP_CACHE"] = str(cache)  # cold: the one-time tokenisation is part of every mode
     free_memory()  # what earlier modes cached in this process is not held from the workers
@@ -161,8 +161,8 @@ def main() -> int:
     import torch
     import transformers
 
-    from hf_soup.concurrency import choose_gpu_workers, parse_concurrency
     from hf_soup.ingredient import weights_sha256
+    from hf_soup.sweep.concurrency import choose_gpu_workers, parse_concurrency
 
     transformers.logging.set_verbosity_error()
     model_dir = Path(args.model) if args.model else minilm_dir()

@@ -32,8 +32,8 @@ from bench_common import ROOT, bf16, machine, minilm_dir, plain_point, replace_s
 
 
 def ours_plan(model_dir: Path, glue_dir: str, learning_rates: list[float], args, out: Path):
-    from hf_soup.grid import parse_sweep_args
-    from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
+    from hf_soup.sweep.arguments import ARGUMENT_TYPES, SWEEP_DEFAULTS, parse_sweep_args
+    from hf_soup.sweep.planning import plan_sweep
 
     argv = [
         "--model", str(model_dir), "--task", args.task, "--glue_dir", glue_dir, "--output_dir", str(out),

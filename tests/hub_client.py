@@ -6,7 +6,7 @@ import json
 import urllib.error
 import urllib.request
 
-from hf_soup.testing.hub import HubServer
+from hub_server import HubServer
 
 
 def client_env(

@@ -28,8 +28,10 @@ from sweep_helpers import (
     wait_for,
 )
 
-from hf_soup import concurrency
-from hf_soup.concurrency import (
+from hf_soup.errors import SoupError, cli_main
+from hf_soup.ingredient import is_ingredient, read_ingredient
+from hf_soup.sweep import concurrency
+from hf_soup.sweep.concurrency import (
     AUTO,
     CUDA_CONTEXT_BYTES,
     choose_cpu_workers,
@@ -38,9 +40,7 @@ from hf_soup.concurrency import (
     plan_workers,
     usable_cores,
 )
-from hf_soup.errors import SoupError, cli_main
-from hf_soup.grid import expand_grid
-from hf_soup.ingredient import is_ingredient, read_ingredient
+from hf_soup.sweep.grid import expand_grid
 
 sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process
 GIB = 1 << 30

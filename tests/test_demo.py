@@ -19,7 +19,7 @@ from huggingface_hub import ModelCard
 from hf_soup.merge import DEFAULT_RECIPE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-LOCAL_HUB_TOKEN = re.compile(rb"hf_local_[0-9a-f]{32}")  # what hf_soup.testing.hub hands out
+LOCAL_HUB_TOKEN = re.compile(rb"hf_local_[0-9a-f]{32}")  # what tests/hub_server hands out
 
 
 def test_demo_runs_sweep_merge_publish_and_from_pretrained(glue_dir, minilm_dir, tmp_path, cli_env):

@@ -9,10 +9,10 @@ from transformers import TrainingArguments
 
 from hf_soup.data import DataArguments
 from hf_soup.errors import SoupError
-from hf_soup.grid import (
-    BUNDLED_CONFIG_DIR,
+from hf_soup.models import ModelArguments
+from hf_soup.sweep.arguments import BUNDLED_CONFIG_DIR, SweepArguments, parse_sweep_args, resolve_config
+from hf_soup.sweep.grid import (
     Range,
-    SweepArguments,
     check_keys,
     coerce_axes,
     digest_of_run_id,
@@ -20,13 +20,10 @@ from hf_soup.grid import (
     parse_grid_flags,
     parse_scalar,
     parse_shard,
-    parse_sweep_args,
     point_digest,
-    resolve_config,
     run_id_for,
     shard_runs,
 )
-from hf_soup.models import ModelArguments
 
 TYPES = (ModelArguments, DataArguments, SweepArguments, TrainingArguments)
 

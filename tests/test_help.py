@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from hf_soup.errors import SoupError
-from hf_soup.grid import bundled_configs, load_yaml_config, resolve_config
+from hf_soup.sweep.arguments import bundled_configs, load_yaml_config, resolve_config
 
 
 def _run(cli_env, *args: str) -> subprocess.CompletedProcess:

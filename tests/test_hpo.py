@@ -17,10 +17,10 @@ from sweep_helpers import (
     tiny_glue_fixture,  # noqa: F401 (fixture `tiny_glue`)
 )
 
-from hf_soup import hpo
 from hf_soup.errors import cli_main
 from hf_soup.ingredient import read_ingredient
 from hf_soup.merge import main as merge_main
+from hf_soup.sweep import hpo
 from hf_soup.sweep.cli import main as sweep_main
 
 optuna = pytest.importorskip("optuna")

@@ -14,8 +14,7 @@ import sys
 import textwrap
 
 from hub_client import client_env
-
-from hf_soup.testing.hub import HubServer
+from hub_server import HubServer
 
 REPO = "ns/topics"
 UPLOAD = textwrap.dedent(

@@ -17,10 +17,10 @@ import huggingface_hub
 import pytest
 import torch
 from hub_client import client_env
+from hub_server import HubServer
 from soup_factory import make_ingredient
 
 from hf_soup.hub_ingredients import hub_reference
-from hf_soup.testing.hub import HubServer
 
 DRIVER = textwrap.dedent(
     """

@@ -14,8 +14,7 @@ import urllib.request
 
 import pytest
 from hub_client import call, client_env
-
-from hf_soup.testing.hub import Fault, HubServer, HubUser, validate_metadata
+from hub_server import Fault, HubServer, HubUser, validate_metadata
 
 
 def commit_lines(*items: dict) -> bytes:

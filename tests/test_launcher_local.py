@@ -19,9 +19,9 @@ from sweep_helpers import (
 )
 
 from hf_soup.errors import cli_main
-from hf_soup.grid import expand_grid, shard_runs
 from hf_soup.ingredient import read_ingredient
 from hf_soup.sweep.cli import main as sweep_main
+from hf_soup.sweep.grid import expand_grid, shard_runs
 
 pytest.importorskip("submitit")
 

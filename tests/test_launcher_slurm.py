@@ -13,9 +13,9 @@ from fake_slurm import FakeSlurm, sbatch_directives
 from sweep_helpers import one_torch_thread, tiny_flags, tiny_glue_fixture  # noqa: F401 (fixtures)
 
 from hf_soup.errors import SoupError, cli_main
-from hf_soup.grid import expand_grid, shard_runs
 from hf_soup.ingredient import build_ingredient, write_ingredient
 from hf_soup.sweep.cli import main as sweep_main
+from hf_soup.sweep.grid import expand_grid, shard_runs
 
 pytest.importorskip("submitit")
 
@@ -234,9 +234,9 @@ def test_refused_submission_missing_srun_and_missing_submitit_are_one_line(
 
 def test_refused_under_a_data_parallel_launch(monkeypatch):
     """Every rank of `accelerate launch ... --launcher submitit` would submit its own array."""
-    from hf_soup.grid import SweepArguments
-    from hf_soup.launchers import LauncherArguments
-    from hf_soup.launchers.submitit import _check_options
+    from hf_soup.sweep.arguments import SweepArguments
+    from hf_soup.sweep.launchers import LauncherArguments
+    from hf_soup.sweep.launchers.submitit import _check_options
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(SoupError, match="not under accelerate launch / torchrun"):
@@ -246,7 +246,7 @@ def test_refused_under_a_data_parallel_launch(monkeypatch):
 
 
 def test_token_flags_are_masked_in_records_and_logs():
-    from hf_soup.launchers import masked
+    from hf_soup.sweep.launchers import masked
 
     argv = ["--hub_token", "hf_x", "--token=hf_y", "--tokenizer_name", "bert", "--hub-token", "hf_z"]
     assert masked(argv) == ["--hub_token", "***", "--token=***", "--tokenizer_name", "bert", "--hub-token", "***"]

@@ -1,4 +1,5 @@
-"""What a pip user gets: the wheel holds the sweep module, the bundled configs and the console scripts.
+"""What a pip user gets: the wheel holds the sweep module, the bundled configs and the console scripts,
+and not the local Hub server that the tests and the demo use.
 
 Builds the wheel from a copy of the package (so the checkout gets no build/ or egg-info), installs it
 with --no-deps into a throwaway --target, and runs it from outside the checkout with `python -S`:
@@ -14,11 +15,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from hf_soup.grid import bundled_configs
+from hf_soup.sweep.arguments import bundled_configs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPTS = {"hf-soup-sweep", "hf-soup-merge", "hf-soup-publish", "hf-soup-card"}
@@ -26,13 +28,15 @@ CONSOLE_SCRIPTS = {"hf-soup-sweep", "hf-soup-merge", "hf-soup-publish", "hf-soup
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """(the --target folder, an environment that sees only it plus the dependencies)."""
+    """(the --target folder, an environment that sees only it plus the dependencies, the wheel)."""
     root = tmp_path_factory.mktemp("wheel")
     source = root / "src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(PROJECT_ROOT / name, source / name)
-    shutil.copytree(PROJECT_ROOT / "hf_soup", source / "hf_soup", ignore=shutil.ignore_patterns("__pycache__"))
+    # tests/ too, so that the package `find` in pyproject.toml is what keeps the test server out of the wheel
+    for folder in ("hf_soup", "tests"):
+        shutil.copytree(PROJECT_ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     build = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(root / "dist"),
                             str(source)], capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -44,11 +48,11 @@ def installed(tmp_path_factory):
     assert install.returncode == 0, install.stderr[-3000:]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]])
-    return target, env
+    return target, env, wheel
 
 
 def test_python_m_hf_soup_sweep_help_runs_from_the_installed_wheel(installed, tmp_path):
-    _, env = installed
+    _, env, _ = installed
     result = subprocess.run([sys.executable, "-S", "-m", "hf_soup.sweep", "--help"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -56,9 +60,9 @@ def test_python_m_hf_soup_sweep_help_runs_from_the_installed_wheel(installed, tm
 
 
 def test_bundled_configs_and_console_scripts_are_in_the_wheel(installed, tmp_path):
-    target, env = installed
+    target, env, _ = installed
     probe = (
-        "import hf_soup, hf_soup.console as c, hf_soup.grid as g; print(hf_soup.__file__); "
+        "import hf_soup, hf_soup.console as c, hf_soup.sweep.arguments as g; print(hf_soup.__file__); "
         "print(g.resolve_config('rte')); print(g.resolve_config('bundled:sst2.yaml')); "
         "print(all(callable(getattr(c, n)) for n in ('sweep', 'merge', 'publish', 'card')))"
     )
@@ -76,3 +80,13 @@ def test_bundled_configs_and_console_scripts_are_in_the_wheel(installed, tmp_pat
     entry_points.read(dist_info / "entry_points.txt")
     assert set(entry_points["console_scripts"]) == CONSOLE_SCRIPTS
     assert all((target / "bin" / name).is_file() for name in CONSOLE_SCRIPTS)
+
+
+def test_the_wheel_holds_no_test_hub_server(installed):
+    target, _, wheel = installed
+    assert (PROJECT_ROOT / "tests" / "hub_server" / "server.py").is_file()  # it exists, beside the tests
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "hf_soup/__init__.py" in names and "hf_soup/sweep/__main__.py" in names
+    leaked = [n for n in names if n.startswith("tests/") or "hub_server" in n or n.startswith("hf_soup/testing")]
+    assert leaked == []
+    assert not (target / "tests").exists() and not (target / "hf_soup" / "testing").exists()

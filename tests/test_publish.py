@@ -21,11 +21,11 @@ import uuid
 import huggingface_hub
 import pytest
 from hub_client import call, client_env
+from hub_server import HubServer, HubUser
 from soup_folders import build_soup_folder
 
 from hf_soup.errors import SoupError
 from hf_soup.publish import publish_folder
-from hf_soup.testing.hub import HubServer, HubUser
 
 REPO = "ns/rte-soup"
 PUBLISHED = {

@@ -19,7 +19,7 @@ from sweep_helpers import SWEEP_SCRIPT, single_thread_env, tiny_flags, write_tin
 
 from hf_soup.publish import public_soup
 from hf_soup.redact import mask_secret_flags, redact, redact_text, strip_local_paths
-from hf_soup.testing.hub import HubServer
+from hub_server import HubServer
 
 PASSWORD = "S3CRETpw"
 TOKEN = "hf_PLANTEDtoken0123456789"

@@ -43,10 +43,10 @@ def spm_model() -> bytes:
 def test_sentencepiece_files_reach_the_soup_and_the_hub(
     tmp_path, tokenizer_dir, spm_model, glue_dir, online, tokenizer_class, filename, capsys
 ):
+    from hub_server import HubServer
     from transformers import AutoTokenizer
 
     from hf_soup.publish import publish_folder
-    from hf_soup.testing.hub import HubServer
 
     folders = []
     for seed in (1, 2):

@@ -24,9 +24,10 @@ from sweep_helpers import (
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from hf_soup.errors import cli_main
-from hf_soup.grid import BUNDLED_CONFIG_DIR, expand_grid, parse_sweep_args
 from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
-from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, WEIGHT_NEUTRAL_SETTINGS, resolve_grid
+from hf_soup.sweep.arguments import ARGUMENT_TYPES, BUNDLED_CONFIG_DIR, SWEEP_DEFAULTS, parse_sweep_args
+from hf_soup.sweep.grid import expand_grid
+from hf_soup.sweep.planning import WEIGHT_NEUTRAL_SETTINGS, resolve_grid
 from hf_soup.tasks import TASKS, get_task
 
 sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process

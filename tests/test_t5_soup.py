@@ -16,6 +16,7 @@ import textwrap
 import pytest
 import torch
 from hub_client import client_env
+from hub_server import HubServer
 from sweep_helpers import ingredient_dirs, load_sweep_main, one_torch_thread, tiny_flags, tiny_glue_fixture  # noqa: F401
 from transformers import AutoTokenizer
 
@@ -23,7 +24,6 @@ from hf_soup import merge, models
 from hf_soup.data import DataArguments, load_glue
 from hf_soup.scoring import Scorer
 from hf_soup.tasks import get_task
-from hf_soup.testing.hub import HubServer
 
 REPO = "ns/t5-soup"
 VERIFY_SCRIPT = textwrap.dedent(

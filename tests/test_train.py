@@ -20,11 +20,11 @@ from transformers import AutoModelForSequenceClassification
 from hf_soup import models
 from hf_soup.data import DataArguments, load_glue
 from hf_soup.errors import SoupError
-from hf_soup.grid import parse_sweep_args
 from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
 from hf_soup.scoring import Scorer
+from hf_soup.sweep.arguments import ARGUMENT_TYPES, SWEEP_DEFAULTS, parse_sweep_args
 from hf_soup.sweep.loop import last_complete_checkpoint
-from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
+from hf_soup.sweep.planning import plan_sweep
 from hf_soup.tasks import get_task
 
 sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process

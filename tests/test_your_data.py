@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from conftest import shared_dir
 from hub_client import client_env
+from hub_server import HubServer
 from huggingface_hub import ModelCard
 from sweep_helpers import load_sweep_main, one_torch_thread  # noqa: F401  (fixture)
 
 from hf_soup.errors import cli_main
 from hf_soup.merge import DEFAULT_RECIPE
 from hf_soup.merge import main as merge_main
-from hf_soup.testing.hub import HubServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOPICS = {

@@ -5,6 +5,8 @@
     torchrun --nproc_per_node 2 -m hf_soup.sweep ...               # alike, without accelerate's launcher
 
 One module per job, each importing only the ones above it in this list:
+  * `grid`         — an axis parsed, checked, typed and expanded; run ids; shards;
+  * `arguments`    — the sweep's dataclasses (flags and YAML keys) and their parser;
   * `launch`       — this process's place in a launch (ranks, CPU gloo groups), locks, agreement;
   * `planning`     — every check, the grid, the sweep's identity (`sweep.json`); writes nothing else;
   * `trainer`      — the Trainer extensions (length-grouped sampler, text2text collator) and the
@@ -12,5 +14,35 @@ One module per job, each importing only the ones above it in this list:
   * `shared_start` — LP-FT and warm start, computed once per sweep under a lock;
   * `leaderboard`  — the ranked table of a folder's ingredients;
   * `loop`         — the grid points one after another (`run_sweep`, `run_grid_point`);
-  * `cli`          — `main(argv)`: parse, plan, then the loop or `hf_soup.concurrency`'s worker pool.
+  * `concurrency`  — K points at a time in worker processes, each running the loop's steps;
+  * `launchers/`   — the grid as a job array (submitit: SLURM or local processes; `--shard i/n`);
+  * `hpo`          — a search's trials (Optuna, through the Trainer) as ingredients;
+  * `cli`          — `main(argv)`: parse, plan, then the loop, the worker pool or a launcher.
+
+The names below are what the launchers and the search build on. They load on first use (PEP 562),
+so that importing a light module such as `grid` does not import torch and transformers.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "arguments": ("ARGUMENT_TYPES", "SWEEP_DEFAULTS", "TRAINING_FIELDS", "SweepArguments", "parse_sweep_args"),
+    "grid": ("Range", "RunConfig", "run_id_for", "shard_runs"),
+    "planning": ("WORK_DIR", "finished_folders", "plan_sweep", "run_options", "training_arguments_for",
+                 "write_sweep_file"),
+    "trainer": ("SoupTrainer", "free_memory", "load_model", "make_trainer", "write_model_folder"),
+    "shared_start": ("prepare_start",),
+    "leaderboard": ("LEADERBOARD_FILE", "leaderboard"),
+    "loop": ("finish_sweep", "ingredient_record"),
+}  # fmt: skip
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)

@@ -18,7 +18,7 @@ TrainingArguments field can be fixed (`--weight_decay 0.01`) or an axis (`--grid
 model-config fields (`hidden_dropout_prob`) too. Rerunning the same command skips finished points
 and resumes an interrupted one. Then: `python -m hf_soup.merge --ingredients runs/rte ...`.
 
-This module sits on top of the sweep package and of `hf_soup.concurrency` (which imports the
+This module sits on top of the sweep package and of `hf_soup.sweep.concurrency` (which imports the
 loop), so nothing below it imports it.
 """
 
@@ -27,13 +27,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hf_soup.concurrency import requested_workers, run_sweep_concurrently
 from hf_soup.errors import cli_main
-from hf_soup.grid import SweepArguments, parse_sweep_args
-from hf_soup.launchers import LauncherArguments
+from hf_soup.sweep.arguments import ARGUMENT_TYPES, SWEEP_DEFAULTS, SweepArguments, parse_sweep_args
+from hf_soup.sweep.concurrency import requested_workers, run_sweep_concurrently
 from hf_soup.sweep.launch import configure_cpu_launch, process_state, refuse_sharded_launch
+from hf_soup.sweep.launchers import LauncherArguments
 from hf_soup.sweep.loop import run_sweep
-from hf_soup.sweep.planning import ARGUMENT_TYPES, SWEEP_DEFAULTS, plan_sweep
+from hf_soup.sweep.planning import plan_sweep
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     prog = "python -m hf_soup.sweep" if Path(sys.argv[0]).name == "__main__.py" else None  # not `__main__.py`
     parsed = parse_sweep_args(argv, (*ARGUMENT_TYPES, LauncherArguments), defaults=SWEEP_DEFAULTS, prog=prog)
     launcher = next(a for a in parsed.arguments if isinstance(a, LauncherArguments))
-    if launcher.launcher not in (None, "none"):  # the grid as a job array (hf_soup.launchers)
-        from hf_soup.launchers.submitit import launch
+    if launcher.launcher not in (None, "none"):  # the grid as a job array (hf_soup.sweep.launchers)
+        from hf_soup.sweep.launchers.submitit import launch
 
         return launch(parsed, argv, launcher)
     workers = requested_workers(next(a for a in parsed.arguments if isinstance(a, SweepArguments)))

@@ -28,8 +28,8 @@ from typing import Any
 
 from hf_soup.atomic import clear_temporaries_of, write_text_atomic
 from hf_soup.errors import SoupError
-from hf_soup.grid import RunConfig
 from hf_soup.ingredient import build_ingredient, is_ingredient, read_ingredient
+from hf_soup.sweep.grid import RunConfig
 from hf_soup.sweep.launch import agree, configure_cpu_launch, process_state, try_lock
 from hf_soup.sweep.leaderboard import LEADERBOARD_FILE, leaderboard, point_summary
 from hf_soup.sweep.planning import (
@@ -133,7 +133,7 @@ def ingredient_record(
 ) -> dict[str, Any]:
     """Score a trained point (held-out and test, the merge's scorer) and build its ingredient.json record.
 
-    Shared by the grid loop and `hf_soup.hpo` (whose trials add a `search` block in `extra`), so an
+    Shared by the grid loop and `hf_soup.sweep.hpo` (whose trials add a `search` block in `extra`), so an
     ingredient reads the same whoever trained it.
     """
     args = trainer.args
@@ -203,7 +203,7 @@ def begin_sweep(sweep: Sweep) -> list[RunConfig]:
     """List this job's unfinished points, write sweep.json, and compute the shared start (once).
 
     Everything a sweep does once before its points train, whoever trains them (this loop, or
-    the workers of `hf_soup.concurrency`).
+    the workers of `hf_soup.sweep.concurrency`).
     """
 
     context = sweep.context

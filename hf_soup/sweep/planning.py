@@ -28,20 +28,28 @@ from hf_soup import models
 from hf_soup.atomic import write_json_atomic
 from hf_soup.data import DataArguments, TaskSplits, load_splits, summary_lines
 from hf_soup.errors import SoupError
-from hf_soup.grid import (
-    ParsedSweep,
-    Range,
-    RunConfig,
-    SweepArguments,
-    check_keys,
-    coerce_axes,
-    digest_of_run_id,
-    expand_grid,
-    parse_scalar,
-    shard_runs,
-)
 from hf_soup.ingredient import INGREDIENT_FILE, is_ingredient, library_versions, utc_now
 from hf_soup.redact import mask_secret_flags
+from hf_soup.sweep.arguments import (
+    ARGUMENT_TYPES,
+    PER_RUN_FINETUNE_FIELDS,
+    SWEEP_DEFAULTS,
+    SWEEP_LEVEL_TRAINING_FIELDS,
+    TRAINING_FIELDS,
+    FineTuneArguments,
+    ParsedSweep,
+    SweepArguments,
+)
+from hf_soup.sweep.grid import (
+    Range,
+    RunConfig,
+    check_axes,
+    check_keys,
+    config_converter,
+    digest_of_run_id,
+    expand_grid,
+    shard_runs,
+)
 from hf_soup.sweep.launch import SHARDED_TRAINING_HELP, process_state
 from hf_soup.tasks import Task
 
@@ -51,16 +59,6 @@ SHARED_DIR = ".shared"
 SWEEP_FILE = "sweep.json"
 SWEEP_FORMAT = "hf_soup.sweep"
 
-# TrainingArguments defaults the sweep changes; a flag or the config file overrides each of them.
-SWEEP_DEFAULTS = {
-    "save_strategy": "no",  # no checkpoints (and no optimizer state) unless asked for
-    "per_device_eval_batch_size": 64,
-}
-# How long a shard waits for the shared start another live job is computing (it takes over at once
-# when that job dies): a day, longer than any warm start should take, short of hanging for ever.
-SHARED_START_TIMEOUT_S = 24 * 3600.0
-# TrainingArguments fields that are about the sweep, not a run: never grid axes.
-SWEEP_LEVEL_TRAINING_FIELDS = frozenset({"output_dir", "resume_from_checkpoint"})
 # Settings that cannot change the weights a point trains to: left out of the sweep's identity, so a
 # rerun may change them. An explicit list, because a setting missing here only makes a rerun with
 # another value refused, while one wrongly here would let ingredients of different recipes mix.
@@ -99,68 +97,6 @@ RECORDED_TRAINING_FIELDS = (
     "label_smoothing_factor",
     "optim",
 )
-
-
-@dataclass
-class FineTuneArguments:
-    """hf_soup's own knobs. The first three can be grid axes; the rest are shared by the sweep."""
-
-    freeze_layers: int = field(default=0, metadata={"help": "freeze the embeddings and the first k layers"})
-    early_stopping_patience: int = field(
-        default=0, metadata={"help": "stop after this many evaluations on heldout without improvement (0: off)"}
-    )
-    early_stopping_threshold: float = field(default=0.0, metadata={"help": "minimum heldout improvement that counts"})
-    warm_start_epochs: float = field(
-        default=0.0, metadata={"help": "one shared short fine-tune every grid point forks from (0: off)"}
-    )
-    warm_start_learning_rate: float | None = field(
-        default=None, metadata={"help": "learning rate of the warm start (default: --learning_rate)"}
-    )
-    lp_ft_epochs: float = field(
-        default=0.0, metadata={"help": "LP-FT: fit the head with the body frozen for this many epochs first (0: off)"}
-    )
-    lp_ft_learning_rate: float = field(default=1e-3, metadata={"help": "learning rate of the LP-FT head fit"})
-    average_last_k: int = field(
-        default=0,
-        metadata={
-            "help": "each ingredient = float64 average of its last K trajectory points (0/1: the final weights); "
-            "steps T, T-d, ... with d = --average_every"
-        },
-    )
-    average_every: int = field(
-        default=0, metadata={"help": "steps between averaged points (0: T // (2K), the last half of training)"}
-    )
-    keep_trajectory: bool = field(
-        default=False,
-        metadata={
-            "help": "with --average_last_k: keep the averaged points (weights only) under "
-            "<output_dir>/.trajectory/<run id>/step-<n>/, to compare the final point with the average"
-        },
-    )
-    precision: str = field(
-        default="auto", metadata={"help": "auto (bf16 on GPUs that have it, else fp32) | fp32 | bf16 | fp16"}
-    )
-    group_by_length: bool = field(
-        default=True, metadata={"help": "batch examples of similar length together (less padding, same epochs)"}
-    )
-    shared_start_timeout: float = field(
-        default=SHARED_START_TIMEOUT_S,
-        metadata={
-            "help": "seconds a job waits for the LP-FT / warm start another job of the sweep is computing, "
-            "then stops with an error (a job that dies meanwhile is taken over at once)"
-        },
-    )
-
-
-PER_RUN_FINETUNE_FIELDS = (
-    "freeze_layers",
-    "early_stopping_patience",
-    "early_stopping_threshold",
-    "average_last_k",
-    "average_every",
-)
-ARGUMENT_TYPES = (models.ModelArguments, DataArguments, FineTuneArguments, SweepArguments, TrainingArguments)
-TRAINING_FIELDS = frozenset(f.name for f in fields(TrainingArguments) if f.init)
 
 
 @dataclass
@@ -421,7 +357,7 @@ def resolve_grid(parsed: ParsedSweep, config: Any) -> tuple[dict[str, Any], dict
     config_values = models.config_override_keys(config)
     axes = _checked_axes(parsed, config_values)
     check_keys(parsed.extra_fixed, _all_fields() | set(config_values), parsed.source)
-    return axes, {k: _config_converter(config_values[k])(v) for k, v in parsed.extra_fixed.items()}
+    return axes, {k: config_converter(config_values[k])(v) for k, v in parsed.extra_fixed.items()}
 
 
 def _all_fields() -> set[str]:
@@ -430,24 +366,11 @@ def _all_fields() -> set[str]:
 
 def _checked_axes(parsed: ParsedSweep, config_values: dict[str, Any]) -> dict[str, Any]:
     per_run = (TRAINING_FIELDS - SWEEP_LEVEL_TRAINING_FIELDS) | set(PER_RUN_FINETUNE_FIELDS) | set(config_values)
-    for key in parsed.axes:
-        if key in _all_fields() and key not in per_run:
-            raise SoupError(f"{parsed.source}: {key!r} is shared by the whole sweep and cannot be a grid axis")
-    check_keys(parsed.axes, per_run, parsed.source, what="grid axis")
     converters = parsed.converters()
-    converters.update({k: _config_converter(v) for k, v in config_values.items() if k not in converters})
-    return coerce_axes(parsed.axes, converters)
-
-
-def _config_converter(current: Any):
-    """Model-config overrides are floats (see models.config_override_keys); unset fields take any literal."""
-
-    def convert(value: Any) -> Any:
-        if isinstance(current, float):
-            return float(value)
-        return parse_scalar(value) if isinstance(value, str) else value
-
-    return convert
+    converters.update({k: config_converter(v) for k, v in config_values.items() if k not in converters})
+    return check_axes(
+        parsed.axes, per_run=per_run, sweep_wide=_all_fields(), converters=converters, where=parsed.source
+    )
 
 
 def _resolve_precision(requested: str, args: TrainingArguments, explicit: set[str]) -> str:
@@ -602,7 +525,7 @@ def _first_difference(old: dict, new: dict) -> str:
 
 
 def write_sweep_file(sweep: Sweep, extra: dict[str, Any] | None = None) -> None:
-    """sweep.json (docs/FORMATS.md), once per folder; `extra` adds keys (hf_soup.hpo: `search`)."""
+    """sweep.json (docs/FORMATS.md), once per folder; `extra` adds keys (hf_soup.sweep.hpo: `search`)."""
     path = sweep.context.output_dir / SWEEP_FILE
     if path.is_file():
         return

@@ -27,11 +27,12 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 from hf_soup import models
 from hf_soup.atomic import atomic_dir, write_json_atomic
 from hf_soup.callbacks import TrajectoryAveragingCallback
-from hf_soup.grid import RunConfig
 from hf_soup.ingredient import write_ingredient
 from hf_soup.metrics import make_compute_metrics
 from hf_soup.quiet import quiet_transformers
-from hf_soup.sweep.planning import TRAINING_FIELDS, FineTuneArguments, SweepContext, run_options
+from hf_soup.sweep.arguments import TRAINING_FIELDS, FineTuneArguments
+from hf_soup.sweep.grid import RunConfig
+from hf_soup.sweep.planning import SweepContext, run_options
 
 
 class SoupTrainer(Trainer):
@@ -150,7 +151,7 @@ def make_trainer(
 ) -> SoupTrainer:
     """The Trainer every grid point trains with (`model=` or `model_init=` in `kwargs`).
 
-    Apart from `train_model` so that `hf_soup.hpo` builds the very same Trainer around a
+    Apart from `train_model` so that `hf_soup.sweep.hpo` builds the very same Trainer around a
     `model_init` for `Trainer.hyperparameter_search`.
     """
     evaluating = args.eval_strategy != "no"  # evaluation during training is always on heldout, never test

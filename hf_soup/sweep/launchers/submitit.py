@@ -22,7 +22,7 @@ What one run does:
      names every failed shard with its log (exit 1; a rerun resubmits only those); once every
      shard succeeded, rewrites the leaderboard and, with `--merge RECIPE`, runs the merge.
 
-Each array job runs `ShardJob` (hf_soup.launchers.shard): the same sweep command with
+Each array job runs `ShardJob` (hf_soup.sweep.launchers.shard): the same sweep command with
 `--shard i/n`, requeued through submitit's checkpointing on preemption or time-out.
 """
 
@@ -40,7 +40,7 @@ from typing import Any
 
 from hf_soup.atomic import exclusive_lock, write_json_atomic
 from hf_soup.errors import SoupError
-from hf_soup.launchers import CLUSTERS, LAUNCHER_FIELDS, LAUNCHERS, LauncherArguments, masked
+from hf_soup.sweep.launchers import CLUSTERS, LAUNCHER_FIELDS, LAUNCHERS, LauncherArguments, masked
 
 DEFAULT_FOLDER = ".launcher"
 RECORD_FILE = "array.json"
@@ -100,7 +100,7 @@ class ShardStatus:
 
 def launch(parsed: Any, argv: list[str], options: LauncherArguments) -> int:
     """Submit (or attach to) the sweep's job array, wait for it, then merge. See the module docstring."""
-    from hf_soup.grid import SweepArguments
+    from hf_soup.sweep.arguments import SweepArguments
     from hf_soup.sweep.planning import plan_sweep
 
     sweep_args = next(a for a in parsed.arguments if isinstance(a, SweepArguments))
@@ -264,7 +264,7 @@ class JobArray:
     """The shards of one sweep, their jobs (`array.json`) and the scheduler's view of them."""
 
     def __init__(self, folder: Path, output_dir: Path, sweep_id: str, runs: list[Any], options: LauncherArguments):
-        from hf_soup.grid import shard_runs
+        from hf_soup.sweep.grid import shard_runs
 
         self.folder = folder
         self.output_dir = output_dir
@@ -371,7 +371,7 @@ class JobArray:
     def submit(self, submitit: Any, shards: list[int], argv: list[str]) -> None:
         """Submit `shards` as one job array and record their job ids (atomically)."""
         from hf_soup.ingredient import utc_now
-        from hf_soup.launchers.shard import ShardJob
+        from hf_soup.sweep.launchers.shard import ShardJob
 
         options = self.options
         executor = self._executor(submitit, len(shards))

@@ -33,7 +33,7 @@ from typing import Any
 import submitit
 
 from hf_soup.atomic import write_json_atomic
-from hf_soup.launchers import masked
+from hf_soup.sweep.launchers import masked
 
 STOP_TIMEOUT_S = 60.0  # how long a stopped sweep may take to exit before it is killed
 POLL_S = 0.5

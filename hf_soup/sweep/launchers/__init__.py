@@ -8,7 +8,7 @@ Why a package of its own: the sweep knows how to train one shard (`--shard i/n`)
 only decides where each shard runs, watches it and reruns what failed. Keeping it apart keeps
 the sweep free of scheduler code, and `LauncherArguments` (the flags) importable without
 submitit installed, so `--help` lists them everywhere. The launcher itself is
-`hf_soup.launchers.submitit` (imported only when `--launcher` is given).
+`hf_soup.sweep.launchers.submitit` (imported only when `--launcher` is given).
 """
 
 from __future__ import annotations

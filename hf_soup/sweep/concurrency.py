@@ -54,7 +54,8 @@ from pathlib import Path
 from typing import Any
 
 from hf_soup.errors import SoupError
-from hf_soup.grid import RunConfig, SweepArguments
+from hf_soup.sweep.arguments import SweepArguments
+from hf_soup.sweep.grid import RunConfig
 from hf_soup.sweep.leaderboard import point_summary
 from hf_soup.sweep.loop import begin_sweep, finish_sweep, train_in_order, train_unclaimed_point
 from hf_soup.sweep.planning import Sweep, SweepContext
