@@ -340,7 +340,7 @@ BUNDLED_PREFIX = "bundled:"
 
 
 def bundled_configs() -> list[str]:
-    """Names of the example configs shipped with the package: one per GLUE task."""
+    """Names of the configs shipped with the package: one per GLUE task, plus the task-free `soup_ready` design."""
     return sorted(p.stem for p in BUNDLED_CONFIG_DIR.glob("*.yaml"))
 
 
