@@ -45,14 +45,17 @@ def plain_point(
     batch_size: int,
     max_seq_length: int,
     max_steps: int = -1,
+    dynamic: bool = False,
 ) -> dict:
     """One grid point the way run_glue.py does it by default: load and tokenise the task (no cache
     shared across runs), pad every example to max_length, random batches, `default_data_collator`,
-    `Trainer.train()`, `Trainer.evaluate()` on heldout and test, save."""
+    `Trainer.train()`, `Trainer.evaluate()` on heldout and test, save. `dynamic`: the stronger plain
+    script a user may already have, `DataCollatorWithPadding` (each random batch padded to its longest)."""
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
+        DataCollatorWithPadding,
         Trainer,
         TrainingArguments,
         default_data_collator,
@@ -68,7 +71,8 @@ def plain_point(
 
     def encode(batch):
         texts = [batch[name] for name in task.text_fields]
-        return tokenizer(*texts, padding="max_length", max_length=max_seq_length, truncation=True)
+        padding = "do_not_pad" if dynamic else "max_length"
+        return tokenizer(*texts, padding=padding, max_length=max_seq_length, truncation=True)
 
     features = splits.splits.map(encode, batched=True, remove_columns=list(task.text_fields))
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -79,8 +83,9 @@ def plain_point(
         per_device_train_batch_size=batch_size, per_device_eval_batch_size=64, save_strategy="no",
         report_to="none", disable_tqdm=True, bf16=bf16(),
     )  # fmt: skip
+    collator = DataCollatorWithPadding(tokenizer) if dynamic else default_data_collator
     trainer = Trainer(
-        model=model, args=training_args, train_dataset=features["train"], data_collator=default_data_collator,
+        model=model, args=training_args, train_dataset=features["train"], data_collator=collator,
         processing_class=tokenizer, compute_metrics=make_compute_metrics(task),
     )  # fmt: skip
     output = trainer.train()

@@ -754,6 +754,8 @@ def verdict(analysis: dict, default: str) -> list[str]:
     winners = [key for key, value in agg.items() if key != "ensemble" and value["goal_met"]]
     positive = [key for key, value in agg.items() if key != "ensemble" and value["gain"]["low"] > 0]
     losers = [key for key, value in agg.items() if key != "ensemble" and value["gain"]["high"] < 0]
+    choice = analysis["choice"]  # the pool the recommendation is chosen on (the demo's task left out)
+    choice_losers = [key for key, value in choice.items() if key != "ensemble" and value["gain"]["high"] < 0]
     d = agg[default]
     lines.append(
         f"* Shipped default `{default}`: mean gain {fmt_interval(d['gain'])} over {d['pairs']} task × replicate pairs "
@@ -765,8 +767,10 @@ def verdict(analysis: dict, default: str) -> list[str]:
         + (", ".join(f"`{k}`" for k in winners) or "no recipe")
         + "; interval above 0 over all pairs: "
         + (", ".join(f"`{k}`" for k in positive) or "no recipe")
-        + "; interval below 0 (a soup that loses): "
+        + "; interval below 0 (a soup that loses) over all pairs: "
         + (", ".join(f"`{k}`" for k in losers) or "none")
+        + f"; on the pool the choice is made on ({', '.join(analysis['choice_tasks'])}): "
+        + (", ".join(f"`{k}` {fmt_interval(choice[k]['gain'])}" for k in choice_losers) or "none")
         + "."
     )
     e = agg["ensemble"]
@@ -778,18 +782,38 @@ def verdict(analysis: dict, default: str) -> list[str]:
             else "; it does not clear the best single either, so there is little for a soup to recover."
         )
     )
+    picked = recommend(analysis)
+    pool = ", ".join(analysis["choice_tasks"])
+    if picked == KEEP_BEST_SINGLE:
+        lines.append(
+            f"* This run's evidence picks no soup: keep the best single ingredient (chosen on held-out). On {pool} "
+            "(the demo's task left out: its test split must not choose) no recipe met the goal, and none has an "
+            "interval at or above 0 with a positive mean; the merge's default recipe is `" + default + "`."
+        )
+    else:
+        lines.append(
+            f"* This run's evidence picks `{picked}` (gain {fmt_interval(choice[picked]['gain'])} on {pool}: the demo's "
+            "task is left out, its test split must not choose; goal met with the largest gain, else a whole interval "
+            "at or above 0 with the largest lower bound); the merge's default recipe is `" + default + "`."
+        )
     return lines
 
 
+KEEP_BEST_SINGLE = "best_single"  # recommend()'s answer when no soup is worth its merge
+
+
 def recommend(analysis: dict) -> str:
-    """The recipe the evidence supports: among those meeting the goal the largest mean gain, else the
-    largest lower interval bound (the least likely to lose), never the N× ensemble. Chosen on the
-    pool without the demo's task (`--choose_excluding`): the demo's test split must not pick its recipe."""
+    """The recipe the evidence supports: among those meeting the goal the largest mean gain; else,
+    among those that cannot be shown to lose (whole interval at or above 0, positive mean), the
+    largest lower bound; else no soup (`KEEP_BEST_SINGLE`): the best single, whose gain is 0 by
+    definition, has a larger lower bound than any soup that may lose. Never the N× ensemble. Chosen
+    on the pool without the demo's task (`--choose_excluding`): the demo's test split must not pick its recipe."""
     candidates = {k: v for k, v in analysis["choice"].items() if k != "ensemble"}
     met = [k for k, v in candidates.items() if v["goal_met"]]
     if met:
         return max(met, key=lambda k: candidates[k]["gain"]["estimate"])
-    return max(candidates, key=lambda k: candidates[k]["gain"]["low"])
+    safe = [k for k, v in candidates.items() if v["gain"]["low"] >= 0 and v["gain"]["estimate"] > 0]
+    return max(safe, key=lambda k: candidates[k]["gain"]["low"]) if safe else KEEP_BEST_SINGLE
 
 
 def shipped_default() -> str:
@@ -853,18 +877,12 @@ def stage_report(args: argparse.Namespace, started: float, load_before: float) -
         ),
         "default_recipe": default,
         "recommended": recommend(analysis),
+        "verdict": verdict(analysis, default),
         "analysis": analysis,
         "plot": str(Path(args.plot).resolve().relative_to(ROOT))
         if Path(args.plot).resolve().is_relative_to(ROOT)
         else args.plot,
     }
-    entry["verdict"] = [
-        *verdict(analysis, default),
-        f"* This run's evidence picks `{entry['recommended']}` (gain "
-        f"{fmt_interval(analysis['choice'][entry['recommended']]['gain'])} on {', '.join(analysis['choice_tasks'])}: the "
-        "demo's task is left out, its test split must not choose; goal met with the largest gain, else the "
-        "largest lower interval bound); the merge's default recipe is `" + default + "`.",
-    ]
     plot(analysis, Path(args.plot))
     results = json.loads(Path(args.results).read_text()) if Path(args.results).is_file() else {"runs": []}
     results["runs"] = [run for run in results["runs"] if run.get("key") != entry["key"]] + [entry]
@@ -876,9 +894,32 @@ def stage_report(args: argparse.Namespace, started: float, load_before: float) -
         replace_section(Path(args.write), SECTION, section)
 
 
+def stage_render(args: argparse.Namespace) -> None:
+    """Recompute each run's recommendation and verdict from the analysis stored in `--results` and
+    render the section again: no replicate folder needed, the figures are the file's own."""
+    path = Path(args.results)
+    if not path.is_file():
+        sys.exit(f"{path}: no results file to render")
+    results = json.loads(path.read_text())
+    for entry in results["runs"]:
+        if "analysis" in entry:
+            default = entry.get("default_recipe") or shipped_default()
+            entry["recommended"], entry["verdict"] = recommend(entry["analysis"]), verdict(entry["analysis"], default)
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    if args.write:
+        replace_section(Path(args.write), SECTION, render_section(results))
+    else:
+        print(render_section(results))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", choices=("sweep", "merge", "report", "all"), default="all")
+    parser.add_argument(
+        "--stage",
+        choices=("sweep", "merge", "report", "render", "all"),
+        default="all",
+        help="render: the section again from --results alone (no replicates needed)",
+    )
     parser.add_argument("--glue_dir", default=str(ROOT.parent / "shared" / "glue"))
     parser.add_argument("--ag_news_csv", default=str(AG_NEWS_CSV))
     parser.add_argument("--own_test_size", type=float, default=0.2, help="AG News: test rows carved from the CSV")
@@ -936,6 +977,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     started, load_before = time.perf_counter(), os.getloadavg()[0]
+    if args.stage == "render":
+        stage_render(args)
+        return
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     log = Path(args.output_dir) / "soup_quality.log"
     if args.stage in ("sweep", "all"):

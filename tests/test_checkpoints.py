@@ -12,6 +12,7 @@ from hf_soup.checkpoints import (
     drop_duplicate_runs,
     find_ingredients,
     find_trainer_checkpoints,
+    first_difference,
     mixed_dropout,
     save_state,
 )
@@ -168,6 +169,22 @@ def test_config_values_refused_but_paths_versions_dtype_and_dropout_are_not(tmp_
     config["pad_token_id"] = 3
     (pair[1] / "config.json").write_text(json.dumps(config))
     _refusal(pair[0], pair[1], r"config\.json 'pad_token_id': 0 vs 3")
+
+
+def test_an_unset_problem_type_is_the_one_transformers_infers(pair):
+    """A label-smoothed run never sets it (the Trainer computes the loss): it still mixes with its grid."""
+    configs = [json.loads((folder / "config.json").read_text()) for folder in pair]
+    configs[0]["problem_type"], configs[1]["problem_type"] = "single_label_classification", None
+    for folder, config in zip(pair, configs):
+        (folder / "config.json").write_text(json.dumps(config))
+    check_compatible([Checkpoint(pair[0]), Checkpoint(pair[1])])
+    configs[1]["problem_type"] = "multi_label_classification"  # a different loss: refused
+    (pair[1] / "config.json").write_text(json.dumps(configs[1]))
+    _refusal(pair[0], pair[1], r"config\.json 'problem_type': 'single_label_classification' vs 'multi_label")
+    configs[0]["problem_type"], configs[1]["problem_type"] = None, "regression"  # unset, two labels: not regression
+    for folder, config in zip(pair, configs):
+        (folder / "config.json").write_text(json.dumps(config))
+    assert "'problem_type': None vs 'regression'" in str(first_difference(Checkpoint(pair[0]), Checkpoint(pair[1])))
 
 
 def test_one_grid_point_twice_is_dropped_once(tmp_path, tokenizer_dir):

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 from hub_client import client_env
+from hub_server import HubServer
 from sweep_helpers import SWEEP_SCRIPT, single_thread_env, tiny_flags, write_tiny_rte
 
 from hf_soup.publish import public_soup
 from hf_soup.redact import mask_secret_flags, redact, redact_text, strip_local_paths
-from hub_server import HubServer
 
 PASSWORD = "S3CRETpw"
 TOKEN = "hf_PLANTEDtoken0123456789"

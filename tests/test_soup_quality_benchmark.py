@@ -163,3 +163,42 @@ def test_the_report_pools_replicates_keeps_earlier_runs_and_owns_its_section(ben
     assert text.count(bench.SECTION) == 1 and "### Runs 1-3" in text and "### Run 4" in text
     assert text.index("### Runs 1-3") < text.index("### Run 4")  # oldest first, appended
     assert "gains.png" in text and (tmp_path / "gains.png").stat().st_size < 200_000
+
+
+def _gain(estimate: float, low: float, high: float) -> dict:
+    return {"gain": {"estimate": estimate, "low": low, "high": high, "se": 0.001}, "goal_met": False}
+
+
+def test_a_soup_whose_whole_interval_is_below_zero_is_never_picked_and_is_named(bench, tmp_path):
+    """Run 4's numbers: on the choice pool greedy's interval lies wholly below 0; it must be reported
+    as losing there, and the best single kept, not greedy picked for its 'largest lower bound'."""
+    choice = {
+        "uniform": _gain(-0.0064, -0.0146, 0.0021),
+        "greedy": _gain(-0.0012, -0.0025, -0.0001),
+        "model-stock": _gain(-0.0150, -0.0259, -0.0043),
+        "ensemble": _gain(-0.0067, -0.0146, 0.0009),
+    }
+    aggregate = {
+        key: {**value, "pairs": 15, "won": 0, "lost": 2, "trails_by_more_than_one_se": ["sst2"]}
+        for key, value in (("greedy", _gain(-0.0010, -0.0032, 0.0013)), ("ensemble", _gain(-0.0039, -0.0111, 0.0035)))
+    }
+    analysis = {"aggregate": aggregate, "choice": choice, "choice_tasks": ["mrpc", "sst2"]}
+    assert bench.recommend(analysis) == bench.KEEP_BEST_SINGLE
+    text = "\n".join(bench.verdict(analysis, "greedy"))
+    assert "on the pool the choice is made on (mrpc, sst2): `greedy` -0.0012 [-0.0025, -0.0001]" in text
+    assert "`model-stock`" in text and "keep the best single ingredient" in text and "picks `" not in text
+    choice["uniform"] = _gain(0.0030, 0.0000, 0.0060)  # cannot be shown to lose, positive mean: a soup is worth it
+    assert bench.recommend(analysis) == "uniform"
+    choice["model-stock"] = {**_gain(0.0010, 0.0002, 0.0018), "goal_met": True}  # the goal outranks the rest
+    assert bench.recommend(analysis) == "model-stock"
+
+    results = tmp_path / "results.json"  # --stage render: Run 4's verdict again from its stored analysis alone
+    results.write_text((ROOT / "benchmarks" / "results" / "soup_quality.json").read_text())
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text(f"# Benchmarks\n\n{bench.SECTION}\n\nold\n\n## Later\n\nkept\n")
+    bench.main(["--stage", "render", "--results", str(results), "--write", str(page)])
+    run4 = [run for run in json.loads(results.read_text())["runs"] if "analysis" in run][-1]
+    assert run4["recommended"] == bench.KEEP_BEST_SINGLE and run4["analysis"]["choice"]["greedy"]["gain"]["high"] < 0
+    text = page.read_text()
+    assert "keep the best single ingredient" in text and "evidence picks `greedy`" not in text
+    assert "(mrpc, cola, sst2, ag_news): `greedy` -0.0012 [-0.0025, -0.0001]" in text and "kept" in text

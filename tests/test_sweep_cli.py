@@ -33,7 +33,8 @@ from hf_soup.tasks import TASKS, get_task
 sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process
 
 
-CONFIGS = sorted(BUNDLED_CONFIG_DIR.glob("*.yaml"))
+PRESETS = ("soup_ready",)  # task-free designs; every other bundled config is named by its task
+CONFIGS = sorted(p for p in BUNDLED_CONFIG_DIR.glob("*.yaml") if p.stem not in PRESETS)
 
 
 def _refused(argv, capsys, *, match: str) -> str:
@@ -192,6 +193,23 @@ def test_example_configs_parse_and_expand(config, tiny_bert_dir):
     assert len(runs) >= 2 and len({r.run_id for r in runs}) == len(runs)
     lr = [r.values["learning_rate"] for r in runs if "learning_rate" in r.values]
     assert all(isinstance(v, float) and 1e-6 < v < 1e-2 for v in lr)
+
+
+def test_the_soup_ready_preset_is_run5s_design_on_any_task(tiny_bert_dir):
+    """Named like a task config, it holds only the design: the data comes from the user's flags."""
+    parsed = parse_sweep_args(["--config", "soup_ready", "--model", str(tiny_bert_dir), "--task", "mrpc"],
+                              ARGUMENT_TYPES, defaults=SWEEP_DEFAULTS)  # fmt: skip
+    assert parsed.source == str(BUNDLED_CONFIG_DIR / "soup_ready.yaml")
+    by_name = {type(a).__name__: a for a in parsed.arguments}
+    assert by_name["DataArguments"].task == "mrpc"  # the config names no task
+    finetune = by_name["FineTuneArguments"]
+    assert finetune.warm_start_epochs == 1 and finetune.warm_start_learning_rate == 5e-5  # one shared start
+    sweep_args = by_name["SweepArguments"]
+    axes, _ = resolve_grid(parsed, AutoConfig.from_pretrained(tiny_bert_dir))
+    assert set(axes) == {"learning_rate", "weight_decay", "hidden_dropout_prob", "label_smoothing_factor", "seed"}
+    assert max(axes["learning_rate"]) <= 1e-4  # inside one basin
+    runs = expand_grid(axes, num_samples=sweep_args.num_samples, search_seed=sweep_args.search_seed)
+    assert len(runs) == 8 and len({r.run_id for r in runs}) == 8
 
 
 def test_all_nine_glue_tasks_have_a_config():
