@@ -178,7 +178,8 @@ def load_extra_tests(
 def tokenize_extra_tests(datasets: dict[str, Any], task: Any, tokenizer: Any, max_length: int, encoder: Any = None):
     """The sets tokenised like the task's splits (the family's encoder; `length` for batching), in memory:
     small, and their content is not part of the token cache's key."""
-    from hf_soup.data import _quiet_datasets, default_text_encoder
+    from hf_soup.data import default_text_encoder
+    from hf_soup.quiet import quiet_datasets
 
     encoder = encoder or default_text_encoder(task, tokenizer, max_length)
 
@@ -187,7 +188,7 @@ def tokenize_extra_tests(datasets: dict[str, Any], task: Any, tokenizer: Any, ma
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         return encoded
 
-    with _quiet_datasets():
+    with quiet_datasets():
         return {
             split: dataset.map(with_length, batched=True, remove_columns=list(task.text_fields))
             for split, dataset in datasets.items()
