@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from hf_soup.extra_tests import ROW_LABELS
+
 ECE_BINS = 15
 KEY = "calibration"  # a soup.json row's {split: {ece, nll, brier}}
 
@@ -96,17 +98,7 @@ def add_calibration(task: Any, rows: Iterable[Any], ingredients: Any, references
 
 # ----------------------------------------------------------------------------- the table and the card
 
-ROWS = {
-    "best_single": "best single",
-    "uniform": "uniform soup",
-    "greedy": "greedy soup",
-    "greedy-metric": "greedy soup (metric)",
-    "greedy-loss": "greedy soup (loss)",
-    "filtered-uniform": "filtered uniform soup",
-    "model-stock": "model stock soup",
-    "learned": "learned soup",
-    "ensemble": "logit ensemble",
-}
+ROWS = ROW_LABELS  # the rows shown, in order, as the extra-test section names them
 
 
 def _splits(soup: dict[str, Any]) -> list[str]:
