@@ -461,13 +461,34 @@ class Replicate:
     references: object  # numpy array of test labels
     ingredients: list[dict]  # their ingredient.json records
     merge_seconds: float | None
+    shift: str | None = None  # the extra (out-of-distribution) test set these logits are on; None: the task's test
+
+
+def on_extra_set(replicate: Replicate, name: str, saved) -> Replicate:
+    """The same merge read on one extra test set, as if that set were the test split: the logits of
+    `<row>@<name>`, its references, and soup.json's `extra:<name>` scores in place of `test` (so the
+    per-task figures of `analyse` — oracle, mean ingredient — are that set's)."""
+    split = f"extra:{name}"
+    soup = json.loads(json.dumps(replicate.soup))
+    for row in [*soup["results"].values(), *soup["ingredients"]]:
+        if isinstance(row, dict) and split in row:
+            row["test"] = row[split]
+    oracle = max(row["test"]["primary"] for row in soup["ingredients"])
+    soup["results"]["oracle_best_single"] = {"test": {"primary": oracle}}
+    logits = {key.rsplit("@", 1)[0]: saved[key] for key in saved.files if key.endswith(f"@{name}")}
+    references = logits.pop("references")
+    return Replicate(
+        f"{replicate.task}@{name}", replicate.replicate, soup, logits, references, replicate.ingredients, None, name
+    )
 
 
 def load_replicates(args: argparse.Namespace) -> list[Replicate]:
-    """Every merged replicate, in job order (incomplete ones are left out, and the report says so)."""
+    """Every merged replicate, in job order (incomplete ones are left out, and the report says so), then
+    each one again on every extra (out-of-distribution) test set its merge scored, as task `<task>@<set>`."""
     import numpy as np
 
-    found = []
+    found: list[Replicate] = []
+    shifted: list[Replicate] = []  # the same merges on their extra test sets, after every in-distribution one
     for task, replicate in jobs(args):
         folder = sweep_folder(task, replicate, args)
         soup_dir, predictions, timing = soup_paths(folder)
@@ -482,7 +503,8 @@ def load_replicates(args: argparse.Namespace) -> list[Replicate]:
         logits = {key: saved[key] for key in saved.files if key != "references" and "@" not in key}  # @: extra sets
         soup = json.loads((soup_dir / "soup.json").read_text())
         found.append(Replicate(task.name, replicate, soup, logits, saved["references"], records, seconds))
-    return found
+        shifted.extend(on_extra_set(found[-1], name, saved) for name in soup.get("extra_tests") or {})
+    return found + shifted
 
 
 def analyse(replicates: list[Replicate], n_resamples: int, seed: int, exclude: tuple[str, ...] = ()) -> dict:
@@ -582,19 +604,144 @@ def analyse(replicates: list[Replicate], n_resamples: int, seed: int, exclude: t
             }
         return found, ensemble_estimate
 
-    aggregate, ensemble_estimate = pooled(tasks)
-    chooser = [t for t in tasks if t not in exclude]
-    choice = pooled(chooser)[0] if chooser and chooser != tasks else aggregate
+    in_distribution = [t for t in tasks if by_task[t][0].shift is None]
+    shifted = [t for t in tasks if by_task[t][0].shift is not None]
+    aggregate, ensemble_estimate = pooled(in_distribution)
+    chooser = [t for t in in_distribution if t not in exclude]
+    choice = pooled(chooser)[0] if chooser and chooser != in_distribution else aggregate
+    ood = pooled(shifted) if shifted else None
     return {
         "tasks": tasks,
+        "in_distribution": in_distribution,
+        "shifted": shifted,  # `<task>@<set>`: the same merges on extra test sets (reported, never chosen on)
+        "aggregate_ood": ood[0] if ood else None,
+        "ensemble_gain_ood": ood[1] if ood else None,
         "per_task": per_task,
         "aggregate": aggregate,
         "ensemble_gain": ensemble_estimate,
-        "choice_tasks": chooser or tasks,  # what the defaults are chosen on (never the demo's own test split)
+        "choice_tasks": chooser or in_distribution,  # what the defaults are chosen on (never the demo's own test split)
         "choice": choice,
         "n_resamples": n_resamples,
         "seed": seed,
     }
+
+
+# ----------------------------------------------------------------------------- trajectories: the same runs, three ways
+
+# (name, candidate, baseline): `<merge>:<row>` of the replicate's main merge (the runs' last-k averages),
+# its merge of the runs' final points, and greedy over the best run's own kept checkpoints.
+TRAJECTORY_COMPARISONS = (
+    ("best single: its last-k average vs its final point", "main:best_single", "final:best_single"),
+    ("uniform soup: of last-k averages vs of final points", "main:uniform", "final:uniform"),
+    ("greedy soup: of last-k averages vs of final points", "main:greedy", "final:greedy"),
+    ("greedy over the best run's checkpoints vs its last-k average", "checkpoints:greedy", "main:best_single"),
+    ("greedy over the best run's checkpoints vs its final point", "checkpoints:greedy", "final:best_single"),
+)
+
+
+def trajectory_merges(replicate: Replicate, args: argparse.Namespace) -> dict | None:
+    """{merge: (soup.json, predictions)} of one replicate's three merges, or None until all three exist."""
+    import numpy as np
+
+    folder = sweep_folder(task_table(args)[replicate.task], replicate.replicate, args)
+    found = {}
+    for merge, soup_dir, predictions in (
+        ("main", *soup_paths(folder)[:2]),
+        (
+            "final",
+            folder.with_name(f"{folder.name}-final-soup"),
+            folder.with_name(f"{folder.name}-final-predictions.npz"),
+        ),
+        (
+            "checkpoints",
+            folder.with_name(f"{folder.name}-checkpoints-soup"),
+            folder.with_name(f"{folder.name}-checkpoints-predictions.npz"),
+        ),
+    ):
+        if not (soup_dir / "soup.json").is_file() or not predictions.is_file():
+            return None
+        found[merge] = (json.loads((soup_dir / "soup.json").read_text()), np.load(predictions))
+    return found
+
+
+def run_of(row: dict) -> str:
+    """A soup.json ingredient row's run id, without the `-step-N` a trajectory point adds."""
+    name = str(row.get("run_id") or row.get("name") or "")
+    return name.split("-step-")[0]
+
+
+def analyse_trajectories(replicates: list[Replicate], args: argparse.Namespace, n_resamples: int, seed: int) -> dict:
+    """The same runs read three ways, per task and test set (`test`, then each extra set): paired
+    bootstrap gains of each TRAJECTORY_COMPARISONS pair over the task's replicates, and each run's
+    last-k average minus its final point (a t interval over the runs: it carries training noise)."""
+    import numpy as np
+    from scipy import stats as scipy_stats
+
+    from hf_soup.anchors import task_of_record
+    from hf_soup.stats import GainGroup, bootstrap_draws, interval_from_draws
+
+    by_task: dict[str, list[dict]] = {}
+    for replicate in replicates:
+        if replicate.shift is None and (merges := trajectory_merges(replicate, args)) is not None:
+            by_task.setdefault(replicate.task, []).append(merges)
+    views: dict[str, dict] = {}
+    for task, runs in by_task.items():
+        kind = task_of_record(runs[0]["main"][0])
+        for view in ["test", *(runs[0]["main"][0].get("extra_tests") or {})]:
+            suffix, split = ("", "test") if view == "test" else (f"@{view}", f"extra:{view}")
+            references = runs[0]["main"][1][f"references{suffix}" if suffix else "references"]
+            column: dict[str, dict] = {}
+            for name, candidate, baseline in TRAJECTORY_COMPARISONS:
+                pairs = []
+                for merges in runs:
+                    (cm, crow), (bm, brow) = candidate.split(":"), baseline.split(":")
+                    pairs.append((merges[cm][1][f"{crow}{suffix}"], merges[bm][1][f"{brow}{suffix}"]))
+                estimate, draws = bootstrap_draws(
+                    [GainGroup(kind, references, pairs)], n_resamples=n_resamples, seed=seed
+                )
+                found = interval_from_draws(estimate, draws, seed=seed)
+                column[name] = {
+                    "estimate": found.estimate,
+                    "low": found.low,
+                    "high": found.high,
+                    "se": found.standard_error,
+                }
+            differences = []
+            for merges in runs:
+                finals = {
+                    run_of(row): row[split]["primary"] for row in merges["final"][0]["ingredients"] if split in row
+                }
+                differences += [
+                    row[split]["primary"] - finals[run_of(row)]
+                    for row in merges["main"][0]["ingredients"]
+                    if split in row and run_of(row) in finals
+                ]
+            if len(differences) > 1:
+                mean, spread = float(np.mean(differences)), float(np.std(differences, ddof=1))
+                half = float(scipy_stats.t.ppf(0.975, len(differences) - 1) * spread / math.sqrt(len(differences)))
+                column["each run: its last-k average vs its final point"] = {
+                    "estimate": mean, "low": mean - half, "high": mean + half, "se": spread / math.sqrt(len(differences)),
+                    "runs": len(differences), "won": sum(d > 0 for d in differences), "lost": sum(d < 0 for d in differences),
+                }  # fmt: skip
+            views[task if view == "test" else f"{task}@{view}"] = {"replicates": len(runs), "gains": column}
+    return views
+
+
+def render_trajectories(views: dict) -> list[str]:
+    if not views:
+        return []
+    names = [name for name, _, _ in TRAJECTORY_COMPARISONS] + ["each run: its last-k average vs its final point"]
+    lines = [
+        "**Trajectory averaging on the same runs** (mean gain of the first over the second [95% CI]; paired "
+        "bootstrap over the test rows across replicates; the per-run row is a t interval over the runs):",
+        "",
+        "| comparison | " + " | ".join(f"{view} ({found['replicates']} rep.)" for view, found in views.items()) + " |",
+        "|---|" + "---|" * len(views),
+    ]
+    for name in names:
+        cells = [fmt_interval(found["gains"].get(name)) for found in views.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 # ----------------------------------------------------------------------------- the report
@@ -616,7 +763,9 @@ def plot(analysis: dict, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    groups = [*analysis["tasks"], "all"]
+    in_distribution = analysis.get("in_distribution", analysis["tasks"])
+    shifted = analysis.get("shifted") or []
+    groups = [*in_distribution, "all", *shifted, *(["all OOD"] if shifted else [])]
     keys = [key for key, _ in RECIPES if key != "best_single"]
     figure = Figure(figsize=(9, 4.2), dpi=90)
     FigureCanvasAgg(figure)
@@ -625,11 +774,8 @@ def plot(analysis: dict, path: Path) -> Path:
     colors = ["tab:orange", "tab:brown", "tab:red", "tab:pink", "tab:cyan", "tab:purple", "tab:green"]
     for i, key in enumerate(keys):
         for g, group in enumerate(groups):
-            found = (
-                analysis["aggregate"][key]["gain"]
-                if group == "all"
-                else analysis["per_task"][group]["recipes"][key]["gain"]
-            )
+            pools = {"all": analysis["aggregate"], "all OOD": analysis.get("aggregate_ood")}
+            found = pools[group][key]["gain"] if group in pools else analysis["per_task"][group]["recipes"][key]["gain"]
             x = g - 0.4 + width * (i + 0.5)
             axes.errorbar(
                 x,
@@ -644,7 +790,7 @@ def plot(analysis: dict, path: Path) -> Path:
     axes.axhline(0, color="black", linewidth=0.8)
     axes.set_xticks(
         range(len(groups)),
-        [f"{g}\n({analysis['per_task'][g]['metric']})" if g != "all" else "all pairs" for g in groups],
+        [f"{g}\n({analysis['per_task'][g]['metric']})" if g in analysis["per_task"] else f"{g} pairs" for g in groups],
         fontsize=8,
     )
     axes.set_ylabel("test gain over the best single (95% CI)")
@@ -656,6 +802,26 @@ def plot(analysis: dict, path: Path) -> Path:
     return path
 
 
+def pool_table(pool: dict, default: str | None) -> list[str]:
+    """One pooled table: every recipe's mean gain, its intervals, wins and the goal."""
+    lines = [
+        "| recipe | mean gain [95% CI] | pairs won / tied / lost | t interval over pairs (adds training noise) "
+        "| share of the ensemble's gain | tasks where it trails by > 1 SE | goal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, value in pool.items():
+        share = "n/a (no ensemble gain)" if value["ensemble_share"] is None else f"{value['ensemble_share']:.0%}"
+        low, high = value["pair_t_interval"]
+        trailing = ", ".join(value["trails_by_more_than_one_se"]) or "none"
+        goal = "—" if key == "ensemble" else ("**met**" if value["goal_met"] else "not met")
+        bold = "**" if key == default else ""
+        lines.append(
+            f"| {bold}{label_of(key)}{bold} | {fmt_interval(value['gain'])} | {value['won']} / {value['tied']} / "
+            f"{value['lost']} | [{low:+.4f}, {high:+.4f}] | {share} | {trailing} | {goal} |"
+        )
+    return lines
+
+
 def render_run(entry: dict) -> str:
     """One structured run as markdown: what ran, the aggregate verdict, per-task tables, the plot."""
     a = entry["analysis"]
@@ -665,24 +831,22 @@ def render_run(entry: dict) -> str:
         f"- {key}: {entry[key]}" for key in ("date", "machine", "command", "workload", "compute") if entry.get(key)
     ]
     lines += ["", entry["method"], ""]
+    in_distribution = a.get("in_distribution", tasks)
     lines += [
-        "**Over all task × replicate pairs** (gain = recipe's test primary score − the best single's; "
-        f"{a['n_resamples']} paired-bootstrap resamples of the test rows, seed {a['seed']}):",
+        f"**In distribution, over all task × replicate pairs of {', '.join(in_distribution)}** (gain = recipe's "
+        f"test primary score − the best single's; {a['n_resamples']} paired-bootstrap resamples of the test rows, "
+        f"seed {a['seed']}):",
         "",
-        "| recipe | mean gain [95% CI] | pairs won / tied / lost | t interval over pairs (adds training noise) "
-        "| share of the ensemble's gain | tasks where it trails by > 1 SE | goal |",
-        "|---|---|---|---|---|---|---|",
+        *pool_table(a["aggregate"], entry.get("default_recipe")),
     ]
-    for key, value in a["aggregate"].items():
-        share = "n/a (no ensemble gain)" if value["ensemble_share"] is None else f"{value['ensemble_share']:.0%}"
-        low, high = value["pair_t_interval"]
-        trailing = ", ".join(value["trails_by_more_than_one_se"]) or "none"
-        goal = "—" if key == "ensemble" else ("**met**" if value["goal_met"] else "not met")
-        bold = "**" if key == entry.get("default_recipe") else ""
-        lines.append(
-            f"| {bold}{label_of(key)}{bold} | {fmt_interval(value['gain'])} | {value['won']} / {value['tied']} / "
-            f"{value['lost']} | [{low:+.4f}, {high:+.4f}] | {share} | {trailing} | {goal} |"
-        )
+    if a.get("aggregate_ood"):
+        lines += [
+            "",
+            f"**Out of distribution, over all pairs of {', '.join(a['shifted'])}** (the same merges and the same "
+            "best single, scored on other domains' test sets; nothing is chosen on them):",
+            "",
+            *pool_table(a["aggregate_ood"], entry.get("default_recipe")),
+        ]
     lines += ["", *entry.get("verdict", []), ""]
     header = (
         "| recipe | "
@@ -722,6 +886,8 @@ def render_run(entry: dict) -> str:
         + "; ".join(kept)
         + ".",
     ]
+    if entry.get("trajectories"):
+        lines += ["", *render_trajectories(entry["trajectories"])]
     if entry.get("plot"):
         lines += ["", f"![Per-task test gain over the best single, 95% intervals]({entry['plot']})"]
     return "\n".join(lines)
@@ -773,6 +939,17 @@ def verdict(analysis: dict, default: str) -> list[str]:
         + (", ".join(f"`{k}` {fmt_interval(choice[k]['gain'])}" for k in choice_losers) or "none")
         + "."
     )
+    ood = analysis.get("aggregate_ood")
+    if ood:
+        o = ood[default]
+        lines.append(
+            f"* Out of distribution ({', '.join(analysis['shifted'])}): `{default}` gains {fmt_interval(o['gain'])} "
+            f"over {o['pairs']} pairs (won {o['won']}, lost {o['lost']}); goal met by: "
+            + (", ".join(f"`{k}`" for k, v in ood.items() if k != "ensemble" and v["goal_met"]) or "no recipe")
+            + "; interval below 0: "
+            + (", ".join(f"`{k}`" for k, v in ood.items() if k != "ensemble" and v["gain"]["high"] < 0) or "none")
+            + f"; the logit ensemble gains {fmt_interval(ood['ensemble']['gain'])}."
+        )
     e = agg["ensemble"]
     lines.append(
         f"* Ceiling: the logit ensemble (N× inference) gains {fmt_interval(e['gain'])}"
@@ -828,6 +1005,15 @@ def workload(args: argparse.Namespace, analysis: dict) -> str:
         f"max length {task_table(args)[t].max_seq_length})"
         for t in analysis["tasks"]
     )
+    if args.design == "run5":
+        return (
+            f"real all-MiniLM-L6-v2; {tasks}; per replicate r: one {args.warm_start_epochs:g}-epoch warm start at "
+            f"learning rate {args.warm_start_learning_rate:g} (head included, head_init_seed 42 + r), then "
+            f"{args.points} random-search points (search seed r) of {' × '.join(RUN5_GRID)}, each {args.fork_epochs:g} "
+            f"epoch(s) from that start, each ingredient the average of its last {args.average_last_k} trajectory points; "
+            f"batch {args.batch_size}, warmup 10%; merges {args.merge_args or 'with default flags'}"
+            + (f"; {args.note}" if args.note else "")
+        )
     start = (
         f"each forks {args.fork_epochs:g} epoch(s) from its own {args.warm_start_epochs:g}-epoch warm start at "
         f"learning rate {args.warm_start_learning_rate:g}"
@@ -859,7 +1045,11 @@ def stage_report(args: argparse.Namespace, started: float, load_before: float) -
     display = ["python", "benchmarks/soup_quality.py", *(args.argv or [])]
     entry = {
         "title": args.title,
-        "key": hashlib.sha256(json.dumps([args.title, args.variant, args.learning_rates]).encode()).hexdigest()[:12],
+        "key": hashlib.sha256(
+            json.dumps(
+                [args.title, args.variant, args.learning_rates] + ([args.design] if args.design != "run4" else [])
+            ).encode()
+        ).hexdigest()[:12],
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{machine()}; load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end "
         "(shared with other engineers' jobs)",
@@ -879,6 +1069,9 @@ def stage_report(args: argparse.Namespace, started: float, load_before: float) -
         "recommended": recommend(analysis),
         "verdict": verdict(analysis, default),
         "analysis": analysis,
+        "trajectories": analyse_trajectories(replicates, args, args.n_resamples, args.seed)
+        if args.design == "run5"
+        else None,
         "plot": str(Path(args.plot).resolve().relative_to(ROOT))
         if Path(args.plot).resolve().is_relative_to(ROOT)
         else args.plot,

@@ -202,3 +202,100 @@ def test_a_soup_whose_whole_interval_is_below_zero_is_never_picked_and_is_named(
     text = page.read_text()
     assert "keep the best single ingredient" in text and "evidence picks `greedy`" not in text
     assert "(mrpc, cola, sst2, ag_news): `greedy` -0.0012 [-0.0025, -0.0001]" in text and "kept" in text
+
+
+def _fake_extra_set(bench, args, task, replicate, rng, name: str, loss_rows: int) -> None:
+    """Add one extra test set to a fake merged replicate, on which every soup LOSES `loss_rows` rows."""
+    import numpy as np
+
+    folder = bench.sweep_folder(task, replicate, args)
+    soup_dir, predictions_file, _ = bench.soup_paths(folder)
+    soup = json.loads((soup_dir / "soup.json").read_text())
+    saved = dict(np.load(predictions_file))
+    references = np.random.default_rng(7).integers(0, 2, 300)  # one set: the same rows for every replicate
+    best = np.where(rng.random(300) < 0.8, references, 1 - references)
+    worse = best.copy()
+    right = np.flatnonzero(best == references)[:loss_rows]
+    worse[right] = 1 - references[right]
+    for key in list(soup["results"]):
+        predictions = best if key in ("best_single", "oracle_best_single") else worse
+        saved[f"{key}@{name}"] = np.eye(2)[predictions]
+        soup["results"][key][f"extra:{name}"] = {"primary": float(np.mean(predictions == references))}
+    for row in soup["ingredients"]:
+        row[f"extra:{name}"] = {"primary": 0.7}
+    saved[f"references@{name}"] = references
+    soup["extra_tests"] = {name: {"source": "file", "rows": 300}}
+    (soup_dir / "soup.json").write_text(json.dumps(soup))
+    np.savez(predictions_file, **saved)
+
+
+def test_out_of_distribution_sets_are_pooled_apart_from_the_task_test_splits(bench, tmp_path):
+    import numpy as np
+
+    argv = ["--output_dir", str(tmp_path / "runs"), "--tasks", "rte", "--replicates", "2", "--stage", "report"]
+    argv += ["--results", str(tmp_path / "r.json"), "--plot", str(tmp_path / "g.png"), "--n_resamples", "300"]
+    args = bench.parse_args(argv)
+    rng = np.random.default_rng(1)
+    for replicate in range(2):
+        _fake_merged_replicate(bench, args, bench.TASKS["rte"], replicate, rng, gain_rows=10)
+        _fake_extra_set(bench, args, bench.TASKS["rte"], replicate, rng, "amazon", loss_rows=15)
+    replicates = bench.load_replicates(args)
+    assert [(r.task, r.shift) for r in replicates] == [("rte", None)] * 2 + [("rte@amazon", "amazon")] * 2
+    analysis = bench.analyse(replicates, 300, 0)
+    assert analysis["in_distribution"] == ["rte"] and analysis["shifted"] == ["rte@amazon"]
+    in_dist, ood = analysis["aggregate"]["uniform"], analysis["aggregate_ood"]["uniform"]
+    assert in_dist["pairs"] == 2 and ood["pairs"] == 2  # never pooled together
+    assert in_dist["gain"]["low"] > 0
+    assert ood["gain"]["estimate"] == pytest.approx(-15 / 300) and ood["gain"]["high"] < 0
+    assert analysis["choice_tasks"] == ["rte"]  # nothing is chosen on an extra test set
+    entry = {"title": "t", "method": "m", "analysis": analysis, "verdict": bench.verdict(analysis, "uniform")}
+    text = bench.render_run(entry)
+    assert "Out of distribution, over all pairs of rte@amazon" in text
+    assert any("Out of distribution (rte@amazon): `uniform` gains -0.0500" in line for line in entry["verdict"])
+
+
+def test_trajectory_comparisons_read_the_three_merges_of_the_same_runs(bench, tmp_path):
+    """Last-k averages vs final points vs greedy over one run's checkpoints, paired on the same test rows."""
+    import numpy as np
+
+    argv = ["--design", "run5", "--output_dir", str(tmp_path / "runs"), "--tasks", "sst2", "--replicates", "2"]
+    args = bench.parse_args(argv)
+    task = bench.RUN5_TASKS["sst2"]
+    rng = np.random.default_rng(2)
+    references = rng.integers(0, 2, 200)  # one test split: the same rows in every replicate
+    replicates = []
+    for replicate in range(2):
+        folder = bench.sweep_folder(task, replicate, args)
+        final = np.where(rng.random(200) < 0.7, references, 1 - references)
+        averaged = final.copy()
+        fixed = np.flatnonzero(final != references)[:8]  # the average gets 8 more rows right
+        averaged[fixed] = references[fixed]
+        rows = {"main": averaged, "final": final, "checkpoints": averaged}
+        for merge, soup_dir, predictions in (
+            ("main", *bench.soup_paths(folder)[:2]),
+            ("final", folder.with_name(f"{folder.name}-final-soup"), folder.with_name(f"{folder.name}-final-predictions.npz")),
+            ("checkpoints", folder.with_name(f"{folder.name}-checkpoints-soup"), folder.with_name(f"{folder.name}-checkpoints-predictions.npz")),
+        ):  # fmt: skip
+            soup_dir.mkdir(parents=True)
+            score = float(np.mean(rows[merge] == references))
+            step = "-step-90" if merge == "final" else ""
+            soup = {
+                "task": "sst2",
+                "primary_metric": "accuracy",
+                "ingredients": [{"run_id": f"run{i}{step}", "test": {"primary": score - (0.01 * i if step else 0)}} for i in range(3)],
+                "results": {key: {"test": {"primary": score}} for key in ("best_single", "uniform", "greedy")},
+            }  # fmt: skip
+            (soup_dir / "soup.json").write_text(json.dumps(soup))
+            logits = np.eye(2)[rows[merge]]
+            np.savez(predictions, references=references, best_single=logits, uniform=logits, greedy=logits)
+        replicates.append(bench.Replicate("sst2", replicate, soup, {}, references, [], None))
+    views = bench.analyse_trajectories(replicates, args, 300, 0)
+    gains = views["sst2"]["gains"]
+    assert views["sst2"]["replicates"] == 2
+    assert gains["greedy soup: of last-k averages vs of final points"]["estimate"] == pytest.approx(8 / 200)
+    assert gains["greedy over the best run's checkpoints vs its last-k average"]["estimate"] == pytest.approx(0.0)
+    per_run = gains["each run: its last-k average vs its final point"]
+    assert per_run["runs"] == 6 and per_run["estimate"] == pytest.approx(8 / 200 + 0.01)  # + (0 + .01 + .02) / 3
+    assert "| greedy soup: of last-k averages vs of final points | +0.0400" in "\n".join(
+        bench.render_trajectories(views)
+    )
