@@ -404,8 +404,9 @@ def best_run(soup: dict) -> str | None:
 
 
 def stage_trajectory_merges(folder: Path, ingredients: list[Path], args: argparse.Namespace, log: Path) -> None:
-    """Run 5's trajectory comparisons on the same runs: a soup of the runs' FINAL points (every recipe,
-    beside the main soup of their last-k averages), and greedy over the best run's own checkpoints."""
+    """Run 5's trajectory comparisons on the same runs: a soup of the runs' FINAL points (greedy, with
+    the uniform soup and the best single as its baselines, beside the main soup of their last-k
+    averages), and greedy over the best run's own checkpoints."""
     points = trajectory_points(folder, ingredients)
     if not points:
         return
@@ -414,7 +415,10 @@ def stage_trajectory_merges(folder: Path, ingredients: list[Path], args: argpars
     final_dir = folder.with_name(f"{folder.name}-final-soup")
     final_predictions = folder.with_name(f"{folder.name}-final-predictions.npz")
     if args.remerge or not (final_dir / "soup.json").is_file() or not final_predictions.is_file():
-        run(merge_command(finals, args, final_dir, final_predictions, extra=extra_test_flags(folder, args)), log)
+        command = merge_command(finals, args, final_dir, final_predictions, extra=extra_test_flags(folder, args))
+        # the comparison needs the best single, uniform and greedy: the baselines of a greedy merge
+        command[command.index("--recipe") + 1], command[command.index("--compare") + 1] = "greedy", "baselines"
+        run(command, log)
     best = best_run(json.loads((soup_dir / "soup.json").read_text()))
     if best not in points:
         return
