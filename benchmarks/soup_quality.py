@@ -406,7 +406,8 @@ def best_run(soup: dict) -> str | None:
 def stage_trajectory_merges(folder: Path, ingredients: list[Path], args: argparse.Namespace, log: Path) -> None:
     """Run 5's trajectory comparisons on the same runs: a soup of the runs' FINAL points (greedy, with
     the uniform soup and the best single as its baselines, beside the main soup of their last-k
-    averages), and greedy over the best run's own checkpoints."""
+    averages), and greedy over the best run's own checkpoints. In distribution only: the extra test
+    sets would more than double their scoring time on a CPU."""
     points = trajectory_points(folder, ingredients)
     if not points:
         return
@@ -415,7 +416,7 @@ def stage_trajectory_merges(folder: Path, ingredients: list[Path], args: argpars
     final_dir = folder.with_name(f"{folder.name}-final-soup")
     final_predictions = folder.with_name(f"{folder.name}-final-predictions.npz")
     if args.remerge or not (final_dir / "soup.json").is_file() or not final_predictions.is_file():
-        command = merge_command(finals, args, final_dir, final_predictions, extra=extra_test_flags(folder, args))
+        command = merge_command(finals, args, final_dir, final_predictions)  # in distribution only: CPU budget
         # the comparison needs the best single, uniform and greedy: the baselines of a greedy merge
         command[command.index("--recipe") + 1], command[command.index("--compare") + 1] = "greedy", "baselines"
         run(command, log)
@@ -429,7 +430,6 @@ def stage_trajectory_merges(folder: Path, ingredients: list[Path], args: argpars
             sys.executable, "-m", "hf_soup.merge", "--ingredients", *map(str, points[best]),
             "--recipe", "greedy", "--criterion", "metric", "--output", str(checkpoint_dir), "--overwrite",
             "--batch_size", str(args.eval_batch_size), "--predictions_file", str(checkpoint_predictions),
-            *extra_test_flags(folder, args),
         ]  # fmt: skip
         run(command, log)
 
@@ -691,7 +691,8 @@ def analyse_trajectories(replicates: list[Replicate], args: argparse.Namespace, 
     views: dict[str, dict] = {}
     for task, runs in by_task.items():
         kind = task_of_record(runs[0]["main"][0])
-        for view in ["test", *(runs[0]["main"][0].get("extra_tests") or {})]:
+        shared_sets = set.intersection(*(set(m[0].get("extra_tests") or {}) for r in runs for m in r.values()))
+        for view in ["test", *sorted(shared_sets)]:  # extra sets only where all three merges scored them
             suffix, split = ("", "test") if view == "test" else (f"@{view}", f"extra:{view}")
             references = runs[0]["main"][1][f"references{suffix}" if suffix else "references"]
             column: dict[str, dict] = {}
