@@ -28,6 +28,7 @@ from hf_soup import models
 from hf_soup.atomic import write_json_atomic
 from hf_soup.data import DataArguments, TaskSplits, load_splits, summary_lines
 from hf_soup.errors import SoupError
+from hf_soup.families import family_row
 from hf_soup.ingredient import INGREDIENT_FILE, is_ingredient, library_versions, utc_now
 from hf_soup.redact import mask_secret_flags
 from hf_soup.sweep.arguments import (
@@ -158,8 +159,8 @@ def plan_sweep(parsed: ParsedSweep, *, expand: bool = True) -> Sweep:
         raise SoupError(f"precision: {finetune.precision!r} is not one of auto, fp32, bf16, fp16")
     base = models.resolve_base_model(model_args)
     family = models.resolve_family(model_args.model_family, base.config)
-    if family == models.T5_TEXT2TEXT and finetune.lp_ft_epochs > 0:
-        raise SoupError("lp_ft_epochs: t5-text2text has no new head to fit; use warm_start_epochs")
+    if family_row(family).label_words and finetune.lp_ft_epochs > 0:
+        raise SoupError(f"lp_ft_epochs: {family} has no new head to fit; use warm_start_epochs")
     _check_start_settings(finetune)
     if "dataloader_pin_memory" not in parsed.explicit and not _has_accelerator():
         training_args.dataloader_pin_memory = False  # nothing to pin for; torch would warn at every point
@@ -173,7 +174,7 @@ def plan_sweep(parsed: ParsedSweep, *, expand: bool = True) -> Sweep:
     models.check_task_labels(base.config, task)
     tokenizer = AutoTokenizer.from_pretrained(base.local_dir)
     token_ids = None
-    if family == models.T5_TEXT2TEXT:
+    if family_row(family).label_words:
         words = model_args.label_words or models.default_label_words(task)
         token_ids = models.label_token_ids(tokenizer, words, task)
         model_args.label_words = list(words)
