@@ -32,7 +32,7 @@ from typing import Any
 from hf_soup import calibration, extra_tests, inference_cost, temperature
 from hf_soup.atomic import write_text_atomic
 from hf_soup.errors import SoupError, cli_main
-from hf_soup.families import ENCODER, LABEL_WORDS_KEY, T5_CLASSIFICATION, T5_TEXT2TEXT, family_of, t5_prompt
+from hf_soup.families import ENCODER, FAMILY_TABLE, LABEL_WORDS_KEY, T5_CLASSIFICATION, family_of, t5_prompt
 from hf_soup.redact import redact_text, strip_local_paths
 
 SOUP_FORMAT = "hf_soup.soup"
@@ -387,7 +387,7 @@ def card_metadata(
     tags += ["glue", soup["task"]] if is_glue(soup) else [str(soup["task"])]
     return ModelCardData(
         library_name="transformers",
-        pipeline_tag="text2text-generation" if family == T5_TEXT2TEXT else "text-classification",
+        pipeline_tag=FAMILY_TABLE.get(family, FAMILY_TABLE[ENCODER]).pipeline_tag,
         base_model=base_model,
         datasets=[dataset["id"]] if dataset["id"] else None,
         metrics=list(test) or None,

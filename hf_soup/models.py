@@ -37,8 +37,11 @@ from hf_soup.families import (  # the family rule lives there (the card reads it
     LABEL_TOKEN_IDS_KEY,
     LABEL_WORDS_KEY,
     T5_CLASSIFICATION,
-    T5_TEXT2TEXT,
+    T5_PROMPT,
+    T5_TEXT2TEXT,  # noqa: F401 (re-exported: callers name the families through hf_soup.models)
+    TEXT,
     family_of,
+    family_row,
     t5_prompt,
 )
 from hf_soup.ingredient import weights_sha256
@@ -158,9 +161,10 @@ def resolve_family(requested: str, config: Any) -> str:
     seq2seq = bool(getattr(config, "is_encoder_decoder", False))
     if requested == "auto":
         return T5_CLASSIFICATION if seq2seq else ENCODER
-    if requested == ENCODER and seq2seq:
-        raise SoupError(f"model_family: {config.model_type} is encoder-decoder; use t5-classification or t5-text2text")
-    if requested != ENCODER and not seq2seq:
+    if seq2seq and not family_row(requested).encoder_decoder:
+        others = " or ".join(name for name in FAMILIES if family_row(name).encoder_decoder)
+        raise SoupError(f"model_family: {config.model_type} is encoder-decoder; use {others}")
+    if family_row(requested).encoder_decoder and not seq2seq:
         raise SoupError(f"model_family: {requested} needs an encoder-decoder (T5-style) model, not {config.model_type}")
     return requested
 
@@ -177,7 +181,7 @@ def check_task_labels(config: Any, task: Task, *, fine_tuned: bool = False) -> N
     otherwise fail on a label it has no class for, or a class would never be predicted)."""
     if _has_default_labels(config):
         outputs = int(getattr(config, "num_labels", 0) or 0)
-        if fine_tuned and family_of(config) != T5_TEXT2TEXT and outputs != task.num_labels:
+        if fine_tuned and not family_row(family_of(config)).label_words and outputs != task.num_labels:
             raise SoupError(
                 f"{getattr(config, '_name_or_path', 'model')}: its head has {outputs} outputs (labels "
                 f"{[str(config.id2label[i]) for i in sorted(config.id2label, key=int)]}), task {task.name} has "
@@ -255,12 +259,21 @@ def encode_splits(splits: Any, tokenizer: Any, family: str, max_length: int, cac
     """
     from hf_soup.data import tokenize_splits
 
-    if family == ENCODER:
-        return tokenize_splits(splits, tokenizer, max_length, cache_dir=cache_dir)
-    encoder = t5_prompt_encoder(splits.task, tokenizer, max_length)
     return tokenize_splits(
-        splits, tokenizer, max_length, encoder_name="t5-prompt", encoder=encoder, cache_dir=cache_dir
+        splits, tokenizer, max_length, **input_encoder(family, splits.task, tokenizer, max_length), cache_dir=cache_dir
     )
+
+
+def input_encoder(family: str, task: Task, tokenizer: Any, max_length: int) -> dict[str, Any]:
+    """`encoder_name` and `encoder` for `tokenize_splits`: the input format of `family`'s table row.
+
+    Empty for plain text (one text or a pair: tokenize_splits' default encoder)."""
+    fmt = family_row(family).input_format
+    if fmt == TEXT:
+        return {}
+    if fmt == T5_PROMPT:
+        return {"encoder_name": T5_PROMPT, "encoder": t5_prompt_encoder(task, tokenizer, max_length)}
+    raise ValueError(f"{family}: unknown input format {fmt!r}")
 
 
 def scoring_hooks(config: Any, task: Task, tokenizer: Any, max_length: int) -> dict[str, Any]:
@@ -270,16 +283,16 @@ def scoring_hooks(config: Any, task: Task, tokenizer: Any, max_length: int) -> d
     merge scores T5 text-to-text ingredients on the prompts they were trained on.
     """
     family = family_of(config)
-    hooks: dict[str, Any] = {"model_class": model_class_for(family), "logits_fn": class_logits}
-    if family != ENCODER:
-        hooks["encoder"] = t5_prompt_encoder(task, tokenizer, max_length)
-        hooks["encoder_name"] = "t5-prompt"
-    return hooks
+    return {
+        "model_class": model_class_for(family),
+        "logits_fn": class_logits,
+        **input_encoder(family, task, tokenizer, max_length),
+    }
 
 
 def check_t5_inputs(family: str, config: Any, features: Any) -> None:
     """T5ForSequenceClassification reads the hidden state at <eos>: every input must end with one."""
-    if family != T5_CLASSIFICATION:
+    if not family_row(family).eos_pooled:
         return
     eos = config.eos_token_id
     sample = features["train"].select(range(min(8, len(features["train"]))))
@@ -295,9 +308,9 @@ def check_t5_inputs(family: str, config: Any, features: Any) -> None:
 
 def model_class_for(family: str):
     """The transformers Auto class a folder of `family` loads with (the publisher's round trip too)."""
-    from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+    import transformers
 
-    return AutoModelForSeq2SeqLM if family == T5_TEXT2TEXT else AutoModelForSequenceClassification
+    return getattr(transformers, family_row(family).loader)
 
 
 def load_for_task(
@@ -318,7 +331,8 @@ def load_for_task(
     point, and the caller's RNG (the run seed) is left exactly as it was.
     """
     kwargs: dict[str, Any] = dict(config_overrides or {})
-    if family != T5_TEXT2TEXT:
+    emits_words = family_row(family).label_words  # no new head: the LM head emits a label word
+    if not emits_words:
         kwargs.update(num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id)
         kwargs["ignore_mismatched_sizes"] = True  # an untrained stored head of another size is re-drawn
     # No LOAD REPORT nor bar: the new head is reported once per sweep by the caller, not per run.
@@ -327,7 +341,7 @@ def load_for_task(
         model, info = model_class_for(family).from_pretrained(
             source, dtype=dtype, output_loading_info=True, use_safetensors=None if allow_pickle else True, **kwargs
         )
-    if family == T5_TEXT2TEXT:
+    if emits_words:
         model.config.id2label, model.config.label2id = task.id2label, task.label2id
         setattr(model.config, LABEL_WORDS_KEY, list(label_words or default_label_words(task)))
         setattr(model.config, LABEL_TOKEN_IDS_KEY, list(token_ids or []))
@@ -384,8 +398,8 @@ def load_ingredient_model(folder: str | os.PathLike, dtype: torch.dtype = torch.
     except Exception as err:
         raise SoupError(f"{folder}: cannot read config.json ({type(err).__name__}: {err})") from err
     family = family_of(config)
-    if family == T5_TEXT2TEXT and not getattr(config, LABEL_TOKEN_IDS_KEY, None):
-        raise SoupError(f"{folder}/config.json: t5-text2text model without {LABEL_TOKEN_IDS_KEY}")
+    if family_row(family).label_words and not getattr(config, LABEL_TOKEN_IDS_KEY, None):
+        raise SoupError(f"{folder}/config.json: {family} model without {LABEL_TOKEN_IDS_KEY}")
     with quiet_transformers():
         model = model_class_for(family).from_pretrained(folder, dtype=dtype, use_safetensors=True)
     return model.eval()
@@ -406,7 +420,7 @@ def class_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     inputs = {
         k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids") and k in accepted
     }
-    if family_of(model.config) != T5_TEXT2TEXT:
+    if not family_row(family_of(model.config)).label_words:
         return model(**inputs).logits.float()
     ids = inputs["input_ids"]
     start = torch.full((ids.shape[0], 1), model.config.decoder_start_token_id, dtype=ids.dtype, device=ids.device)

@@ -9,8 +9,8 @@ written soup gives calibrated probabilities through plain `from_pretrained` and 
 custom code, and its argmax (so its accuracy) is unchanged (T > 0).
 
 T minimises the held-out negative log-likelihood of the soup's logits (scipy, over log T). The
-final layer is the family's classification output (`HEAD_OUTPUT_LAYERS`): BERT-style `classifier`,
-RoBERTa/ELECTRA-style `classifier.out_proj`, T5ForSequenceClassification's
+final layer is the family's classification output (`head_layers` in `hf_soup.families.FAMILY_TABLE`):
+BERT-style `classifier`, RoBERTa/ELECTRA-style `classifier.out_proj`, T5ForSequenceClassification's
 `classification_head.out_proj`. Regression and T5 text-to-text soups (label words, no linear
 output layer) are refused before any work.
 """
@@ -24,39 +24,37 @@ import numpy as np
 import torch
 
 from hf_soup.errors import SoupError
+from hf_soup.families import family_of, family_row
 
 METHODS = ("temperature",)
 KEY = "temperature"  # soup.json's block
-# The linear layer whose output is the class logits, by where transformers' heads keep it (first match).
-HEAD_OUTPUT_LAYERS = ("classifier.out_proj", "classification_head.out_proj", "classifier", "score")
 
 
 def check_request(method: str | None, config: Mapping[str, Any], skip_scoring: bool = False) -> None:
     """Refuse, in one line and before any work, what cannot be calibrated by a temperature."""
-    from hf_soup.families import T5_TEXT2TEXT, family_of
-
     if method is None:
         return
     if method not in METHODS:
         raise SoupError(f"--calibrate {method!r}: must be one of {', '.join(METHODS)}")
     if skip_scoring:
         raise SoupError("--calibrate: the temperature is fitted on held-out scores; it cannot run with --skip_scoring")
-    if family_of(config) == T5_TEXT2TEXT:
+    if family_row(family_of(config)).label_words:
         raise SoupError("--calibrate temperature: a text-to-text soup has no classification layer to fold T into")
     if config.get("problem_type") == "regression" or len(config.get("id2label") or {0: 0, 1: 1}) < 2:
         raise SoupError("--calibrate temperature: a regression soup has no class probabilities to calibrate")
 
 
 def output_layer(model: torch.nn.Module, num_labels: int) -> str:
-    """The name of the linear layer that outputs the class logits."""
+    """The name of the linear layer that outputs the class logits (where the model's family keeps it)."""
+    layers = family_row(family_of(model.config)).head_layers
     modules = dict(model.named_modules())
-    for name in HEAD_OUTPUT_LAYERS:
+    for name in layers:
         module = modules.get(name)
         if isinstance(module, torch.nn.Linear) and module.out_features == num_labels:
             return name
     raise SoupError(
         f"--calibrate temperature: {type(model).__name__} has no linear output layer among "
-        f"{', '.join(HEAD_OUTPUT_LAYERS)}; cannot fold a temperature into it"
+        f"{', '.join(layers) or 'none'}; cannot fold a temperature into it"
     )
 
 

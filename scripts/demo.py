@@ -65,7 +65,7 @@ class DemoArguments:
     config: str = field(
         default="soup_ready",
         metadata={
-            "help": "the sweep design: a bundled config (soup_ready: README, soup-friendly sweeps) or a YAML file"
+            "help": "the sweep design: a bundled config (soup_ready: docs/sweep.md, soup-friendly sweeps) or a YAML file"
         },
     )
     grid: list[str] | None = field(default=None, metadata={"help": "sweep grid axes (each replaces the config's)"})

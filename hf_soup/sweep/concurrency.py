@@ -57,7 +57,14 @@ from hf_soup.errors import SoupError
 from hf_soup.sweep.arguments import SweepArguments
 from hf_soup.sweep.grid import RunConfig
 from hf_soup.sweep.leaderboard import point_summary
-from hf_soup.sweep.loop import begin_sweep, finish_sweep, train_in_order, train_unclaimed_point
+from hf_soup.sweep.loop import (
+    HELD_ELSEWHERE,
+    begin_sweep,
+    finish_sweep,
+    train_in_order,
+    train_unclaimed_point,
+    wait_for_other_jobs,
+)
 from hf_soup.sweep.planning import Sweep, SweepContext
 
 AUTO = "auto"
@@ -213,7 +220,9 @@ def run_sweep_concurrently(sweep: Sweep, requested: int | str) -> list[dict[str,
         if plan.workers == 1 and not plan.probing:
             records = train_in_order(context, pending)
         else:
-            records, failures = _Pool(context, plan).run(pending)
+            pool = _Pool(context, plan)
+            records, failures = pool.run(pending)
+            records += wait_for_other_jobs(context, pool.held_elsewhere)
     finish_sweep(sweep)
     if failures:
         raise GridPointsFailed(
@@ -243,6 +252,7 @@ class _Pool:
         self._spawn = _process_context()
         self._payload = pickle.dumps(context)  # once, not once per worker
         self._slots = itertools.count()
+        self.held_elsewhere: list[RunConfig] = []  # points another job was training: waited for after the pool
 
     def run(self, pending: list[RunConfig]) -> tuple[list[dict[str, Any]], list[str]]:
         """Train `pending`; return (records of the points trained, one line per failed point)."""
@@ -334,13 +344,14 @@ class _Pool:
             bar.update(1)
             return worker.run.run_id, f"worker {worker.slot} died, {_describe_exit(worker.process.exitcode)}"
         kind, run_id, payload, memory = message
-        worker.run = None
+        run, worker.run = worker.run, None
         bar.update(1)
         if kind == "failed":
             worker.retiring = True  # it exits by itself; a fresh worker takes the next point
             return run_id, payload
         if payload is None:
-            bar.write(f"{run_id}: trained by another job, skipped")
+            self.held_elsewhere.append(run)
+            bar.write(f"{run_id}: {HELD_ELSEWHERE}")
             return None
         records.append(payload)
         bar.set_postfix_str(point_summary(payload))

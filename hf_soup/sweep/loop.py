@@ -66,7 +66,11 @@ __all__ = [  # the loop's API, including what it re-exports from the modules bel
     "score_model",
     "train_in_order",
     "train_unclaimed_point",
+    "wait_for_other_jobs",
 ]
+
+# How often a job that waits for another job's point looks whether it is done (seconds).
+WAIT_POLL_S = 1.0
 
 
 def last_complete_checkpoint(work: Path) -> str | None:
@@ -247,13 +251,14 @@ def train_in_order(context: SweepContext, pending: list[RunConfig]) -> list[dict
     # In a log file (stderr not a terminal) a bar that the Trainer's nests under leaves cursor-up
     # codes behind: there, one line per finished point instead.
     lines = main and not sys.stderr.isatty()
-    records = []
+    records, held_elsewhere = [], []
     bar = tqdm(pending, desc="grid", unit="run", disable=not main or lines, dynamic_ncols=True)
     for done, run in enumerate(bar, 1):
         record = train_unclaimed_point(run, context)
         if record is None:
+            held_elsewhere.append(run)
             if main:
-                bar.write(f"{run.run_id}: being trained or finished by another job; not trained here")
+                bar.write(f"{run.run_id}: {HELD_ELSEWHERE}")
             continue
         records.append(record)
         if lines:
@@ -261,6 +266,35 @@ def train_in_order(context: SweepContext, pending: list[RunConfig]) -> list[dict
         elif main:
             bar.set_postfix_str(point_summary(record))
     bar.close()
+    return records + wait_for_other_jobs(context, held_elsewhere)
+
+
+HELD_ELSEWHERE = "being trained by another job; waiting for it after this job's other points"
+
+
+def wait_for_other_jobs(context: SweepContext, runs: list[RunConfig]) -> list[dict[str, Any]]:
+    """Wait for the points of `runs` that another job holds (an identical sweep started at the same
+    time, a rerun while the first still runs), so that the leaderboard this job prints next has
+    their rows. A point whose job died without finishing it is trained here. Returns the records
+    of the points trained here.
+    """
+    state = process_state()
+    main = state.is_main_process
+    records = []
+    for run in runs:
+        dest = context.output_dir / run.run_id
+        while True:
+            if agree(state, lambda dest=dest: is_ingredient(dest)):
+                if main:
+                    print(f"{run.run_id}: finished by another job: {point_summary(read_ingredient(dest))}", flush=True)
+                break
+            record = train_unclaimed_point(run, context)  # None: still held (or just finished) elsewhere
+            if record is not None:
+                records.append(record)
+                if main:
+                    print(f"{run.run_id}: its job stopped before finishing it; trained here", flush=True)
+                break
+            time.sleep(WAIT_POLL_S)
     return records
 
 

@@ -26,8 +26,9 @@ from transformers import TrainingArguments
 
 from hf_soup import models
 from hf_soup.atomic import write_json_atomic
-from hf_soup.data import DataArguments, TaskSplits, load_splits, summary_lines
+from hf_soup.data import LOCATION_FIELDS, DataArguments, TaskSplits, load_splits, summary_lines
 from hf_soup.errors import SoupError
+from hf_soup.families import family_row
 from hf_soup.ingredient import INGREDIENT_FILE, is_ingredient, library_versions, utc_now
 from hf_soup.redact import mask_secret_flags
 from hf_soup.sweep.arguments import (
@@ -158,8 +159,8 @@ def plan_sweep(parsed: ParsedSweep, *, expand: bool = True) -> Sweep:
         raise SoupError(f"precision: {finetune.precision!r} is not one of auto, fp32, bf16, fp16")
     base = models.resolve_base_model(model_args)
     family = models.resolve_family(model_args.model_family, base.config)
-    if family == models.T5_TEXT2TEXT and finetune.lp_ft_epochs > 0:
-        raise SoupError("lp_ft_epochs: t5-text2text has no new head to fit; use warm_start_epochs")
+    if family_row(family).label_words and finetune.lp_ft_epochs > 0:
+        raise SoupError(f"lp_ft_epochs: {family} has no new head to fit; use warm_start_epochs")
     _check_start_settings(finetune)
     if "dataloader_pin_memory" not in parsed.explicit and not _has_accelerator():
         training_args.dataloader_pin_memory = False  # nothing to pin for; torch would warn at every point
@@ -173,13 +174,13 @@ def plan_sweep(parsed: ParsedSweep, *, expand: bool = True) -> Sweep:
     models.check_task_labels(base.config, task)
     tokenizer = AutoTokenizer.from_pretrained(base.local_dir)
     token_ids = None
-    if family == models.T5_TEXT2TEXT:
+    if family_row(family).label_words:
         words = model_args.label_words or models.default_label_words(task)
         token_ids = models.label_token_ids(tokenizer, words, task)
         model_args.label_words = list(words)
     shared = _sweep_identity(task, base, family, model_args, data_args, finetune, splits, parsed, config_overrides)
     sweep_id = hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    check_output_dir(output_dir, sweep_id, shared)  # before the (cached, but chatty) tokenisation
+    check_output_dir(output_dir, sweep_id, shared, splits.description())  # before the (chatty) tokenisation
     context = SweepContext(
         task=task,
         splits=splits,
@@ -445,8 +446,11 @@ def command_line() -> str:
 # ----------------------------------------------------------------------------- output folder
 
 
-def check_output_dir(folder: Path, sweep_id: str, shared: dict[str, Any]) -> None:
-    """Refuse an output dir holding another sweep's ingredients (they would not soup with these)."""
+def check_output_dir(folder: Path, sweep_id: str, shared: dict[str, Any], data: dict[str, Any] | None = None) -> None:
+    """Refuse an output dir holding another sweep's ingredients (they would not soup with these).
+
+    The refusal names the first flag, file or value that differs from the folder's sweep.json
+    (`data`: this sweep's data description, to name a changed file or data flag, not a hash)."""
     if not folder.is_dir():
         return
     sweep_file = folder / SWEEP_FILE
@@ -456,7 +460,7 @@ def check_output_dir(folder: Path, sweep_id: str, shared: dict[str, Any]) -> Non
         except (OSError, json.JSONDecodeError) as err:
             raise SoupError(f"{sweep_file}: not valid JSON ({err}); remove it or use another --output_dir") from None
         if other.get("sweep_id") != sweep_id:
-            difference = _first_difference(other.get("shared", {}), shared)
+            difference = sweep_difference(other, shared, data)
             raise SoupError(
                 f"{folder}: holds a different sweep (sweep_id {other.get('sweep_id')} != {sweep_id}; "
                 f"{difference}); use another --output_dir"
@@ -515,13 +519,92 @@ def _peek_ingredient(folder: Path) -> dict | None:
         return None
 
 
-def _first_difference(old: dict, new: dict) -> str:
-    for key in sorted(set(old) | set(new)):
-        if json.dumps(old.get(key), sort_keys=True, default=str) != json.dumps(
-            new.get(key), sort_keys=True, default=str
-        ):
-            return f"{key}: {old.get(key)!r} before, {new.get(key)!r} now"
+# Keys of sweep.json's `shared` (and of its blocks) that are command-line flags of the same name.
+_FLAG_KEYS = {"head_init_seed", "label_words", "max_train_samples", "max_test_samples", "max_seq_length"}
+_FLAG_BLOCKS = {"fixed", "start", "config_overrides"}
+_UNSET = object()
+
+
+def sweep_difference(recorded: dict[str, Any], shared: dict[str, Any], data: dict[str, Any] | None = None) -> str:
+    """What differs between a folder's sweep.json (`recorded`) and this sweep, as a user would say it:
+    the flag (`--weight_decay: 0.01 before, unset now`), the file whose bytes changed, or the value.
+
+    `data`: this sweep's data description; the recorded one is sweep.json's `data`. The data's
+    part of the sweep id is a hash of it, so the difference is looked for there, not in the hash.
+    """
+    old = recorded.get("shared") or {}
+    for key in sorted(set(old) | set(shared)):
+        if _same(old.get(key, _UNSET), shared.get(key, _UNSET)):
+            continue
+        if key in ("data", "split_fingerprint") and data is not None and isinstance(recorded.get("data"), dict):
+            found = _data_difference(recorded["data"], data)
+            if found:
+                return found
+        return _leaf_difference(key, old.get(key, _UNSET), shared.get(key, _UNSET))
     return "written by another version"
+
+
+def _same(a: Any, b: Any) -> bool:
+    def dump(value: Any) -> str:
+        return "<unset>" if value is _UNSET else json.dumps(value, sort_keys=True, default=str)
+
+    return dump(a) == dump(b)
+
+
+def _leaf_difference(path: str, old: Any, new: Any) -> str:
+    """The first differing leaf under `path`, named as a flag where it is one."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            if not _same(old.get(key, _UNSET), new.get(key, _UNSET)):
+                return _leaf_difference(f"{path}.{key}", old.get(key, _UNSET), new.get(key, _UNSET))
+    parts = path.split(".")
+    if path in _FLAG_KEYS or (len(parts) == 2 and parts[0] in _FLAG_BLOCKS):
+        name = f"--{parts[-1]}"
+    elif path == "base_model":
+        name = "--model (its weights' sha256, or name@revision)"
+    else:
+        name = path
+    return f"{name}: {_shown(old)} before, {_shown(new)} now"
+
+
+def _shown(value: Any) -> str:
+    return "unset" if value is _UNSET else repr(value)
+
+
+def _data_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The data flag, changed file or task fact behind a different data description (None: none found).
+
+    Data flags first (`--train_file`, `--heldout_size`, ...), then the bytes of each source file or
+    the Hub commit, then what the data made of them (labels, metrics, held-out and test carving).
+    """
+    old_args, new_args = old.get("arguments") or {}, new.get("arguments") or {}
+    for key in sorted(set(old_args) | set(new_args)):
+        if key in (*LOCATION_FIELDS, "max_seq_length"):  # where the files lie: their bytes are compared below
+            continue
+        if not _same(old_args.get(key, _UNSET), new_args.get(key, _UNSET)):
+            return f"--{key}: {_shown(old_args.get(key, _UNSET))} before, {_shown(new_args.get(key, _UNSET))} now"
+    old_source, new_source = old.get("source") or {}, new.get("source") or {}
+    old_files, new_files = old_source.get("files") or {}, new_source.get("files") or {}
+    for split in sorted(set(old_files) & set(new_files)):
+        before, now = old_files[split].get("sha256"), new_files[split].get("sha256")
+        if before != now:
+            hashes = f"sha256 {str(before)[:12]}… before, {str(now)[:12]}… now"
+            old_path, new_path = old_files[split].get("path"), new_files[split].get("path")
+            if old_path != new_path:
+                return f"the {split} file: {old_path} before, {new_path} now, with other contents ({hashes})"
+            return f"the {split} file {new_path} changed since this folder's sweep began ({hashes})"
+    for key in ("source", "task", "heldout", "test"):
+        before, now = old.get(key, _UNSET), new.get(key, _UNSET)
+        if not _same(_without_paths(before), _without_paths(now)):
+            return _leaf_difference(f"data.{key}", _without_paths(before), _without_paths(now))
+    return None
+
+
+def _without_paths(value: Any) -> Any:
+    """Where a file lies is not what it holds: paths are left out of a comparison (as in the sweep id)."""
+    if isinstance(value, dict):
+        return {k: _without_paths(v) for k, v in value.items() if k not in ("path", "where")}
+    return value
 
 
 def write_sweep_file(sweep: Sweep, extra: dict[str, Any] | None = None) -> None:

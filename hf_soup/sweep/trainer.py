@@ -27,6 +27,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 from hf_soup import models
 from hf_soup.atomic import atomic_dir, write_json_atomic
 from hf_soup.callbacks import TrajectoryAveragingCallback
+from hf_soup.families import family_row
 from hf_soup.ingredient import write_ingredient
 from hf_soup.metrics import make_compute_metrics
 from hf_soup.quiet import quiet_transformers
@@ -99,7 +100,7 @@ def collator_for(context: SweepContext):
     from transformers import DataCollatorWithPadding
 
     multiple = 8 if torch.cuda.is_available() else None  # tensor-core friendly shapes on GPUs
-    if context.family == models.T5_TEXT2TEXT:
+    if family_row(context.family).label_words:
         return Text2TextCollator(context.tokenizer, context.label_token_ids, context.base.config.eos_token_id, multiple)
     return DataCollatorWithPadding(context.tokenizer, pad_to_multiple_of=multiple)
 
@@ -107,7 +108,7 @@ def collator_for(context: SweepContext):
 def heldout_metrics(context: SweepContext):
     """(compute_metrics, preprocess_logits_for_metrics) for Trainer.evaluate on heldout, any family."""
     compute = make_compute_metrics(context.task)
-    if context.family != models.T5_TEXT2TEXT:
+    if not family_row(context.family).label_words:
         return compute, lambda logits, labels: logits[0] if isinstance(logits, tuple) else logits
     label_ids = torch.tensor(context.label_token_ids)
     lookup = {int(token): i for i, token in enumerate(context.label_token_ids)}
