@@ -46,7 +46,7 @@ from hf_soup.errors import SoupError
 from hf_soup.ingredient import build_ingredient, library_versions, utc_now, weights_sha256, write_ingredient
 from hf_soup.metrics import PRIMARY, primary_score
 from hf_soup.quiet import quiet_transformers
-from hf_soup.soup import average_checkpoints
+from hf_soup.recipes.uniform import average_checkpoints
 from hf_soup.tasks import Task, get_task
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class TrajectoryAveragingCallback(TrainerCallback):
     better. The sweep adds it for `--average_last_k K` (no Trainer checkpoints needed): snapshots
     are taken at steps T, T − d, …, T − (K − 1)·d of a T-step run (d = `every`, default T // (2K):
     spread over the last half of training), saved weights-only (safetensors) under
-    `<work_dir>/step-<n>/`, and averaged at train end with `hf_soup.soup.average_checkpoints`
+    `<work_dir>/step-<n>/`, and averaged at train end with `hf_soup.recipes.uniform.average_checkpoints`
     (streamed, float64), into the trainer's model in place. `record` says what was averaged.
     """
 

@@ -9,7 +9,7 @@
 Why lazy: a soup of N models must not hold N models. `Checkpoint` is a read-only
 `Mapping[str, Tensor]` over `safe_open` handles: a tensor is read (memory-mapped, so the pages
 belong to the page cache, not to the process's anonymous memory) only when asked for, which lets
-`hf_soup.soup` stream one tensor of one ingredient at a time.
+`hf_soup.recipes` stream one tensor of one ingredient at a time.
 
 Why the refusals: averaging weights is only meaningful for models fine-tuned from the same
 pretrained weights with the same head initialisation, label order, config and tokenizer. Mixing
@@ -559,7 +559,9 @@ def save_state(
     folder = Path(folder)
     seen: set[tuple] = set()
     unique: dict[str, torch.Tensor] = {}
-    aliases = getattr(state, "aliases", {})  # a lazy soup (hf_soup.soup.AverageView) names its tied tensors
+    aliases = getattr(
+        state, "aliases", {}
+    )  # a lazy soup (hf_soup.recipes.averaging.AverageView) names its tied tensors
     for name in state:
         if name in aliases:
             continue

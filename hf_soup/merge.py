@@ -73,23 +73,19 @@ from hf_soup.inference_cost import measure as measure_inference_cost
 from hf_soup.inference_cost import sentence as cost_sentence
 from hf_soup.inference_cost import with_gain as with_cost_gain
 from hf_soup.ingredient import library_versions, utc_now
-from hf_soup.recipes import (
+from hf_soup.recipes.catalog import result_rows
+from hf_soup.recipes.context import (
     CRITERIA,
-    DEFAULT_FILTER_MARGIN,
-    GAIN_KEY,
-    RECIPE_RUNS,
     IngredientScores,
     RecipeContext,
     RecipeOutcome,
-    ResultRow,
-    add_gains,
-    baseline_rows,
     metrics_of,
-    recipes_to_run,
-    score_ingredients,
     selection_score,
 )
+from hf_soup.recipes.filtered_uniform import DEFAULT_FILTER_MARGIN
+from hf_soup.recipes.registry import RECIPE_RUNS, recipes_to_run
 from hf_soup.redact import mask_secret_flags
+from hf_soup.result_rows import GAIN_KEY, ResultRow, add_gains, baseline_rows, score_ingredients
 from hf_soup.temperature import KEY as TEMPERATURE_KEY
 from hf_soup.temperature import calibrate as fold_temperature
 from hf_soup.temperature import check_request as check_calibration
@@ -607,21 +603,6 @@ def format_table(soup: dict) -> str:
         return f"{soup['recipe']} soup of {len(soup['ingredients'])} ingredients written (not scored)"
     metric = soup.get("primary_metric") or "primary"
     n = len(soup["ingredients"])
-    labels = {
-        "best_single": lambda r: f"best single ({r['name']})",
-        "majority": lambda r: f"always '{r['label']}' (majority class)" if "label" in r else "constant (held-out mean)",
-        "uniform": lambda r: f"uniform soup ({n})",
-        "filtered-uniform": lambda r: f"filtered uniform soup ({len(r['kept'])} of {n} kept)",
-        "greedy": lambda r: f"greedy soup by {soup['criterion']} ({len(r['kept'])} kept)",
-        "greedy-metric": lambda r: f"greedy soup by metric ({len(r['kept'])} kept)",
-        "greedy-loss": lambda r: f"greedy soup by loss ({len(r['kept'])} kept)",
-        "model-stock": lambda r: (
-            f"model stock (mean t {r['t_mean']:.2f})" if r.get("t_mean") is not None else "model stock"
-        ),
-        "learned": lambda r: f"learned soup ({soup['learned']['granularity']}; fitted on held-out)",
-        "ensemble": lambda r: f"ensemble ({r['members']} models, {r['inference_cost']}x inference)",
-        "oracle_best_single": lambda r: f"oracle best single on test ({r['name']})",
-    }
     more_tests = [s for s in test_split_names(soup) if s != "test"]  # e.g. MNLI's test_mismatched
     more_tests += [f"extra:{name}" for name in soup.get(EXTRA_TESTS_KEY) or {}]  # extra test sets' primary
     lines = [
@@ -642,12 +623,13 @@ def format_table(soup: dict) -> str:
         return f"  {found['estimate']:+.4f} [{found['low']:+.4f}, {found['high']:+.4f}]"
 
     written = "uniform" if soup["recipe"] == "average-last" else soup["recipe"]
-    for key, label in labels.items():
+    for display in result_rows():
+        key = display.key
         if key in results:
             row = results[key]
             marker = "  <- written" if key == written else ""
             lines.append(
-                f"{label(row)[:52]:52s} {cell(row, 'heldout', 'primary')} {cell(row, 'heldout', 'loss')} "
+                f"{display.table_label(row, soup)[:52]:52s} {cell(row, 'heldout', 'primary')} {cell(row, 'heldout', 'loss')} "
                 f"{cell(row, 'test', 'primary')} {cell(row, 'test', 'loss')}"
                 + "".join(f" {cell(row, name, 'primary')}" for name in more_tests)
                 + f"{gain(row)}{marker}"
