@@ -35,9 +35,8 @@ from hf_soup.errors import SoupError, cli_main
 from hf_soup.families import ENCODER, LABEL_WORDS_KEY, T5_CLASSIFICATION, T5_TEXT2TEXT, family_of, t5_prompt
 from hf_soup.recipes.catalog import CATALOG, LEARNED_NOTE, plot_styles, result_rows
 from hf_soup.redact import redact_text, strip_local_paths
+from hf_soup.soup_file import GAIN_KEY, read_soup
 
-SOUP_FORMAT = "hf_soup.soup"
-SUPPORTED_FORMAT_MAJOR = 1
 DEFAULT_TEMPLATE = Path(__file__).with_name("templates") / "soup_card.md"
 GLUE_DATASET = "nyu-mll/glue"
 MARKER_PREFIX = "<!-- hf_soup.card sha256:"
@@ -79,43 +78,6 @@ METRIC_NAMES = {
     "pearson_spearmanr_mean": "mean of Pearson and Spearman",
     "loss": "loss",
 }
-GAIN_KEY = "gain_over_best_single"  # hf_soup.result_rows.GAIN_KEY (the card imports nothing of ours)
-
-
-# ----------------------------------------------------------------------------- reading soup.json
-
-
-def read_soup(folder: str | os.PathLike) -> dict[str, Any]:
-    """Read and check `<folder>/soup.json` (docs/FORMATS.md); errors name the file and field."""
-    path = Path(folder) / "soup.json"
-    try:
-        soup = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise SoupError(f"{path}: not found (a soup folder is written by `python -m hf_soup.merge`)") from err
-    except (OSError, ValueError) as err:
-        raise SoupError(f"{path}: not readable JSON ({err})") from err
-    if not isinstance(soup, dict) or soup.get("format") != SOUP_FORMAT:
-        raise SoupError(f"{path}: field 'format' must be {SOUP_FORMAT!r}")
-    version = soup.get("format_version")
-    if not isinstance(version, int) or version > SUPPORTED_FORMAT_MAJOR:
-        raise SoupError(f"{path}: field 'format_version' {version!r} is newer than this hf_soup understands (1)")
-    for key, kind in (
-        ("name", str),
-        ("recipe", str),
-        ("task", str),
-        ("primary_metric", str),
-        ("base_model", dict),
-        ("ingredients", list),
-        ("results", dict),
-    ):
-        if not isinstance(soup.get(key), kind):
-            raise SoupError(f"{path}: field '{key}' is missing or not a {kind.__name__}")
-    if not isinstance(soup["results"].get("soup"), dict) or not isinstance(soup["results"]["soup"].get("test"), dict):
-        raise SoupError(f"{path}: field 'results.soup.test' is missing")
-    for i, ingredient in enumerate(soup["ingredients"]):
-        if not isinstance(ingredient, dict) or not isinstance(ingredient.get("name"), str):
-            raise SoupError(f"{path}: field 'ingredients[{i}].name' is missing")
-    return soup
 
 
 # ----------------------------------------------------------------------------- formatting helpers

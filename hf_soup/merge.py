@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from hf_soup.atomic import atomic_dir, clear_temporaries_of, exclusive_lock, write_json_atomic
+from hf_soup.atomic import atomic_dir, clear_temporaries_of, exclusive_lock
 from hf_soup.calibration import add_calibration
 from hf_soup.calibration import table_lines as calibration_table_lines
 from hf_soup.card import learned_nothing_text, test_split_names, test_split_text, write_card
@@ -72,7 +72,6 @@ from hf_soup.inference_cost import KEY as COST_KEY
 from hf_soup.inference_cost import measure as measure_inference_cost
 from hf_soup.inference_cost import sentence as cost_sentence
 from hf_soup.inference_cost import with_gain as with_cost_gain
-from hf_soup.ingredient import library_versions, utc_now
 from hf_soup.recipes.catalog import result_rows
 from hf_soup.recipes.context import (
     CRITERIA,
@@ -85,15 +84,13 @@ from hf_soup.recipes.context import (
 from hf_soup.recipes.filtered_uniform import DEFAULT_FILTER_MARGIN
 from hf_soup.recipes.registry import RECIPE_RUNS, recipes_to_run
 from hf_soup.redact import mask_secret_flags
-from hf_soup.result_rows import GAIN_KEY, ResultRow, add_gains, baseline_rows, score_ingredients
+from hf_soup.result_rows import ResultRow, add_gains, baseline_rows, score_ingredients
+from hf_soup.soup_file import GAIN_KEY, build_soup, write_soup
 from hf_soup.temperature import KEY as TEMPERATURE_KEY
 from hf_soup.temperature import calibrate as fold_temperature
 from hf_soup.temperature import check_request as check_calibration
 from hf_soup.temperature import table_lines as temperature_table_lines
 
-SOUP_FILE = "soup.json"
-SOUP_FORMAT = "hf_soup.soup"
-SOUP_FORMAT_VERSION = 1
 DEFAULT_MAX_SEQ_LENGTH = 128
 # Scoring on a CPU: a batch's activations live in the RAM that also holds the scoring model and the
 # greedy running sum. BERT-base measured ~385 MB of activations at 64 rows x 128 tokens and ~130 MB
@@ -557,8 +554,6 @@ def soup_record(
         rows = [rows[i] for i in sorted(range(len(rows)), key=lambda i: -selection[i])]
     split = made.split or record.get("split")
     payload = {
-        "format": SOUP_FORMAT,
-        "format_version": SOUP_FORMAT_VERSION,
         "name": args.name or Path(args.output).name,
         "recipe": args.recipe,
         "task": made.task,
@@ -588,10 +583,7 @@ def soup_record(
     }
     with_cost_gain(payload.get(COST_KEY), payload["results"])  # + the ensemble's gain over the soup, in points
     merge_command = "python -m hf_soup.merge " + shlex.join(mask_secret_flags(sys.argv[1:] if argv is None else argv))
-    payload["commands"] = {"sweep": record.get("command"), "merge": merge_command}
-    payload["versions"] = library_versions()
-    payload["created"] = utc_now()
-    return payload
+    return build_soup(**payload, commands={"sweep": record.get("command"), "merge": merge_command})
 
 
 def format_table(soup: dict) -> str:
@@ -694,7 +686,7 @@ def write_soup_folder(
     if args.recipe == "average-last" and not files_from.tokenizer_files():
         copy_model_files(Path(args.ingredients[0]), folder)  # the run folder's save_model()
     soup = soup_record(args, checkpoints, made, argv, dropped)
-    write_json_atomic(folder / SOUP_FILE, soup)
+    write_soup(folder, soup)
     if soup["results"]:  # the card reports scores; an unscored average gets none
         write_card(
             folder,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hf_soup.recipes.context import SCORED_SPLITS, IngredientScores, Scored, metrics_of, progress_bar, selection_score
+from hf_soup.soup_file import BEATS_MAJORITY_KEY, GAIN_KEY, MAJORITY_KEY, NOT_COMPARED
 
 if TYPE_CHECKING:  # scoring pulls in scipy/sklearn/datasets: imported only when a merge scores
     from hf_soup.checkpoints import Checkpoint
@@ -85,10 +86,6 @@ def baseline_rows(
     ]
 
 
-MAJORITY_KEY = "majority"
-BEATS_MAJORITY_KEY = "best_single_vs_majority"
-
-
 def majority_row(task: Task, ingredients: IngredientScores, scorer: Scorer) -> ResultRow:
     """A model that learned nothing: always the held-out split's most common label (regression: its
     mean), with the held-out class frequencies as logits (so its loss is the label entropy).
@@ -126,10 +123,6 @@ def majority_row(task: Task, ingredients: IngredientScores, scorer: Scorer) -> R
     fields[BEATS_MAJORITY_KEY] = beats
     fields["learned_nothing"] = any(not gain["low"] > 0 for gain in beats.values())
     return ResultRow(MAJORITY_KEY, scores, fields=fields)
-
-
-GAIN_KEY = "gain_over_best_single"
-NOT_COMPARED = ("best_single", "oracle_best_single", MAJORITY_KEY)  # baselines, and a row chosen on test
 
 
 def add_gains(task: Task, rows: Sequence[ResultRow], references: np.ndarray, split: str = "test") -> None:
