@@ -41,10 +41,11 @@ import torch
 from transformers import TrainerCallback
 
 from hf_soup.atomic import atomic_dir
-from hf_soup.checkpoints import Checkpoint, check_compatible, copy_model_files, find_trainer_checkpoints, save_state
+from hf_soup.checkpoints import Checkpoint, check_compatible, find_trainer_checkpoints
 from hf_soup.errors import SoupError
 from hf_soup.ingredient import build_ingredient, weights_sha256, write_ingredient
 from hf_soup.metrics import PRIMARY, primary_score
+from hf_soup.model_writer import copy_model_files, save_state
 from hf_soup.quiet import quiet_transformers
 from hf_soup.recipes.uniform import average_checkpoints
 from hf_soup.soup_file import build_soup, write_soup

@@ -266,7 +266,7 @@ def encode_splits(splits: Any, tokenizer: Any, family: str, max_length: int, cac
 def scoring_hooks(config: Any, task: Task, tokenizer: Any, max_length: int) -> dict[str, Any]:
     """How a scorer reads a saved model of any family: model class, logits function, input encoder.
 
-    The keyword arguments of `hf_soup.merge.prepare_scorer` / `hf_soup.scoring.build_scorer`, so the
+    The keyword arguments of `hf_soup.merge.scorer.prepare_scorer` / `hf_soup.scoring.build_scorer`, so the
     merge scores T5 text-to-text ingredients on the prompts they were trained on.
     """
     family = family_of(config)

@@ -1,6 +1,6 @@
 """The rows every soup is compared with, and the ingredients' scores they come from (what the merge prints and records).
 
-    from hf_soup.result_rows import score_ingredients, baseline_rows, add_gains
+    from hf_soup.merge.rows import score_ingredients, baseline_rows, add_gains
     ingredients = score_ingredients(scorer, checkpoints, "metric", splits)
     rows = baseline_rows(task, checkpoints, ingredients, scorer)   # best single, majority, ensemble, oracle
     add_gains(task, rows, scorer.references("test"))               # each row's gain over the best single
