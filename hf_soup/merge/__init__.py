@@ -38,7 +38,8 @@ One module per job, each importing only the ones above it in this list:
   * `make`        — step 3: the recipe runs (`hf_soup.recipes`), one soup at a time, the weights written;
   * `write`       — step 4: config and tokenizer files, soup.json (`hf_soup.soup_file`), the card;
   * `table`       — the comparison table printed after every merge;
-  * `cli`         — `main(argv)`: the steps in order, under a lock, into a temporary folder.
+  * `api`         — `merge_soup(...) -> SoupResult`: the steps in order, under a lock, into a temporary folder;
+  * `cli`         — `main(argv)`: parse the flags, then `merge_soup`.
 The names below load on first use (PEP 562), so `import hf_soup.merge` stays cheap.
 """
 
@@ -49,6 +50,7 @@ from hf_soup.lazy import lazy_exports
 _EXPORTS = {
     "arguments": ("DEFAULT_RECIPE", "MergeArguments", "MergeDataArguments", "parse_args"),
     "table": ("format_table",),
+    "api": ("SoupResult", "merge_soup"),
     "cli": ("main",),
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

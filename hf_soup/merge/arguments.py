@@ -8,8 +8,9 @@ Every check that needs no file runs here, so a typo costs nothing.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from hf_soup.data import DataArguments
 from hf_soup.errors import DefaultsHelpFormatter, SoupError
@@ -165,3 +166,59 @@ def check_args(args: MergeArguments) -> None:
     parse_extra_tests(args.extra_test_files)  # syntax, names, files: refused before any work
     if args.calibrate is not None:
         check_calibration(args.calibrate, {"id2label": {0: 0, 1: 1}}, args.skip_scoring)  # the method and flags
+
+
+# The flags every merge names; the rest are options with defaults.
+NAMED = ("ingredients", "recipe", "output")
+
+
+def arguments_from(
+    ingredients: list[str], recipe: str, output: str, options: dict[str, Any]
+) -> tuple[MergeArguments, MergeDataArguments]:
+    """The CLI's dataclasses from keyword options named as its flags (`criterion="loss"`, `task="rte"`), checked."""
+    merge_names = {f.name for f in fields(MergeArguments)} - set(NAMED)
+    data_names = {f.name for f in fields(MergeDataArguments)}
+    unknown = sorted(set(options) - merge_names - data_names)
+    if unknown:
+        raise SoupError(
+            f"{unknown[0]!r}: not an option of the merge (the options are the flags of python -m hf_soup.merge)"
+        )
+    args = MergeArguments(
+        ingredients=ingredients,
+        output=output,
+        recipe=recipe,
+        **{k: v for k, v in options.items() if k in merge_names},
+    )
+    data = MergeDataArguments(**{k: v for k, v in options.items() if k in data_names and k not in merge_names})
+    check_args(args)
+    return args, data
+
+
+def options_of(args: MergeArguments, data: MergeDataArguments) -> dict[str, Any]:
+    """The options that differ from their defaults, by flag name (the inverse of `arguments_from`)."""
+    options = {}
+    for instance in (args, data):
+        for item in fields(instance):
+            value = getattr(instance, item.name)
+            if item.name not in NAMED and item.name not in options and value != _default(item):
+                options[item.name] = value
+    return options
+
+
+def command_of(args: MergeArguments, data: MergeDataArguments) -> list[str]:
+    """The `python -m hf_soup.merge` flags that make the same merge (what soup.json records for an API call)."""
+    argv = ["--ingredients", *args.ingredients, "--recipe", args.recipe, "--output", args.output]
+    for name, value in options_of(args, data).items():
+        if isinstance(value, bool):
+            argv += [f"--{name}"] if value else [f"--{name}", "False"]
+        elif isinstance(value, (list, tuple)):
+            argv += [f"--{name}", *map(str, value)]
+        else:
+            argv += [f"--{name}", str(value)]
+    return argv
+
+
+def _default(item: Field) -> Any:
+    if item.default is not MISSING:
+        return item.default
+    return item.default_factory() if item.default_factory is not MISSING else MISSING
