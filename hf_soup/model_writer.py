@@ -10,6 +10,7 @@ ingredients is `hf_soup.checkpoints`' job (whose file names this module shares).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -86,6 +87,19 @@ def save_state(
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (folder / SAFE_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return written
+
+
+def files_sha256(paths: list[Path]) -> dict[str, str]:
+    """{file name: sha256 of its bytes} of written weight files, as `sha256sum` prints them (timm's habit:
+    a soup can be checked against its record after any copy or download)."""
+    digests = {}
+    for path in paths:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+        digests[Path(path).name] = digest.hexdigest()
+    return digests
 
 
 def copy_model_files(source: str | os.PathLike, folder: str | os.PathLike) -> list[Path]:

@@ -30,6 +30,7 @@ SUPPORTED_FORMAT_MAJOR = 1  # readers refuse a newer major version
 GAIN_KEY = "gain_over_best_single"  # a row's test gain over the best single, with its paired-bootstrap interval
 MAJORITY_KEY = "majority"  # the row of a model that learned nothing (always the majority label)
 BEATS_MAJORITY_KEY = "best_single_vs_majority"  # the majority row's gains of the best single over it
+WEIGHTS_SHA256_KEY = "weights_sha256"  # {weight file name: sha256 of its bytes}, as sha256sum prints it
 NOT_COMPARED = ("best_single", "oracle_best_single", MAJORITY_KEY)  # rows with no gain: baselines, one chosen on test
 
 

@@ -57,6 +57,7 @@ def test_merge_soup_writes_what_the_cli_writes(sweep, tmp_path, capsys):
     named = ["--ingredients", str(sweep), "--recipe", "greedy", "--output", str(output)]
     assert command == [*named, "--criterion", "loss", "--name", "rte-soup"]
     api_weights = _sha256(output / "model.safetensors")
+    assert result.record["weights_sha256"] == {"model.safetensors": api_weights}  # what was written, read back
     shutil.move(output, tmp_path / "api-soup")
     capsys.readouterr()
     code, out, _ = run_merge(command, capsys)
@@ -64,7 +65,7 @@ def test_merge_soup_writes_what_the_cli_writes(sweep, tmp_path, capsys):
     cli = json.loads((output / "soup.json").read_text())
     assert set(_differences(cli, result.record)) <= MEASURED
     # The CLI prints what merge_soup returns (but for the measured inference speed).
-    assert _unmeasured(out) == _unmeasured(f"{result.table}\nwrote {output}\n")
+    assert _unmeasured(out) == _unmeasured(f"{result.table}\nwrote {output}\nsha256 {api_weights}  model.safetensors\n")
     assert _sha256(output / "model.safetensors") == api_weights
 
 
@@ -79,13 +80,23 @@ def test_merge_soup_checks_options_as_the_cli_does_and_writes_nothing(sweep, tmp
     assert not output.exists() and list(tmp_path.iterdir()) == [sweep]
 
 
-def test_an_unscored_soup_and_a_report_of_each_line(sweep, tmp_path):
+def test_an_unscored_sharded_soup_records_and_reports_each_shard_checksum(sweep, tmp_path):
     lines: list[str] = []
+    output = tmp_path / "u"
     result = hf_soup.merge_soup(
-        sorted(sweep.iterdir()), "uniform", output_dir=tmp_path / "u", skip_scoring=True, report=lines.append
+        sorted(sweep.iterdir()),
+        "uniform",
+        output_dir=output,
+        skip_scoring=True,
+        max_shard_size="20KB",
+        report=lines.append,
     )
     assert result.record["results"] == {} and result.table == "uniform soup of 3 ingredients written (not scored)"
-    assert lines == [result.table, f"wrote {tmp_path / 'u'}"]
+    shards = sorted(path.name for path in output.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 1 and list(result.record["weights_sha256"]) == shards
+    assert result.record["weights_sha256"] == {name: _sha256(output / name) for name in shards}
+    checksums = [f"sha256 {_sha256(output / name)}  {name}" for name in shards]
+    assert lines == [result.table, f"wrote {output}", *checksums]
     assert [row["weight"] for row in result.record["ingredients"]] == pytest.approx([1 / 3] * 3)
 
 

@@ -25,6 +25,7 @@ from hf_soup.merge.ingredients import check_anchor, open_ingredients
 from hf_soup.merge.make import make_soup
 from hf_soup.merge.table import format_table
 from hf_soup.merge.write import refuse_existing, write_soup_folder
+from hf_soup.soup_file import WEIGHTS_SHA256_KEY
 from hf_soup.temperature import check_request as check_calibration
 
 
@@ -68,7 +69,8 @@ def merge_soup(
             made = make_soup(args, data, checkpoints, folder, anchor, skip)
             soup = write_soup_folder(args, checkpoints, made, folder, argv, dropped)
     result = SoupResult(output, soup, format_table(soup))
-    for line in (result.table, f"wrote {output}"):
+    checksums = [f"{digest}  {name}" for name, digest in soup.get(WEIGHTS_SHA256_KEY, {}).items()]
+    for line in (result.table, f"wrote {output}", *(f"sha256 {line}" for line in checksums)):
         if report is not None:
             report(line)
     if args.push_to_hub:

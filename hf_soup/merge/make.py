@@ -20,7 +20,7 @@ from hf_soup.inference_cost import measure as measure_inference_cost
 from hf_soup.merge.arguments import MergeArguments, MergeDataArguments
 from hf_soup.merge.rows import ResultRow, add_gains, baseline_rows, score_ingredients
 from hf_soup.merge.scorer import prepare_scorer
-from hf_soup.model_writer import save_state
+from hf_soup.model_writer import files_sha256, save_state
 from hf_soup.recipes.context import (
     CRITERIA,
     IngredientScores,
@@ -30,7 +30,7 @@ from hf_soup.recipes.context import (
     selection_score,
 )
 from hf_soup.recipes.registry import RECIPE_RUNS, recipes_to_run
-from hf_soup.soup_file import GAIN_KEY
+from hf_soup.soup_file import GAIN_KEY, WEIGHTS_SHA256_KEY
 from hf_soup.temperature import KEY as TEMPERATURE_KEY
 from hf_soup.temperature import calibrate as fold_temperature
 
@@ -127,7 +127,7 @@ def make_soup(
                 state, extra[TEMPERATURE_KEY] = fold_temperature(
                     state, outcome.scores, context.scorer.model, references, ensemble
                 )
-            save_state(state, folder, args.max_shard_size)
+            extra[WEIGHTS_SHA256_KEY] = files_sha256(save_state(state, folder, args.max_shard_size))
             chosen = outcome
         outcome.state = None  # one soup at a time: the next recipe's memory is this one's
         release_memory()
