@@ -93,3 +93,32 @@ def test_model_stock_without_an_anchor_says_so():
     states = [{"w": torch.tensor([1.0, 3.0])}, {"w": torch.tensor([3.0, 5.0])}]
     with pytest.raises(ValueError, match="needs its anchor"):
         RECIPE_RUNS["model-stock"].run(RecipeContext(args=None, checkpoints=states))
+
+
+def test_recipes_import_no_io_and_nothing_of_merge_or_card():
+    """The package's own imports, at any level (type-checking ones aside): the recipes and the statistics."""
+    import ast
+    from pathlib import Path
+
+    allowed = ("hf_soup.recipes", "hf_soup.stats")
+    for path in sorted(Path(hf_soup.recipes.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        typing_only = {
+            id(node)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+            for node in ast.walk(block)
+        }
+        imported = [
+            name
+            for node in ast.walk(tree)
+            if id(node) not in typing_only
+            for name in (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in getattr(node, "names", [])]
+            )
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+        ]
+        ours = [name for name in imported if name.startswith("hf_soup")]
+        assert all(name.startswith(allowed) for name in ours), (path.name, ours)
