@@ -49,8 +49,8 @@ def main() -> None:
 
     from hf_soup.checkpoints import Checkpoint
     from hf_soup.data import DataArguments, load_glue
+    from hf_soup.recipes.greedy import greedy_soup
     from hf_soup.scoring import Scorer, tokenize_for_scoring
-    from hf_soup.soup import greedy_soup
 
     splits = load_glue(DataArguments(task=args.task, glue_dir=args.glue_dir))
     task = splits.task

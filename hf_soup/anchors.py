@@ -42,6 +42,10 @@ class Anchor:
     description: dict[str, Any]  # kind, path, weights sha256 (and head_init_seed for a rebuilt one)
     state: Mapping[str, torch.Tensor] | None = None
 
+    def load(self, checkpoints: Sequence[Checkpoint], task: Any = None) -> Anchor:
+        """This anchor with its tensors (`load_anchor`): what model stock's run calls, when it runs."""
+        return self if self.state is not None else load_anchor(self, checkpoints, task)
+
 
 def _field(checkpoint: Checkpoint, key: str) -> Any:
     return (checkpoint.ingredient or {}).get(key)

@@ -40,13 +40,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import TrainerCallback
 
-from hf_soup.atomic import atomic_dir, write_json_atomic
-from hf_soup.checkpoints import Checkpoint, check_compatible, copy_model_files, find_trainer_checkpoints, save_state
+from hf_soup.atomic import atomic_dir
+from hf_soup.checkpoints import Checkpoint, check_compatible, find_trainer_checkpoints
 from hf_soup.errors import SoupError
-from hf_soup.ingredient import build_ingredient, library_versions, utc_now, weights_sha256, write_ingredient
+from hf_soup.ingredient import build_ingredient, weights_sha256, write_ingredient
 from hf_soup.metrics import PRIMARY, primary_score
+from hf_soup.model_writer import copy_model_files, save_state
 from hf_soup.quiet import quiet_transformers
-from hf_soup.soup import average_checkpoints
+from hf_soup.recipes.uniform import average_checkpoints
+from hf_soup.soup_file import build_soup, write_soup
 from hf_soup.tasks import Task, get_task
 
 if TYPE_CHECKING:
@@ -110,19 +112,9 @@ class CheckpointAveragingCallback(TrainerCallback):
             save_state(averaged, folder)
             copy_model_files(chosen[-1], folder)
             rows = [{"name": p.name, "path": str(p), "kept": True, "weight": 1 / len(chosen)} for p in chosen]
-            write_json_atomic(
-                folder / "soup.json",
-                {
-                    "format": "hf_soup.soup",
-                    "format_version": 1,
-                    "name": destination.name,
-                    "recipe": "average-last",
-                    "task": None,
-                    "ingredients": rows,
-                    "results": {},
-                    "versions": library_versions(),
-                    "created": utc_now(),
-                },
+            write_soup(
+                folder,
+                build_soup(name=destination.name, recipe="average-last", task=None, ingredients=rows, results={}),
             )
         if self.load_into_model and model is not None:
             targets = model.state_dict()
@@ -141,7 +133,7 @@ class TrajectoryAveragingCallback(TrainerCallback):
     better. The sweep adds it for `--average_last_k K` (no Trainer checkpoints needed): snapshots
     are taken at steps T, T − d, …, T − (K − 1)·d of a T-step run (d = `every`, default T // (2K):
     spread over the last half of training), saved weights-only (safetensors) under
-    `<work_dir>/step-<n>/`, and averaged at train end with `hf_soup.soup.average_checkpoints`
+    `<work_dir>/step-<n>/`, and averaged at train end with `hf_soup.recipes.uniform.average_checkpoints`
     (streamed, float64), into the trainer's model in place. `record` says what was averaged.
     """
 

@@ -33,10 +33,10 @@ from hf_soup import calibration, extra_tests, inference_cost, temperature
 from hf_soup.atomic import write_text_atomic
 from hf_soup.errors import SoupError, cli_main
 from hf_soup.families import ENCODER, FAMILY_TABLE, LABEL_WORDS_KEY, T5_CLASSIFICATION, family_of, t5_prompt
+from hf_soup.recipes.catalog import CATALOG, LEARNED_NOTE, plot_styles, result_rows
 from hf_soup.redact import redact_text, strip_local_paths
+from hf_soup.soup_file import GAIN_KEY, read_soup
 
-SOUP_FORMAT = "hf_soup.soup"
-SUPPORTED_FORMAT_MAJOR = 1
 DEFAULT_TEMPLATE = Path(__file__).with_name("templates") / "soup_card.md"
 GLUE_DATASET = "nyu-mll/glue"
 MARKER_PREFIX = "<!-- hf_soup.card sha256:"
@@ -78,65 +78,6 @@ METRIC_NAMES = {
     "pearson_spearmanr_mean": "mean of Pearson and Spearman",
     "loss": "loss",
 }
-RECIPES = {
-    "uniform": ("uniform soup", "uniform-soup"),
-    "greedy": ("greedy soup", "greedy-soup"),
-    "learned": ("learned soup", "learned-soup"),
-    "average-last": ("checkpoint average", "checkpoint-averaging"),
-    "model-stock": ("model stock soup", "model-stock-soup"),
-    "filtered-uniform": ("filtered uniform soup", "filtered-uniform-soup"),
-}
-LEARNED_NOTE = "held-out score fitted on held-out"
-RESULT_ROWS = (
-    "best_single",
-    "majority",
-    "uniform",
-    "filtered-uniform",
-    "greedy",
-    "greedy-metric",
-    "greedy-loss",
-    "model-stock",
-    "learned",
-    "ensemble",
-    "oracle_best_single",
-)
-GAIN_KEY = "gain_over_best_single"  # hf_soup.recipes.GAIN_KEY (the card imports nothing of ours)
-
-
-# ----------------------------------------------------------------------------- reading soup.json
-
-
-def read_soup(folder: str | os.PathLike) -> dict[str, Any]:
-    """Read and check `<folder>/soup.json` (docs/FORMATS.md); errors name the file and field."""
-    path = Path(folder) / "soup.json"
-    try:
-        soup = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise SoupError(f"{path}: not found (a soup folder is written by `python -m hf_soup.merge`)") from err
-    except (OSError, ValueError) as err:
-        raise SoupError(f"{path}: not readable JSON ({err})") from err
-    if not isinstance(soup, dict) or soup.get("format") != SOUP_FORMAT:
-        raise SoupError(f"{path}: field 'format' must be {SOUP_FORMAT!r}")
-    version = soup.get("format_version")
-    if not isinstance(version, int) or version > SUPPORTED_FORMAT_MAJOR:
-        raise SoupError(f"{path}: field 'format_version' {version!r} is newer than this hf_soup understands (1)")
-    for key, kind in (
-        ("name", str),
-        ("recipe", str),
-        ("task", str),
-        ("primary_metric", str),
-        ("base_model", dict),
-        ("ingredients", list),
-        ("results", dict),
-    ):
-        if not isinstance(soup.get(key), kind):
-            raise SoupError(f"{path}: field '{key}' is missing or not a {kind.__name__}")
-    if not isinstance(soup["results"].get("soup"), dict) or not isinstance(soup["results"]["soup"].get("test"), dict):
-        raise SoupError(f"{path}: field 'results.soup.test' is missing")
-    for i, ingredient in enumerate(soup["ingredients"]):
-        if not isinstance(ingredient, dict) or not isinstance(ingredient.get("name"), str):
-            raise SoupError(f"{path}: field 'ingredients[{i}].name' is missing")
-    return soup
 
 
 # ----------------------------------------------------------------------------- formatting helpers
@@ -172,6 +113,14 @@ def _hp(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _recipe_title(recipe: str) -> str:
+    return CATALOG[recipe].title if recipe in CATALOG else f"{recipe} soup"
+
+
+def _recipe_tag(recipe: str) -> str:
+    return CATALOG[recipe].tag if recipe in CATALOG else f"{recipe}-soup"
 
 
 # ----------------------------------------------------------------------------- what the card says
@@ -383,7 +332,7 @@ def card_metadata(
             )
     eval_results += extra_tests.card_eval_results(soup, _metric_name)
     test = _reported_metrics(soup["results"]["soup"]["test"])
-    tags = ["model-soup", RECIPES.get(soup["recipe"], (None, f"{soup['recipe']}-soup"))[1], "merge"]
+    tags = ["model-soup", _recipe_tag(soup["recipe"]), "merge"]
     tags += ["glue", soup["task"]] if is_glue(soup) else [str(soup["task"])]
     return ModelCardData(
         library_name="transformers",
@@ -467,72 +416,16 @@ def usage_snippet(
 
 
 def recipe_sentences(soup: dict[str, Any]) -> str:
-    n = len(soup["ingredients"])
+    """The recipe's paragraph (the catalog's sentence; a recipe it does not know reads as a uniform soup)."""
     criterion = _metric_name(soup["primary_metric"]) if soup.get("criterion", "metric") == "metric" else "loss"
-    if soup["recipe"] == "greedy":
-        return (
-            f"**Greedy soup**: the {n} fine-tuned ingredients are sorted by held-out {criterion}, best first; each is "
-            f"added to the running uniform average only if that does not lower the soup's held-out {criterion}."
-        )
-    if soup["recipe"] == "learned":
-        granularity = (soup.get("learned") or {}).get("granularity", "model")
-        return (
-            f"**Learned soup**: the {n} ingredients are mixed with one coefficient per {granularity}, optimised on "
-            "the held-out split (softmax-normalised), then the weights are averaged with those coefficients."
-        )
-    if soup["recipe"] == "model-stock":
-        block = soup.get("model_stock") or {}
-        kind = (block.get("anchor") or {}).get("kind", "their common start")
-        t_mean = (block.get("summary") or {}).get("t_mean")
-        ratio = f" (mean t {t_mean:.2f})" if isinstance(t_mean, (int, float)) else ""
-        return (
-            f"**Model stock** (Jang et al., ECCV 2024): for every weight tensor, the mean of the {n} ingredients is "
-            f"pulled back towards the point they were all fine-tuned from ({kind}) by a ratio t computed from the "
-            f"angle between their updates{ratio}; no held-out data is used."
-        )
-    if soup["recipe"] == "filtered-uniform":
-        block = soup.get("filtered_uniform") or {}
-        kept = sum(1 for i in soup["ingredients"] if i.get("kept"))
-        return (
-            f"**Filtered uniform soup** (as in DiWA, Ramé et al. 2022): ingredients that diverged, scored at or below "
-            f"chance on held-out, or fell more than {block.get('margin', 'a margin')} below the best held-out "
-            f"{_metric_name(soup['primary_metric'])} were dropped ({kept} of {n} kept); the rest are averaged with equal weights."
-        )
-    if soup["recipe"] == "average-last":
-        return (
-            f"**Checkpoint averaging**: the last {n} checkpoints of one fine-tuning run are averaged with equal "
-            "weights, smoothing the end of the optimisation trajectory."
-        )
-    return f"**Uniform soup**: the weights of all {n} fine-tuned ingredients are averaged with equal weights."
+    info = CATALOG.get(soup["recipe"], CATALOG["uniform"])
+    return info.sentence(soup, criterion, _metric_name(soup["primary_metric"]))
 
 
 def results_table(soup: dict[str, Any]) -> str:
     results, primary = soup["results"], _metric_name(soup["primary_metric"])
     n = len(soup["ingredients"])
-    recipe_title = RECIPES.get(soup["recipe"], (f"{soup['recipe']} soup",))[0]
-
-    def label(key: str, row: dict[str, Any]) -> str:
-        name = f" (`{row['name']}`)" if row.get("name") else ""
-        return {
-            "best_single": f"best single ingredient{name}, chosen on held-out",
-            "majority": f"always `{row['label']}`: the majority class of held-out, a model that learned nothing"
-            if "label" in row
-            else "a constant (the held-out mean): a model that learned nothing",
-            "uniform": f"uniform soup ({n} ingredients)",
-            "greedy": (f"greedy soup ({len(row.get('kept') or [])} of {n} kept)" if row.get("kept") else "greedy soup")
-            + (
-                f" by held-out {soup.get('criterion', 'metric')}"
-                if "greedy-loss" in results or "greedy-metric" in results
-                else ""
-            ),
-            "greedy-metric": f"greedy soup by held-out metric ({len(row.get('kept') or [])} of {n} kept)",
-            "greedy-loss": f"greedy soup by held-out loss ({len(row.get('kept') or [])} of {n} kept)",
-            "filtered-uniform": f"filtered uniform soup ({len(row.get('kept') or [])} of {n} kept)",
-            "model-stock": "model stock soup",
-            "learned": f"learned soup ({LEARNED_NOTE})",
-            "ensemble": f"logit ensemble ({row.get('members', n)} models)",
-            "oracle_best_single": f"oracle best single{name}, chosen **on test**: reference only",
-        }.get(key, key)
+    recipe_title = _recipe_title(soup["recipe"])
 
     def row(title: str, scores: dict[str, Any], cost: str) -> list[str]:
         metrics = " · ".join(f"{_metric_name(k)} {_num(v)}" for k, v in _reported_metrics(scores.get("test")).items())
@@ -541,11 +434,12 @@ def results_table(soup: dict[str, Any]) -> str:
 
     this = f"{recipe_title}; {LEARNED_NOTE}" if soup["recipe"] == "learned" else recipe_title
     rows = [row(f"**this model** ({this})", results["soup"], "1×")]
-    for key in RESULT_ROWS:
+    for display in result_rows():
+        key = display.key
         if isinstance(results.get(key), dict):
             entry = results[key]
             cost = f"{entry.get('inference_cost', entry.get('members', n))}×" if key == "ensemble" else "1×"
-            rows.append(row(label(key, entry), entry, cost))
+            rows.append(row(display.card_label(entry, soup), entry, cost))
     header = [
         "model",
         f"held-out {primary}",
@@ -756,14 +650,7 @@ def render_plot(soup: dict[str, Any], path: str | os.PathLike) -> Path:
         zorder=3,
     )
     results = soup["results"]
-    styles = {
-        "uniform": {"marker": "s", "color": "tab:orange", "label": "uniform soup"},
-        "greedy": {"marker": "*", "color": "tab:red", "label": "greedy soup", "s": 160},
-        "learned": {"marker": "D", "color": "tab:purple", "label": "learned soup"},
-        "filtered-uniform": {"marker": "s", "color": "tab:brown", "label": "filtered uniform soup"},
-        "model-stock": {"marker": "X", "color": "tab:cyan", "label": "model stock soup"},
-        "ensemble": {"marker": "^", "color": "tab:green", "label": "logit ensemble"},
-    }
+    styles = plot_styles()
     for key, style in styles.items():
         if isinstance(results.get(key), dict):
             scatter([results[key]], zorder=4, **{"s": 80, **style})
@@ -854,7 +741,7 @@ def build_card(
         metadata,
         template_path=str(template or DEFAULT_TEMPLATE),
         model_name=model_name,
-        recipe_title=RECIPES.get(soup["recipe"], (f"{soup['recipe']} soup",))[0],
+        recipe_title=_recipe_title(soup["recipe"]),
         task_display=task.display,
         task_description=task.description,
         **data_texts(soup, task),

@@ -9,7 +9,7 @@
 Why lazy: a soup of N models must not hold N models. `Checkpoint` is a read-only
 `Mapping[str, Tensor]` over `safe_open` handles: a tensor is read (memory-mapped, so the pages
 belong to the page cache, not to the process's anonymous memory) only when asked for, which lets
-`hf_soup.soup` stream one tensor of one ingredient at a time.
+`hf_soup.recipes` stream one tensor of one ingredient at a time.
 
 Why the refusals: averaging weights is only meaningful for models fine-tuned from the same
 pretrained weights with the same head initialisation, label order, config and tokenizer. Mixing
@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -515,82 +514,3 @@ def check_compatible(checkpoints: Sequence[Checkpoint]) -> None:
         difference = first_difference(reference, other)
         if difference:
             raise SoupError(f"{reference.path} and {other.path} cannot be mixed: they differ in {difference}")
-
-
-# ----------------------------------------------------------------------------- writing a soup
-
-
-def _shards(state: Mapping[str, torch.Tensor], max_bytes: int) -> list[list[str]]:
-    """Tensor names grouped into consecutive shards of at most `max_bytes` (a bigger tensor alone)."""
-    shards: list[list[str]] = [[]]
-    size = 0
-    for name, tensor in state.items():
-        nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + nbytes > max_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(name)
-        size += nbytes
-    return shards
-
-
-def _parse_size(size: int | str) -> int:
-    if isinstance(size, int):
-        return size
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)I?B?\s*", size.upper())
-    if not match:
-        raise SoupError(f"--max_shard_size {size!r}: expected a size such as 5GB or 500MB")
-    return int(float(match.group(1)) * 1000 ** " KMGT".index(match.group(2) or " "))
-
-
-def save_state(
-    state: Mapping[str, torch.Tensor], folder: str | os.PathLike, max_shard_size: int | str = "5GB"
-) -> list[Path]:
-    """Write `state` as `model.safetensors`, or as shards + `model.safetensors.index.json` when large.
-
-    Same file names, index and metadata as `save_pretrained`, so `from_pretrained(folder)` loads
-    it. Tensors that share storage (tied weights of an in-memory state dict) are written once. A
-    lazy mapping is read (computed) here, tensor by tensor.
-    (Sharding is done here rather than with huggingface_hub's splitter, which imports
-    torch.distributed — a second of start-up and ~100 MB for a merge that needs neither.)
-    """
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    seen: set[tuple] = set()
-    unique: dict[str, torch.Tensor] = {}
-    aliases = getattr(state, "aliases", {})  # a lazy soup (hf_soup.soup.AverageView) names its tied tensors
-    for name in state:
-        if name in aliases:
-            continue
-        tensor = state[name]
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
-        if tensor.numel() and key in seen:
-            continue
-        seen.add(key)
-        unique[name] = tensor.contiguous()
-    shards = _shards(unique, _parse_size(max_shard_size))
-    if len(shards) == 1:
-        save_file(unique, str(folder / SAFE_SINGLE), metadata={"format": "pt"})
-        return [folder / SAFE_SINGLE]
-    written, weight_map = [], {}
-    for number, names in enumerate(shards, start=1):
-        filename = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
-        save_file({name: unique[name] for name in names}, str(folder / filename), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(names, filename))
-        written.append(folder / filename)
-    total = sum(t.numel() * t.element_size() for t in unique.values())
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (folder / SAFE_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    return written
-
-
-def copy_model_files(source: str | os.PathLike, folder: str | os.PathLike) -> list[Path]:
-    """Copy config and tokenizer files (not weights, not pickles, not ingredient.json) into `folder`."""
-    source, folder = Path(source), Path(folder)
-    copied = []
-    for name in (*MODEL_FILES, *TOKENIZER_FILES):
-        if (source / name).is_file():
-            shutil.copyfile(source / name, folder / name)
-            copied.append(folder / name)
-    return copied

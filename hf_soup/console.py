@@ -26,7 +26,7 @@ def sweep() -> None:
 
 
 def merge() -> None:
-    _run("hf_soup.merge")
+    _run("hf_soup.merge.cli")
 
 
 def publish() -> None:

@@ -200,7 +200,7 @@ def tokenize_extra_tests(datasets: dict[str, Any], task: Any, tokenizer: Any, ma
 
 def add_extra_gains(task: Any, rows: list[Any], references: dict[str, np.ndarray]) -> None:
     """Every soup row's gain over the best single on each extra set, paired bootstrap (`hf_soup.stats`)."""
-    from hf_soup.recipes import NOT_COMPARED
+    from hf_soup.soup_file import NOT_COMPARED
     from hf_soup.stats import bootstrap_gain
 
     best = next((row for row in rows if row.key == "best_single"), None)

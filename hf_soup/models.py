@@ -279,7 +279,7 @@ def input_encoder(family: str, task: Task, tokenizer: Any, max_length: int) -> d
 def scoring_hooks(config: Any, task: Task, tokenizer: Any, max_length: int) -> dict[str, Any]:
     """How a scorer reads a saved model of any family: model class, logits function, input encoder.
 
-    The keyword arguments of `hf_soup.merge.prepare_scorer` / `hf_soup.scoring.build_scorer`, so the
+    The keyword arguments of `hf_soup.merge.scorer.prepare_scorer` / `hf_soup.scoring.build_scorer`, so the
     merge scores T5 text-to-text ingredients on the prompts they were trained on.
     """
     family = family_of(config)

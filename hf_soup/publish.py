@@ -50,16 +50,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hf_soup.card import hub_base_model, is_generated_card, read_soup, write_card
+from hf_soup.card import hub_base_model, is_generated_card, write_card
 from hf_soup.checkpoints import TOKENIZER_FILES
 from hf_soup.errors import SoupError, causes, cli_main, http_status
 from hf_soup.quiet import quiet_transformers
 from hf_soup.redact import local_name, redact, strip_local_paths
+from hf_soup.soup_file import SOUP_FILE, read_soup
 
 T = TypeVar("T")
 
 WEIGHT_FILES = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
-SOUP_FILE = "soup.json"
 # Only these go to the Hub: a soup folder may also hold logs, caches or pickles that do not belong.
 ALLOW_PATTERNS = (
     "config.json",
@@ -179,7 +179,7 @@ def _prepare_card(folder: Path, repo_id: str, license: str | None, dry_run: bool
         write_card(folder, license=license, repo_id=repo_id, base_model=base_model)
         return f"README.md and soup.png {action} from soup.json"
     with tempfile.TemporaryDirectory(prefix="hf_soup_card-") as scratch:
-        for name in ("soup.json", "config.json"):
+        for name in (SOUP_FILE, "config.json"):
             if (folder / name).is_file():
                 shutil.copy(folder / name, scratch)
         write_card(scratch, license=license, repo_id=repo_id, base_model=base_model)  # fail now, not later

@@ -12,8 +12,9 @@ from hub_server import HubServer
 from huggingface_hub import ModelCard
 from soup_folders import soup_record
 
-from hf_soup.card import is_generated_card, main, read_soup, write_card
+from hf_soup.card import is_generated_card, main, write_card
 from hf_soup.errors import SoupError, cli_main
+from hf_soup.soup_file import read_soup
 
 
 def make_soup_dir(tmp_path, name="rte-greedy", **kwargs):

@@ -11,7 +11,8 @@ from test_card import make_soup_dir, table_rows
 
 from hf_soup.card import write_card
 from hf_soup.merge import format_table
-from hf_soup.recipes import IngredientScores, majority_row
+from hf_soup.merge.rows import majority_row
+from hf_soup.recipes.context import IngredientScores
 from hf_soup.scoring import ScoreResult
 from hf_soup.tasks import get_task
 

@@ -14,9 +14,9 @@ from hf_soup.checkpoints import (
     find_trainer_checkpoints,
     first_difference,
     mixed_dropout,
-    save_state,
 )
 from hf_soup.errors import SoupError
+from hf_soup.model_writer import save_state
 
 
 @pytest.fixture

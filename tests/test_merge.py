@@ -321,7 +321,7 @@ def test_a_scored_merge_holds_one_soup_at_a_time(sweep, tmp_path, capsys, monkey
     view, never materialised, and gone before greedy allocates its running sum."""
     import weakref
 
-    from hf_soup import recipes
+    from hf_soup.recipes import registry as recipes
 
     seen = {}
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from soup_factory import ingredient_record, make_ingredient, run_merge, tiny_classifier
 
 from hf_soup.data import HeldoutCheck
-from hf_soup.merge import every_ingredient_disjoint
+from hf_soup.merge.scorer import every_ingredient_disjoint
 
 
 def write_binary_csv(path, n=600):

@@ -14,7 +14,7 @@ from sweep_helpers import ingredient_dirs, load_sweep_main, tiny_flags, write_ti
 from hf_soup.anchors import find_anchor
 from hf_soup.checkpoints import Checkpoint
 from hf_soup.ingredient import weights_sha256
-from hf_soup.soup import model_stock_soup
+from hf_soup.recipes.model_stock import model_stock_soup
 
 
 @pytest.fixture

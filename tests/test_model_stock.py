@@ -1,4 +1,4 @@
-"""The recipes added for issue 12, against their formulas: model stock and the filtered uniform soup."""
+"""Model stock and the filtered uniform soup, against their formulas."""
 
 from __future__ import annotations
 
@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from hf_soup.soup import (
-    RECIPES,
-    filter_ingredients,
-    filtered_uniform_soup,
-    model_stock_ratio,
-    model_stock_soup,
-    model_stock_summary,
-    uniform_soup,
-)
+from hf_soup.recipes.catalog import CATALOG
+from hf_soup.recipes.filtered_uniform import filter_ingredients, filtered_uniform_soup
+from hf_soup.recipes.model_stock import model_stock_ratio, model_stock_soup, model_stock_summary
+from hf_soup.recipes.uniform import uniform_soup
 from hf_soup.stats import chance_score
 from hf_soup.tasks import get_task
 
@@ -155,7 +150,7 @@ def test_filtered_uniform_soup_is_the_uniform_soup_of_the_kept():
     _, everything = filtered_uniform_soup(ingredients, [0.8, 0.79, 0.78, 0.77], [0.5] * 4, chance=0.5, margin=0.05)
     uniform = uniform_soup(ingredients)
     assert all(torch.equal(everything[name], uniform[name]) for name in uniform)  # bitwise: one scoring suffices
-    assert {"model-stock", "filtered-uniform"} <= set(RECIPES)
+    assert {"model-stock", "filtered-uniform"} <= set(CATALOG)
 
 
 def test_chance_score_is_the_best_constant_prediction():

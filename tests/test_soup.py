@@ -1,18 +1,13 @@
-"""The recipes on plain tensors and tiny random models (hf_soup.soup: no files involved)."""
+"""The recipes on plain tensors and tiny random models (hf_soup.recipes: no files involved)."""
 
 import pytest
 import torch
 
-from hf_soup.soup import (
-    RECIPES,
-    AverageView,
-    RunningSum,
-    average_checkpoints,
-    greedy_soup,
-    learned_soup,
-    uniform_soup,
-    weighted_average,
-)
+from hf_soup.recipes.averaging import AverageView, RunningSum, weighted_average
+from hf_soup.recipes.catalog import CATALOG
+from hf_soup.recipes.greedy import greedy_soup
+from hf_soup.recipes.learned import learned_soup
+from hf_soup.recipes.uniform import average_checkpoints, uniform_soup
 
 
 def _state(seed, dtype=torch.float32):
@@ -25,7 +20,7 @@ def _state(seed, dtype=torch.float32):
 
 
 def test_registry_names_the_recipes():
-    assert set(RECIPES) == {"uniform", "greedy", "learned", "average-last", "model-stock", "filtered-uniform"}
+    assert set(CATALOG) == {"uniform", "greedy", "learned", "average-last", "model-stock", "filtered-uniform"}
 
 
 def test_uniform_of_identical_models_is_the_identity():

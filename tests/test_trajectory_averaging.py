@@ -10,7 +10,7 @@ from sweep_helpers import ingredient_dirs, load_sweep_main, tiny_flags, write_ti
 
 from hf_soup.checkpoints import Checkpoint
 from hf_soup.errors import SoupError
-from hf_soup.soup import average_checkpoints
+from hf_soup.recipes.uniform import average_checkpoints
 
 # Constant learning rate, no warmup: a run stopped at step s has exactly the weights the longer run
 # had at step s (same seeded batches, same dropout draws), so the points can be rebuilt independently.

@@ -25,8 +25,7 @@ so that importing a light module such as `grid` does not import torch and transf
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hf_soup.lazy import lazy_exports
 
 _EXPORTS = {
     "arguments": ("ARGUMENT_TYPES", "SWEEP_DEFAULTS", "TRAINING_FIELDS", "SweepArguments", "parse_sweep_args"),
@@ -38,11 +37,4 @@ _EXPORTS = {
     "leaderboard": ("LEADERBOARD_FILE", "leaderboard"),
     "loop": ("finish_sweep", "ingredient_record"),
 }  # fmt: skip
-_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
