@@ -363,8 +363,8 @@ def trajectory_points(folder: Path, ingredients: list[Path]) -> dict[str, list[P
 
     Each point becomes a folder the merge reads like any ingredient: the point's weights (a hard
     link), the run's tokenizer files, and the run's ingredient.json with the step added to its
-    hyperparameters (so points of one run are not taken for one grid point trained twice) and its
-    scores left out (they were the average's)."""
+    hyperparameters (so points of one run are not taken for one grid point trained twice) and the
+    run's scores marked as the average's (the merge scores each point itself)."""
     made: dict[str, list[Path]] = {}
     root = folder.with_name(f"{folder.name}-trajectory")
     for ingredient in ingredients:
@@ -388,7 +388,10 @@ def trajectory_points(folder: Path, ingredients: list[Path]) -> dict[str, list[P
                     **record,
                     "run_id": f"{run_id}-{step.name}",
                     "hyperparameters": {**record["hyperparameters"], "trajectory_step": number},
-                    "metrics": {},
+                    # a readable ingredient needs held-out scores: the run's (of its average), marked as such;
+                    # a scored merge scores each point itself and never reads them
+                    "metrics": record["metrics"],
+                    "metrics_of": "the run's last-k average, not this trajectory point",
                     "train": {**record.get("train", {}), "averaged": None, "trajectory_step": number},
                 }
                 (staging / "ingredient.json").write_text(json.dumps(point_record, indent=1) + "\n")

@@ -299,3 +299,32 @@ def test_trajectory_comparisons_read_the_three_merges_of_the_same_runs(bench, tm
     assert "| greedy soup: of last-k averages vs of final points | +0.0400" in "\n".join(
         bench.render_trajectories(views)
     )
+
+
+def test_trajectory_points_become_ingredients_the_merge_can_read(bench, tmp_path):
+    """Each kept point of a run becomes a folder with a valid ingredient.json (read_ingredient accepts it)."""
+    from hf_soup.ingredient import FORMAT, FORMAT_VERSION, read_ingredient
+
+    sweep = tmp_path / "sst2-r0-abc"
+    run = sweep / "lr2e-05_seed1"
+    run.mkdir(parents=True)
+    record = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "run_id": "lr2e-05_seed1", "task": "sst2",
+        "base_model": {"name_or_path": "m"}, "head_init_seed": 42, "seed": 1,
+        "hyperparameters": {"learning_rate": 2e-5}, "split": {}, "metrics": {"heldout": {"primary": 0.9}},
+        "train": {"averaged": {"last_k": 2}},
+    }  # fmt: skip
+    (run / "ingredient.json").write_text(json.dumps(record))
+    (run / "tokenizer.json").write_text("{}")
+    for step in (100, 200):
+        point = sweep / bench.TRAJECTORY_DIR / "lr2e-05_seed1" / f"step-{step}"
+        point.mkdir(parents=True)
+        (point / "model.safetensors").write_bytes(b"weights")
+        (point / "config.json").write_text("{}")
+    points = bench.trajectory_points(sweep, [run])["lr2e-05_seed1"]
+    assert [p.name for p in points] == ["lr2e-05_seed1-step-100", "lr2e-05_seed1-step-200"]
+    for point, step in zip(points, (100, 200)):
+        read = read_ingredient(point)
+        assert read["run_id"] == f"lr2e-05_seed1-step-{step}" and read["hyperparameters"]["trajectory_step"] == step
+        assert read["metrics_of"].startswith("the run's last-k average")
+        assert (point / "tokenizer.json").is_file() and (point / "model.safetensors").read_bytes() == b"weights"
