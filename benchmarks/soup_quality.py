@@ -258,9 +258,10 @@ def jobs(args: argparse.Namespace) -> list[tuple[BenchTask, int]]:
     """(task, replicate) pairs, replicate-major (an interrupted budget still covers every task), or
     task-major with `--order task` (a task's replicates finish first, so it can be merged early)."""
     table = task_table(args)
+    replicates = [r for r in range(args.replicates) if args.only_replicates is None or r in args.only_replicates]
     if args.order == "task":
-        return [(table[name], r) for name in args.tasks for r in range(args.replicates)]
-    return [(table[name], r) for r in range(args.replicates) for name in args.tasks]
+        return [(table[name], r) for name in args.tasks for r in replicates]
+    return [(table[name], r) for r in replicates for name in args.tasks]
 
 
 def stage_sweep(args: argparse.Namespace, log: Path) -> None:
@@ -1134,6 +1135,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--tasks", nargs="+", default=None, help="default: every task of the design")
     parser.add_argument("--order", choices=("replicate", "task"), default="replicate")
+    parser.add_argument(
+        "--only_replicates",
+        type=int,
+        nargs="+",
+        default=None,
+        help="only these replicate numbers (e.g. two merge stages side by side on one machine)",
+    )
     parser.add_argument("--points", type=int, default=8, help="run5: ingredients per replicate")
     parser.add_argument("--average_last_k", type=int, default=3, help="run5: trajectory points per ingredient")
     parser.add_argument("--replicates", type=int, default=3)

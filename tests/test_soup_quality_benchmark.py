@@ -328,3 +328,11 @@ def test_trajectory_points_become_ingredients_the_merge_can_read(bench, tmp_path
         assert read["run_id"] == f"lr2e-05_seed1-step-{step}" and read["hyperparameters"]["trajectory_step"] == step
         assert read["metrics_of"].startswith("the run's last-k average")
         assert (point / "tokenizer.json").is_file() and (point / "model.safetensors").read_bytes() == b"weights"
+
+
+def test_only_replicates_splits_the_jobs_between_stages_run_side_by_side(bench, tmp_path):
+    argv = ["--output_dir", str(tmp_path), "--tasks", "rte", "cola", "--replicates", "3", "--only_replicates", "0", "2"]
+    jobs = bench.jobs(bench.parse_args(argv))
+    assert [(task.name, r) for task, r in jobs] == [("rte", 0), ("cola", 0), ("rte", 2), ("cola", 2)]
+    every = bench.jobs(bench.parse_args(argv[:6]))
+    assert len(every) == 6
