@@ -334,5 +334,5 @@ def test_only_replicates_splits_the_jobs_between_stages_run_side_by_side(bench, 
     argv = ["--output_dir", str(tmp_path), "--tasks", "rte", "cola", "--replicates", "3", "--only_replicates", "0", "2"]
     jobs = bench.jobs(bench.parse_args(argv))
     assert [(task.name, r) for task, r in jobs] == [("rte", 0), ("cola", 0), ("rte", 2), ("cola", 2)]
-    every = bench.jobs(bench.parse_args(argv[:6]))
+    every = bench.jobs(bench.parse_args(argv[:7]))
     assert len(every) == 6
