@@ -298,7 +298,6 @@ PRESETS: dict[str, Task] = {
     )
 }
 # fmt: on
-TASKS = PRESETS  # the historical name
 
 
 def get_task(name: str) -> Task:

@@ -1,11 +1,11 @@
 import pytest
 
 from hf_soup.errors import SoupError
-from hf_soup.tasks import TASKS, Task, get_task, make_task
+from hf_soup.tasks import PRESETS, Task, get_task, make_task
 
 
 def test_registry_has_all_nine_glue_tasks():
-    assert set(TASKS) == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"}
+    assert set(PRESETS) == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"}
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_unknown_task_lists_known_ones():
 def test_presets_round_trip_through_json_as_the_preset_itself():
     import json
 
-    for task in TASKS.values():
+    for task in PRESETS.values():
         back = Task.from_dict(json.loads(json.dumps(task.to_dict())))
         assert back is task and back.tsv is not None  # a recorded preset reads its TSV layout again
 

@@ -97,9 +97,6 @@ from hf_soup.data.token_cache import (
     tokenizer_fingerprint,
 )
 
-GlueSplits = TaskSplits  # the historical name
-load_glue = load_splits  # the historical name
-
 __all__ = [
     "CARVED",
     "CARVED_TEST_SEED",
@@ -113,7 +110,6 @@ __all__ = [
     "TOKENIZE_CACHE_VERSION",
     "USUAL_TEXT_COLUMNS",
     "DataArguments",
-    "GlueSplits",
     "HeldoutCheck",
     "TaskSplits",
     "arguments_from_description",
@@ -132,7 +128,6 @@ __all__ = [
     "heldout_count",
     "heldout_fingerprint",
     "load_data_file",
-    "load_glue",
     "load_recorded",
     "load_splits",
     "main",

@@ -1,7 +1,10 @@
-"""Anyone's data through `hf_soup.data`: files and dataset folders, inferred tasks, splits, bad input.
+"""`hf_soup.data.load_splits` on anyone's data: files and dataset folders, inferred tasks, splits,
+bad input, and every numeric data flag and malformed data shape (one line, exit 2, nothing written).
 
 Small files written into tmp_path (no model involved): each test states what it proves. The
-GLUE-through-files tests read ../shared/glue and skip where it is absent.
+GLUE-through-files tests read ../shared/glue and skip where it is absent. What a test split is made
+of: a user's test file is used or refused (never silently replaced by rows carved from train), and
+`--max_test_samples` keeps a seeded subset of both classes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import numpy as np
 import pytest
 
 from hf_soup.data import CARVED_TEST_SEED, DataArguments, load_splits, tokenize_splits
-from hf_soup.errors import SoupError
+from hf_soup.data import main as data_main
+from hf_soup.errors import SoupError, cli_main
 from hf_soup.metrics import compute_task_metrics
 from hf_soup.tasks import Task, get_task, make_task
 
@@ -401,3 +405,98 @@ def test_t5_prompt_of_a_user_task_is_its_recorded_prompt():
     encode = t5_prompt_encoder(task, lambda prompts, **_: {"input_ids": prompts}, 64)
     encoded = encode({"subject": ["Login fails"], "body": ["since Monday"]})
     assert encoded["input_ids"] == ["support_tickets subject: Login fails body: since Monday"]
+
+
+def write_text_csv(path, rows, header=("text", "label")):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def rows(n, start=0):
+    return [
+        [f"sentence number {i} about {'cats' if i % 2 else 'dogs'}", "pos" if i % 2 else "neg"]
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def train_file(tmp_path):
+    return write_text_csv(tmp_path / "train.csv", rows(300))
+
+
+def one_line_error(argv, capsys) -> str:
+    code = cli_main(data_main, [str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: "), (code, err)
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max_test_samples", "0"], "max_test_samples=0"),
+        (["--max_test_samples", "-3"], "max_test_samples=-3"),
+        (["--max_train_samples", "0"], "max_train_samples=0"),
+        (["--heldout_size", "0"], "heldout_size=0"),
+        (["--heldout_size", "-0.1"], "heldout_size=-0.1"),
+        (["--heldout_size", "nan"], "heldout_size=nan"),
+        (["--heldout_size", "inf"], "heldout_size=inf"),
+        (["--heldout_size", "12.5"], "a row count must be a whole number"),
+        (["--test_split_size", "nan"], "test_split_size=nan"),
+        (["--test_split_size", "0"], "test_split_size=0"),
+        (["--heldout_min", "0"], "heldout_min=0"),
+        (["--heldout_max", "-1"], "heldout_max=-1"),
+        (["--heldout_min", "500", "--heldout_max", "100"], "must be <= heldout_max"),
+        (["--max_seq_length", "0"], "max_seq_length=0"),
+        (["--heldout_seed", "-1"], "heldout_seed=-1"),
+        (["--heldout_split", "train"], "heldout_split: 'train'"),
+    ],
+)
+def test_numeric_and_split_flags_out_of_range(flags, message, train_file, capsys):
+    assert message in one_line_error(["--train_file", train_file, *flags], capsys)
+
+
+def _jsonl(path, records):
+    """`records` with two alternating labels (unless a record sets its own), one JSON object a line."""
+    path.write_text("".join(json.dumps({"label": "xy"[i % 2], **r}) + "\n" for i, r in enumerate(records)))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: _jsonl(d / "t.jsonl", [{"text": ["a", "b"]}] * 20), "holds list<item: string> values"),
+        (lambda d: _jsonl(d / "t.jsonl", [{"text": {"a": 1}}] * 20), "holds struct"),
+        (lambda d: _jsonl(d / "t.jsonl", [{"text": "a", "label": ["x"]}] * 20), "not labels"),
+        (lambda d: write_text_csv(d / "t.csv", [["a", ""]] * 20), "empty or NaN label"),
+        (lambda d: write_text_csv(d / "t.csv", [["a"]] * 20, header=("text",)), "missing column 'label'"),
+        (lambda d: write_text_csv(d / "t.csv", []), "no rows"),
+        (lambda d: (d / "t.csv").write_bytes(b"text,label\n\xff\xfe bad bytes,x\n") and d / "t.csv", "t.csv"),
+        (lambda d: (d / "t.csv").write_bytes(b"") or d / "t.csv", "empty file"),
+    ],
+)
+def test_malformed_training_data(make, message, tmp_path, capsys):
+    path = make(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert message in one_line_error(["--train_file", path], capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written beside the data
+
+
+@pytest.mark.parametrize("flag", ["--test_file", "--validation_file"])
+def test_a_test_file_without_the_label_column_is_refused(flag, train_file, tmp_path, capsys):
+    test = write_text_csv(tmp_path / "test.csv", [[r[0], r[1]] for r in rows(40)], header=("text", "gold"))
+    line = one_line_error(["--train_file", train_file, flag, test], capsys)
+    assert "test.csv" in line and "no label column 'label'" in line and "text, gold" in line
+
+
+def test_max_test_samples_is_a_seeded_subset_not_the_first_rows(train_file, tmp_path):
+    sorted_by_label = sorted(rows(200, start=1000), key=lambda r: r[1])  # every "neg" first
+    test = write_text_csv(tmp_path / "test.csv", sorted_by_label)
+    args = DataArguments(train_file=str(train_file), test_file=str(test), max_test_samples=40)
+    splits = load_splits(args)
+    labels = splits["test"]["label"]
+    assert len(labels) == 40 and len(set(labels)) == 2
+    assert load_splits(args)["test"]["idx"] == splits["test"]["idx"]  # the same rows every time

@@ -215,3 +215,15 @@ def test_regression_on_your_data_merges_with_correlations(tmp_path, tokenizer_di
     }  # fmt: skip
     assert soup["results"]["soup"]["test"]["primary"] == soup["results"]["soup"]["test"]["pearson"]
     assert "test = rows carved from train" in out
+
+
+def test_a_merge_keeps_the_recorded_max_seq_length(tmp_path):
+    from hf_soup.data import load_recorded
+    from hf_soup.merge import MergeDataArguments
+
+    train = write_csv(tmp_path / "train.csv", [["pos" if i % 2 else "neg", f"sentence number {i}"] for i in range(300)])
+    description = load_splits(DataArguments(train_file=str(train), max_seq_length=64)).description()
+    splits, _ = load_recorded({"data": description}, MergeDataArguments(), "ingredient.json")
+    assert splits.arguments["max_seq_length"] == 64
+    splits, _ = load_recorded({"data": description}, MergeDataArguments(max_seq_length=32), "ingredient.json")
+    assert splits.arguments["max_seq_length"] == 32
