@@ -500,3 +500,72 @@ def test_max_test_samples_is_a_seeded_subset_not_the_first_rows(train_file, tmp_
     labels = splits["test"]["label"]
     assert len(labels) == 40 and len(set(labels)) == 2
     assert load_splits(args)["test"]["idx"] == splits["test"]["idx"]  # the same rows every time
+
+
+def _jsonl_rows(path, records):
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def test_a_task_named_after_a_versioned_split_file_is_the_dataset_name(tmp_path):
+    """`snli_1.0/snli_1.0_dev.jsonl` names the task "snli" (not "snli_1"): the card, the run folders and
+    the T5 prompt all read this one name."""
+    folder = tmp_path / "snli_1.0"
+    folder.mkdir()
+    records = [{"sentence1": f"a man {i}", "sentence2": f"a dog {i}", "gold_label": "ab"[i % 2]} for i in range(300)]
+    train = _jsonl_rows(folder / "snli_1.0_dev.jsonl", records)
+    splits = load_splits(DataArguments(train_file=str(train), label_column_name="gold_label"))
+    assert splits.task.name == "snli" and splits.task.prompt == "snli"
+
+
+def test_a_rare_class_is_named_with_its_share(tmp_path):
+    labelled = [[f"sentence {i}", "pos" if i % 2 else "neg"] for i in range(400)]
+    labelled += [[f"unsure {i}", "-"] for i in range(4)]  # 4 of 404 rows: 1.0 %
+    train = write_text_csv(tmp_path / "train.csv", labelled)
+    splits = load_splits(DataArguments(train_file=str(train)))
+    assert len(splits.warnings) == 1, splits.warnings
+    assert "train.csv" in splits.warnings[0] and "label '-' has 4 of 404 training rows (1.0%)" in splits.warnings[0]
+    from hf_soup.data import summary_lines
+
+    assert any(line.startswith("warning: ") and "'-'" in line for line in summary_lines(splits))
+    balanced = load_splits(DataArguments(train_file=str(write_text_csv(tmp_path / "b.csv", labelled[:400]))))
+    assert balanced.warnings == []
+
+
+def test_a_malformed_json_line_is_named_by_its_line_number(tmp_path, capsys):
+    good = [json.dumps({"text": f"row {i}", "label": "ab"[i % 2]}) for i in range(200)]
+    bad = tmp_path / "train.jsonl"
+    bad.write_text("\n".join([*good[:2], '{"text": "row 2", "label": "a"', *good[3:]]) + "\n")
+    line = one_line_error(["--train_file", bad], capsys)
+    assert f"{bad}:3: not valid JSON" in line and "position" not in line, line
+    document = tmp_path / "doc.json"  # a pretty-printed JSON document: json's own line number
+    document.write_text('[\n  {"text": "a", "label": "x"},\n  {"text": "b" "label": "y"}\n]\n')
+    line = one_line_error(["--train_file", document], capsys)
+    assert f"{document}:3: not valid JSON" in line, line
+
+
+def test_run_classification_sample_flags_mean_max_test_samples(tmp_path):
+    """`--max_eval_samples` / `--max_predict_samples` (run_classification.py) are accepted by the data,
+    sweep and merge parsers and in a sweep's YAML, as `--max_test_samples`."""
+    from transformers import HfArgumentParser
+
+    from hf_soup.merge import parse_args as merge_parse_args
+    from hf_soup.sweep.arguments import ARGUMENT_TYPES, parse_sweep_args
+
+    parser = HfArgumentParser(DataArguments)
+    for flag in ("--max_eval_samples", "--max-eval-samples", "--max_predict_samples", "--max-predict-samples"):
+        (parsed,) = parser.parse_args_into_dataclasses(["--train_file", "t.csv", flag, "40"])
+        assert parsed.max_test_samples == 40, flag
+    _, merge_data = merge_parse_args(
+        ["--ingredients", "a", "b", "--output", str(tmp_path / "soup"), "--max_eval_samples", "7"]
+    )
+    assert merge_data.max_test_samples == 7
+    config = tmp_path / "grid.yaml"
+    config.write_text("task: rte\nmax_predict_samples: 9\n")
+    swept = parse_sweep_args(["--config", str(config), "--output_dir", str(tmp_path / "runs")], ARGUMENT_TYPES)
+    data = next(p for p in swept.arguments if isinstance(p, DataArguments))
+    assert data.max_test_samples == 9
+    flagged = parse_sweep_args(
+        ["--task", "rte", "--output_dir", str(tmp_path), "--max_predict_samples", "5"], ARGUMENT_TYPES
+    )
+    assert next(p for p in flagged.arguments if isinstance(p, DataArguments)).max_test_samples == 5

@@ -62,7 +62,13 @@ Modules, one job each (none imports back up: `arguments` <- `files` <- `labels` 
   * `cli` / `__main__`: `python -m hf_soup.data`.
 """
 
-from hf_soup.data.arguments import LOCATION_FIELDS, DataArguments, arguments_from_description, check_numbers
+from hf_soup.data.arguments import (
+    FLAG_ALIASES,
+    LOCATION_FIELDS,
+    DataArguments,
+    arguments_from_description,
+    check_numbers,
+)
 from hf_soup.data.cli import main
 from hf_soup.data.files import (
     COMPRESSIONS,
@@ -102,6 +108,7 @@ __all__ = [
     "CARVED_TEST_SEED",
     "COMPRESSIONS",
     "FILE_FORMATS",
+    "FLAG_ALIASES",
     "GENERIC_FILE_STEMS",
     "ID_COLUMNS",
     "LOCATION_FIELDS",

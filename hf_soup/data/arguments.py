@@ -8,6 +8,15 @@ from typing import Any
 from hf_soup.errors import SoupError
 from hf_soup.tasks import get_task
 
+# run_classification.py's names for DataArguments fields (flags take them as aliases; a sweep's YAML too).
+FLAG_ALIASES = {"max_eval_samples": "max_test_samples", "max_predict_samples": "max_test_samples"}
+
+
+def _flag_aliases(name: str) -> list[str]:
+    """The extra option strings of field `name`, with underscores and with dashes like every flag."""
+    return [f"--{alias.replace('_', sep)}" for alias, to in FLAG_ALIASES.items() if to == name for sep in "_-"]
+
+
 # DataArguments fields that say where the data is: the merge may repoint them (hashes must match).
 LOCATION_FIELDS = ("train_file", "validation_file", "test_file", "heldout_file", "glue_dir", "dataset_name")
 
@@ -27,7 +36,8 @@ class DataArguments:
         default=None,
         metadata={
             "help": "your task's name (card title and tags, T5 prompt); default: the dataset id's last part, "
-            "or the train file's stem (the nearest folder's name when it is generic: tickets/data/train.csv is tickets)"
+            "or the train file's name less split words and release numbers (snli_1.0_dev.jsonl is snli; the "
+            "nearest folder's name when it is generic: tickets/data/train.csv is tickets)"
         },
     )
     dataset_name: str | None = field(
@@ -82,7 +92,14 @@ class DataArguments:
         metadata={"help": "when there is no test split: rows carved from train as test (fraction or count)"},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "subsample train (after carving)"})
-    max_test_samples: int | None = field(default=None, metadata={"help": "subsample each test split for quick runs"})
+    max_test_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "subsample each test split for quick runs (run_classification.py's --max_eval_samples and "
+            "--max_predict_samples mean this: every split a soup reports is a test split)",
+            "aliases": _flag_aliases("max_test_samples"),
+        },
+    )
     max_seq_length: int = field(default=128, metadata={"help": "truncate tokenised inputs to this many tokens"})
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import logging
 import os
 import re
 import sys
@@ -154,6 +156,16 @@ def file_format(path: str | os.PathLike) -> str:
     return FILE_FORMATS[extension]
 
 
+def file_stem(path: str | os.PathLike) -> str:
+    """A data file's name without its format and compression extensions (`snli_1.0_dev.jsonl.gz` ->
+    `snli_1.0_dev`): dots inside the name are kept."""
+    name = Path(path).name
+    for suffix in COMPRESSIONS:
+        name = name.removesuffix(suffix).removesuffix(suffix.upper())
+    stem, extension = os.path.splitext(name)
+    return stem if extension.lower() in FILE_FORMATS else name
+
+
 def _csv_options(fmt: str, quoting: str) -> dict[str, Any]:
     if quoting not in ("none", "csv"):
         raise SoupError(f"tsv_quoting: {quoting!r} is not 'none' or 'csv'")
@@ -190,15 +202,61 @@ def load_data_file(path: str | os.PathLike, quoting: str = "none") -> Dataset:
             raise SoupError(f"{path}: no rows")
         kwargs["features"] = Features({name: Value("string") for name in first.columns})
     builder = "csv" if fmt == "tsv" else fmt
+    # datasets' JSON builder logs its own multi-line error before raising: the one line below says it.
+    json_logger = logging.getLogger("datasets.packaged_modules.json.json")
+    json_level = json_logger.level
     try:
+        json_logger.setLevel(logging.CRITICAL)
         with warnings.catch_warnings(), quiet_datasets():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # csv/tsv rows wider than the header
             dataset = load_dataset(builder, data_files={"train": str(path)}, split="train", **kwargs)
     except Exception as err:  # a malformed row, bad JSON, a truncated parquet...: one line naming the file
         if "corresponds to no data" in str(err):
             raise SoupError(f"{path}: no rows") from None
+        bad_line = first_bad_json_line(path) if fmt == "json" else None
+        if bad_line:
+            raise SoupError(f"{path}:{bad_line}") from None
         raise SoupError(f"{path}: cannot be read as {fmt} ({_one_line(err)})") from None
+    finally:
+        json_logger.setLevel(json_level)
     return dataset
+
+
+def _open_text(path: Path):
+    """A (possibly compressed) text file, for the error path only: zstd / lz4 need packages we do not require."""
+    import bz2
+    import gzip
+    import lzma
+
+    openers = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+    opener = openers.get(path.suffix.lower(), open)
+    return opener(path, "rt", encoding="utf-8-sig", errors="replace")
+
+
+def first_bad_json_line(path: Path) -> str | None:
+    """`LINE: not valid JSON (why, column C)` for the first malformed line of a JSON-lines file (or the
+    position json reports for a JSON document), or None when json finds nothing wrong.
+
+    datasets reports a byte offset or a row count; a user opens the file at a line."""
+    if path.suffix.lower() in (".zst", ".lz4"):
+        return None
+    with _open_text(path) as handle:
+        lines = handle.read().splitlines()
+    first = next((n for n, line in enumerate(lines, 1) if line.strip()), None)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == first:  # not JSON lines, or a document: what does json make of the whole file?
+                try:
+                    json.loads("\n".join(lines))
+                except json.JSONDecodeError as whole:
+                    return f"{whole.lineno}: not valid JSON ({whole.msg}, column {whole.colno})"
+                return None
+            return f"{number}: not valid JSON ({err.msg}, column {err.colno})"
+    return None
 
 
 def _load_files(args: DataArguments) -> tuple[dict[str, Dataset], dict[str, str], dict[str, Any]]:

@@ -13,10 +13,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hf_soup.data.arguments import LOCATION_FIELDS, DataArguments, _check_request, _columns_list, _metric_list
-from hf_soup.data.files import _load_dataset_name, _load_files, _load_glue_dir, _source_label, check_origin
+from hf_soup.data.files import (
+    _load_dataset_name,
+    _load_files,
+    _load_glue_dir,
+    _source_label,
+    check_origin,
+    file_stem,
+)
 from hf_soup.data.labels import _check_columns, _has_labels, _label_kind_of, _standard_split, _text_columns
 from hf_soup.errors import SoupError
-from hf_soup.tasks import HUB_DATASET, Task, get_task, make_task, task_name_from, test_split_name
+from hf_soup.tasks import HUB_DATASET, Task, get_task, make_task, task_name_from, task_name_from_data, test_split_name
 
 if TYPE_CHECKING:  # imported where used: `python -m hf_soup.merge --skip_scoring` never loads datasets
     from datasets import Dataset, DatasetDict
@@ -30,6 +37,9 @@ TEST_SUBSAMPLE_SEED = 0  # --max_test_samples: which rows a subsampled test spli
 
 
 CARVED = "train"  # a task's `validation_splits` when its test split was carved from train
+# A class with fewer training rows than this share is named in a warning: it is often noise (SNLI's
+# "-", no annotator agreement) that the user did not mean to learn as a class of its own.
+RARE_CLASS_SHARE = 0.02
 
 
 @dataclass
@@ -48,6 +58,7 @@ class TaskSplits:
     heldout: dict[str, Any] = field(default_factory=dict)  # how held-out was made
     tests: dict[str, Any] = field(default_factory=dict)  # how each test split was made
     notes: list[str] = field(default_factory=list)  # what the user should be told (carved test, ...)
+    warnings: list[str] = field(default_factory=list)  # what the user should act on (rare classes)
     legacy: Callable[[], str] | None = field(default=None, repr=False)  # format-1 fingerprint (presets)
     full_train: Dataset | None = field(default=None, repr=False)  # every row of the source's train split
 
@@ -185,16 +196,17 @@ GENERIC_FILE_STEMS = frozenset({"train", "training", "data", "dataset", "all", "
 
 def _task_name(args: DataArguments) -> str:
     """A user's task is named after its data: `--task_name`, else the dataset id's last part (+ config),
-    else the train file's stem, or the nearest folder's name when the stem only names a split
-    (`tickets/data/train.csv` is "tickets")."""
+    else the train file's name, or the nearest folder's name when the file's only names a split
+    (`tickets/data/train.csv` is "tickets"). One rule names both (`tasks.task_name_from_data`): split
+    words and release numbers are not the task (`snli_1.0_dev.jsonl` is "snli")."""
     if args.task_name:
         return task_name_from(args.task_name)
     if args.dataset_name:
         base = Path(args.dataset_name.rstrip("/")).name
-        return task_name_from(base + (f"_{args.dataset_config_name}" if args.dataset_config_name else ""))
+        return task_name_from_data(base + (f"_{args.dataset_config_name}" if args.dataset_config_name else ""))
     path = Path(args.train_file).resolve()
-    stem = task_name_from(path.name.split(".")[0])
-    folders = [task_name_from(folder) for folder in reversed(path.parent.parts[1:])]
+    stem = task_name_from_data(file_stem(path))
+    folders = [task_name_from_data(folder) for folder in reversed(path.parent.parts[1:])]
     named = [name for name in [stem, *folders] if name not in GENERIC_FILE_STEMS]
     return named[0] if named else stem
 
@@ -214,6 +226,19 @@ def _tsv_quoting_notes(raw: dict[str, Dataset], where: dict[str, str], text_colu
                 "(--tsv_quoting none: quotes are text); pass --tsv_quoting csv if the file uses CSV-style quoting"
             )
     return notes
+
+
+def rare_class_warnings(task: Task, train: Dataset, where: str) -> list[str]:
+    """One line per class holding under `RARE_CLASS_SHARE` of the training rows, naming it and its share."""
+    if task.is_regression or not len(train):
+        return []
+    counts = np.bincount(np.asarray(train.with_format("numpy")["label"]), minlength=task.num_labels)
+    return [
+        f"{where}: label {name!r} has {count} of {len(train)} training rows ({count / len(train):.1%}); a class "
+        "this rare is barely learned: if it is noise, drop or relabel its rows"
+        for name, count in zip(task.label_names, counts)
+        if count / len(train) < RARE_CLASS_SHARE
+    ]
 
 
 def load_splits(
@@ -296,6 +321,7 @@ def load_splits(
         return _standard_split(raw[split], the_task, text_columns, label, kind, where[split])
 
     full_train = standard("train")
+    warnings = rare_class_warnings(the_task, full_train, where["train"])
     pool = np.arange(len(full_train))
     legacy = None
     splits = DatasetDict()
@@ -368,6 +394,7 @@ def load_splits(
         heldout=heldout_info,
         tests=tests,
         notes=notes,
+        warnings=warnings,
         legacy=legacy,
         full_train=full_train,
     )
@@ -390,4 +417,5 @@ def summary_lines(splits: TaskSplits) -> list[str]:
             summary = ", ".join(f"{label} {count}" for label, count in zip(task.label_names, counts))
         lines.append(f"  {name:16s} {len(dataset):7d} rows  ({summary})")
     lines += [f"note: {note}" for note in splits.notes]
+    lines += [f"warning: {warning}" for warning in splits.warnings]
     return lines
