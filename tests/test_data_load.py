@@ -569,3 +569,38 @@ def test_run_classification_sample_flags_mean_max_test_samples(tmp_path):
         ["--task", "rte", "--output_dir", str(tmp_path), "--max_predict_samples", "5"], ARGUMENT_TYPES
     )
     assert next(p for p in flagged.arguments if isinstance(p, DataArguments)).max_test_samples == 5
+
+
+def test_a_heldout_file_goes_with_a_glue_folder(tmp_path, capsys):
+    """`--task rte --glue_dir DIR --heldout_file F`: train and test from GLUE's folder, held-out from F
+    (its labels as names or ids), nothing carved from train."""
+    from sweep_helpers import write_tiny_rte
+
+    glue = write_tiny_rte(tmp_path / "glue")
+    names = ("entailment", "not_entailment")
+    heldout = write_csv(
+        tmp_path / "heldout.csv",
+        [[f"a cat sat {i}", f"a cat {i}", names[i % 2]] for i in range(30)],
+        header=("sentence1", "sentence2", "label"),
+    )
+    splits = load_splits(DataArguments(task="rte", glue_dir=str(glue), heldout_file=str(heldout)))
+    assert len(splits["heldout"]) == 30 and len(splits["train"]) == 120 and splits.heldout["from"] == "file"
+    assert splits["heldout"]["label"] == [i % 2 for i in range(30)]
+    ids = write_csv(
+        tmp_path / "ids.csv", [["a", "b", str(i % 2)] for i in range(30)], header=("sentence1", "sentence2", "label")
+    )
+    by_id = load_splits(DataArguments(task="rte", glue_dir=str(glue), heldout_file=str(ids)))
+    assert by_id["heldout"]["label"] == splits["heldout"]["label"]
+    assert cli_main(data_main, ["--task", "rte", "--glue_dir", str(glue), "--heldout_file", str(heldout)]) == 0
+    capsys.readouterr()
+    no_pair = write_csv(tmp_path / "single.csv", [["a cat", "entailment"]] * 5, header=("sentence1", "label"))
+    line = one_line_error(["--task", "rte", "--glue_dir", glue, "--heldout_file", no_pair], capsys)
+    assert "single.csv" in line and "missing column 'sentence2'" in line, line
+
+
+def test_a_preset_the_hub_cannot_serve_names_the_local_flags():
+    # conftest sets HF_DATASETS_OFFLINE=1: nyu-mll/glue is not cached
+    with pytest.raises(
+        SoupError, match=r"task sst2: .*pass --glue_dir DIR \(GLUE's TSV folders\) or --train_file FILE"
+    ):
+        load_splits(DataArguments(task="sst2"))

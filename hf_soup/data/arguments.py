@@ -123,7 +123,7 @@ def _check_request(args: DataArguments) -> None:
             "no data given: pass --train_file FILE (csv, tsv, json, parquet), --dataset_name HUB_ID, "
             "or --task with a GLUE preset"
         )
-    for name in ("validation_file", "test_file", "heldout_file"):
+    for name in ("validation_file", "test_file"):  # a held-out file goes with any source (data.splits)
         if getattr(args, name) and not args.train_file:
             raise SoupError(f"--{name} needs --train_file (or use --dataset_name / --task)")
     if args.glue_dir and args.task and get_task(args.task).tsv is None:

@@ -88,8 +88,6 @@ def load_recorded(record: dict[str, Any] | None, flags: DataArguments, where: st
                 setattr(args, name, given[name])
         if flags.heldout_file or flags.heldout_split:  # one explicit held-out replaces the recorded one
             args.heldout_file, args.heldout_split = flags.heldout_file, flags.heldout_split
-            if flags.heldout_file and not args.train_file:
-                raise SoupError("--heldout_file: the ingredients' data is a dataset; use --heldout_split NAME")
         _check_recorded_paths(args, data.get("source") or {})
         splits = load_splits(args, task=task, expected_origin=data.get("source"))
     elif record.get("task") in PRESETS:
@@ -98,6 +96,16 @@ def load_recorded(record: dict[str, Any] | None, flags: DataArguments, where: st
         if flags.task and get_task(flags.task).name != get_task(record["task"]).name:
             raise SoupError(f"--task {flags.task}: the ingredients were fine-tuned on {record['task']!r}")
         source = str(split.get("source") or "")
+        data_flags = flags.task or flags.glue_dir or flags.dataset_name or flags.train_file
+        # A callback ingredient without splits=: its rows may be any copy of the task, so the Hub's is
+        # not assumed; the user says which (an explicit --task means the Hub's, and the output says so).
+        if not source and not data_flags:
+            raise SoupError(
+                f"{where}: records the GLUE task {record['task']!r} but not its data (IngredientExportCallback "
+                "without splits=); pass what the models were fine-tuned on: --glue_dir DIR (GLUE's TSV folders) "
+                f"or --train_file FILE, or --task {record['task']} to score on nyu-mll/glue from the Hub "
+                "(or --skip_scoring)"
+            )
         if not args.glue_dir and not args.dataset_name and not args.train_file and source.startswith("local:"):
             args.glue_dir = source.removeprefix("local:")
         if args.dataset_revision is None and source.startswith("hub:") and "@" in source:
@@ -108,6 +116,11 @@ def load_recorded(record: dict[str, Any] | None, flags: DataArguments, where: st
         if "max_test_samples" not in given and split.get("max_test_samples") is not None:
             args.max_test_samples = split["max_test_samples"]
         splits = load_splits(args)
+        if not source:
+            splits.notes.append(
+                f"the ingredients do not record their data: scored on {splits.source}, as the data flags say; "
+                "if they were fine-tuned on other rows, every score below is on the wrong data"
+            )
     else:
         if not (flags.task or flags.dataset_name or flags.train_file):
             missing = "no ingredient.json" if not record else "ingredient.json records no data description"

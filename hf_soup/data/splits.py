@@ -20,6 +20,7 @@ from hf_soup.data.files import (
     _source_label,
     check_origin,
     file_stem,
+    load_data_file,
 )
 from hf_soup.data.labels import _check_columns, _has_labels, _label_kind_of, _standard_split, _text_columns
 from hf_soup.errors import SoupError
@@ -268,7 +269,13 @@ def load_splits(
         elif args.dataset_name:
             raw, where, origin = _load_dataset_name(args.dataset_name, args.dataset_config_name, args.dataset_revision)
         else:  # a preset from the Hub
-            raw, where, origin = _load_dataset_name(HUB_DATASET, preset.name, args.dataset_revision)
+            try:
+                raw, where, origin = _load_dataset_name(HUB_DATASET, preset.name, args.dataset_revision)
+            except SoupError as err:
+                raise SoupError(
+                    f"task {preset.name}: {err}; without the Hub, pass --glue_dir DIR (GLUE's TSV folders) or "
+                    "--train_file FILE"
+                ) from None
         if "train" not in raw:
             raise SoupError(f"{next(iter(where.values()), 'dataset')}: no 'train' split (splits: {', '.join(raw)})")
         _check_columns(raw["train"], [label], where["train"])
@@ -281,6 +288,11 @@ def load_splits(
             )
         if label in text_columns:
             raise SoupError(f"text_column_names: {label!r} is the label column")
+    own_labels = set()  # splits whose labels may be written otherwise than train's (ids or names)
+    if args.heldout_file and "heldout" not in raw:  # beside a preset, a GLUE folder or a dataset
+        raw["heldout"] = load_data_file(args.heldout_file, args.tsv_quoting)
+        where["heldout"] = str(Path(args.heldout_file).expanduser())
+        own_labels.add("heldout")
     if expected_origin:
         check_origin(expected_origin, origin)
     if args.heldout_split and args.heldout_split not in raw:
@@ -318,7 +330,11 @@ def load_splits(
 
     # Standard splits: the task's text fields, `label` ids (or floats), `idx`.
     def standard(split: str):
-        return _standard_split(raw[split], the_task, text_columns, label, kind, where[split])
+        split_kind = kind
+        if split in own_labels:  # e.g. GLUE's TSVs hold ids, the user's held-out file "positive"/"negative"
+            _check_columns(raw[split], [*text_columns, label], where[split])
+            split_kind = _label_kind_of(raw[split], label, the_task.is_regression, where[split])[0]
+        return _standard_split(raw[split], the_task, text_columns, label, split_kind, where[split])
 
     full_train = standard("train")
     warnings = rare_class_warnings(the_task, full_train, where["train"])
