@@ -61,11 +61,11 @@ def plain_point(
         default_data_collator,
     )
 
-    from hf_soup.data import load_glue
+    from hf_soup.data import load_splits
     from hf_soup.metrics import make_compute_metrics
 
     started = time.perf_counter()
-    splits = load_glue(data_args)
+    splits = load_splits(data_args)
     task = splits.task
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
 

@@ -48,11 +48,11 @@ def main() -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
     from hf_soup.checkpoints import Checkpoint
-    from hf_soup.data import DataArguments, load_glue
+    from hf_soup.data import DataArguments, load_splits
     from hf_soup.recipes.greedy import greedy_soup
     from hf_soup.scoring import Scorer, tokenize_for_scoring
 
-    splits = load_glue(DataArguments(task=args.task, glue_dir=args.glue_dir))
+    splits = load_splits(DataArguments(task=args.task, glue_dir=args.glue_dir))
     task = splits.task
     minilm = minilm_dir()
     tokenizer = AutoTokenizer.from_pretrained(minilm)

@@ -73,7 +73,7 @@ def names_in(splits: Any) -> list[str]:
 
 
 def _is_data_file(source: str) -> bool:
-    from hf_soup.data import file_format
+    from hf_soup.data.files import file_format
 
     try:
         file_format(source)
@@ -116,7 +116,7 @@ def parse_extra_tests(values: list[str] | None) -> list[ExtraTest]:
 
 def _read(extra: ExtraTest, quoting: str) -> tuple[Any, dict[str, Any]]:
     """(the raw dataset, its soup.json description: no local path, only the file name and its sha256)."""
-    from hf_soup.data import _offline_hint, _one_line, file_sha256, load_data_file
+    from hf_soup.data.files import _offline_hint, _one_line, file_sha256, load_data_file
 
     if extra.hub_split is None:
         try:
@@ -139,7 +139,7 @@ def _read(extra: ExtraTest, quoting: str) -> tuple[Any, dict[str, Any]]:
 
 def _text_columns(dataset: Any, task: Any, arguments: dict[str, Any]) -> list[str]:
     """The task's text columns: its own field names, else the source columns its data named."""
-    from hf_soup.data import _columns_list
+    from hf_soup.data.arguments import _columns_list
 
     choices = [list(task.text_fields)]
     given = _columns_list(arguments.get("text_column_names"))
@@ -156,7 +156,7 @@ def load_extra_tests(
     `arguments` are the recorded data arguments (label column, text columns, tsv quoting).
     Refused in one line: a missing column, a label the task does not know, an empty set.
     """
-    from hf_soup.data import _arrow, _standard_split, canonical_labels
+    from hf_soup.data.labels import _arrow, _standard_split, canonical_labels
 
     label = arguments.get("label_column_name") or "label"
     datasets, record = {}, {}
@@ -178,7 +178,7 @@ def load_extra_tests(
 def tokenize_extra_tests(datasets: dict[str, Any], task: Any, tokenizer: Any, max_length: int, encoder: Any = None):
     """The sets tokenised like the task's splits (the family's encoder; `length` for batching), in memory:
     small, and their content is not part of the token cache's key."""
-    from hf_soup.data import default_text_encoder
+    from hf_soup.data.token_cache import default_text_encoder
     from hf_soup.quiet import quiet_datasets
 
     encoder = encoder or default_text_encoder(task, tokenizer, max_length)

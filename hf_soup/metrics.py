@@ -78,9 +78,6 @@ def compute_task_metrics(task: Task, predictions: np.ndarray | Sequence, referen
     return results
 
 
-compute_glue_metrics = compute_task_metrics  # the historical name
-
-
 def primary_score(task: Task, metrics: dict[str, float]) -> float:
     """Mean of the task's primary parts (a single metric for every task but a few GLUE presets)."""
     return float(np.mean([metrics[name] for name in task.primary_parts]))

@@ -239,6 +239,21 @@ def task_name_from(text: str) -> str:
     return stem or "task"
 
 
+# Trailing parts of a data file's or dataset's name that say which split or which release, not which
+# task: `snli_1.0_dev.jsonl` is "snli", `multinli_1.0_train` "multinli", `imdb_v2` "imdb".
+_SPLIT_WORDS = frozenset({"train", "training", "dev", "development", "val", "valid", "validation", "test", "eval"})
+_VERSION = re.compile(r"v?\d+")
+
+
+def task_name_from_data(text: str) -> str:
+    """The task name a file stem or dataset id gives: `task_name_from`, less trailing split words and
+    version numbers (kept when nothing else is left, so `train.csv` stays "train")."""
+    parts = task_name_from(text).split("_")
+    while len(parts) > 1 and (parts[-1] in _SPLIT_WORDS or _VERSION.fullmatch(parts[-1])):
+        parts.pop()
+    return "_".join(parts)
+
+
 _NLI_STRINGS = {"entailment": 0, "not_entailment": 1}
 
 # fmt: off
@@ -298,7 +313,6 @@ PRESETS: dict[str, Task] = {
     )
 }
 # fmt: on
-TASKS = PRESETS  # the historical name
 
 
 def get_task(name: str) -> Task:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from soup_factory import run_merge
-from test_merge_data import ingredients_for, write_csv
+from test_data_reload import ingredients_for, write_csv
 
 from hf_soup.data import DataArguments, load_splits
 

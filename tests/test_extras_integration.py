@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hf_soup.calibration import calibration_metrics
-from hf_soup.data import DataArguments, load_glue, tokenize_splits
+from hf_soup.data import DataArguments, load_splits, tokenize_splits
 from hf_soup.errors import cli_main
 from hf_soup.merge import main
 from hf_soup.metrics import make_compute_metrics
@@ -53,7 +53,7 @@ def sst2_sweep(tmp_path_factory, minilm_dir, glue_dir):
     data = DataArguments(
         task="sst2", glue_dir=str(glue_dir), heldout_size=128, max_train_samples=256, max_test_samples=128
     )
-    splits = load_glue(data)
+    splits = load_splits(data)
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
     tokenized = tokenize_splits(splits, tokenizer, MAX_LENGTH)
     root = tmp_path_factory.mktemp("sst2-sweep")

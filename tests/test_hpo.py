@@ -153,12 +153,12 @@ def test_your_own_trainers_search_exports_its_trials_with_the_callback(tiny_bert
     from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 
     from hf_soup import models
-    from hf_soup.data import DataArguments, load_glue
+    from hf_soup.data import DataArguments, load_splits
     from hf_soup.metrics import make_compute_metrics
     from hf_soup.tasks import get_task
 
     task = get_task("rte")
-    splits = load_glue(DataArguments(task="rte", glue_dir=str(tiny_glue), heldout_size=40, max_seq_length=32))
+    splits = load_splits(DataArguments(task="rte", glue_dir=str(tiny_glue), heldout_size=40, max_seq_length=32))
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
     features = models.encode_splits(splits, tokenizer, "encoder", 32)
     pool = tmp_path / "pool"

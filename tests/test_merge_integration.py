@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_soup.data import DataArguments, load_glue, tokenize_splits
+from hf_soup.data import DataArguments, load_splits, tokenize_splits
 from hf_soup.errors import cli_main
 from hf_soup.merge import main
 from hf_soup.metrics import make_compute_metrics, metrics_from_logits
@@ -45,7 +45,7 @@ def minilm_sweep(tmp_path_factory, minilm_dir, rte_data_args):
 
     from hf_soup.callbacks import IngredientExportCallback
 
-    splits = load_glue(rte_data_args)
+    splits = load_splits(rte_data_args)
     task = splits.task
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
     tokenized = tokenize_splits(splits, tokenizer, MAX_LENGTH)
@@ -96,7 +96,7 @@ def _plain_heldout_metrics(folder, rte_data_args):
 
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    splits = load_glue(rte_data_args)
+    splits = load_splits(rte_data_args)
     heldout = splits["heldout"]
     encoded = heldout.map(
         lambda b: tokenizer(b["sentence1"], b["sentence2"], truncation=True, max_length=MAX_LENGTH),

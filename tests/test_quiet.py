@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hf_soup.data import DataArguments, load_glue, tokenize_splits
+from hf_soup.data import DataArguments, load_splits, tokenize_splits
 from hf_soup.models import load_for_task, load_ingredient_model
 from hf_soup.quiet import quiet_datasets, quiet_transformers
 from hf_soup.tasks import get_task
@@ -35,7 +35,7 @@ def test_tokenising_and_caching_draw_no_bars(glue_dir, tokenizer_dir, tmp_path, 
     from datasets.utils import logging as datasets_logging
     from transformers import AutoTokenizer
 
-    splits = load_glue(DataArguments(task="rte", glue_dir=str(glue_dir), max_train_samples=32, max_test_samples=16))
+    splits = load_splits(DataArguments(task="rte", glue_dir=str(glue_dir), max_train_samples=32, max_test_samples=16))
     capfd.readouterr()
     tokenize_splits(splits, AutoTokenizer.from_pretrained(tokenizer_dir), 32, cache_dir=tmp_path)
     err = capfd.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hf_soup import metrics
+from hf_soup.metrics import compute_task_metrics
 from hf_soup.stats import (
     GainGroup,
     bootstrap_draws,
@@ -15,7 +15,6 @@ from hf_soup.stats import (
 )
 from hf_soup.tasks import Task, get_task
 
-compute_glue_metrics = metrics.compute_task_metrics
 AG_NEWS_LIKE = Task("four", ("text",), ("a", "b", "c", "d"), ("accuracy",), "accuracy", ("accuracy",), ("validation",))
 CLASSIFICATION = ["rte", "mrpc", "cola"]
 
@@ -41,7 +40,7 @@ def test_vectorised_metrics_equal_hf_soup_metrics_on_the_rows_as_they_are(name):
         cases = [_noisy(rng, references, 0.7), np.zeros(300, dtype=int), np.ones(300, dtype=int)]
     identity = np.arange(300)[None, :]
     for predictions in cases:  # constant predictions included: MCC / correlations 0, F1 0 or defined
-        expected = compute_glue_metrics(task, predictions, references)["primary"]
+        expected = compute_task_metrics(task, predictions, references)["primary"]
         assert resampled_primary(task, predictions, references, identity)[0] == pytest.approx(expected, abs=1e-12)
 
 
@@ -53,7 +52,7 @@ def test_vectorised_metrics_equal_hf_soup_metrics_on_a_resample_and_for_four_cla
         indices = rng.integers(0, 200, size=(3, 200))
         got = resampled_primary(task, predictions, references, indices)
         for row, draw in zip(got, indices):
-            assert row == pytest.approx(compute_glue_metrics(task, predictions[draw], references[draw])["primary"])
+            assert row == pytest.approx(compute_task_metrics(task, predictions[draw], references[draw])["primary"])
 
 
 @pytest.mark.parametrize("name", ["rte", "mrpc", "cola", "stsb"])
@@ -170,5 +169,5 @@ def test_macro_f1_and_metrics_without_a_vectorised_form_agree_with_hf_soup_metri
     both = Task("b", ("text",), ("a", "b"), ("f1", "accuracy"), "accuracy", ("accuracy",), ("validation",))
     assert np.allclose(
         resampled_primary(both, predictions % 2, references % 2, indices),
-        [compute_glue_metrics(both, (predictions % 2)[d], (references % 2)[d])["primary"] for d in indices],
+        [compute_task_metrics(both, (predictions % 2)[d], (references % 2)[d])["primary"] for d in indices],
     )

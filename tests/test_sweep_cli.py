@@ -28,7 +28,8 @@ from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
 from hf_soup.sweep.arguments import ARGUMENT_TYPES, BUNDLED_CONFIG_DIR, SWEEP_DEFAULTS, parse_sweep_args
 from hf_soup.sweep.grid import expand_grid
 from hf_soup.sweep.planning import WEIGHT_NEUTRAL_SETTINGS, resolve_grid
-from hf_soup.tasks import TASKS, get_task
+from hf_soup.tasks import PRESETS as GLUE_PRESETS
+from hf_soup.tasks import get_task
 
 sweep_main = load_sweep_main()  # scripts/sweep.py's main(argv), in-process
 
@@ -186,7 +187,7 @@ def test_example_configs_parse_and_expand(config, tiny_bert_dir):
                               defaults=SWEEP_DEFAULTS)  # fmt: skip
     assert parsed.source == str(config)
     data = next(a for a in parsed.arguments if type(a).__name__ == "DataArguments")
-    assert data.task in TASKS and config.stem == data.task
+    assert data.task in GLUE_PRESETS and config.stem == data.task
     sweep_args = next(a for a in parsed.arguments if type(a).__name__ == "SweepArguments")
     axes, _ = resolve_grid(parsed, AutoConfig.from_pretrained(tiny_bert_dir))
     runs = expand_grid(axes, num_samples=sweep_args.num_samples, search_seed=sweep_args.search_seed)
@@ -213,7 +214,7 @@ def test_the_soup_ready_preset_is_run5s_design_on_any_task(tiny_bert_dir):
 
 
 def test_all_nine_glue_tasks_have_a_config():
-    assert {c.stem for c in CONFIGS} == set(TASKS) and len(CONFIGS) == 9
+    assert {c.stem for c in CONFIGS} == set(GLUE_PRESETS) and len(CONFIGS) == 9
     assert (PROJECT_ROOT / "configs").resolve() == BUNDLED_CONFIG_DIR.resolve()  # the README's configs/ paths
 
 

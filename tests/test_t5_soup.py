@@ -21,7 +21,7 @@ from sweep_helpers import ingredient_dirs, load_sweep_main, one_torch_thread, ti
 from transformers import AutoTokenizer
 
 from hf_soup import merge, models
-from hf_soup.data import DataArguments, load_glue
+from hf_soup.data import DataArguments, load_splits
 from hf_soup.scoring import Scorer
 from hf_soup.tasks import get_task
 
@@ -64,7 +64,7 @@ def test_t5_sweep_merge_publish_and_the_card_snippet(family, tiny_t5_dir, tiny_g
     if family == "t5-classification":
         assert type(model).__name__ == "T5ForSequenceClassification"
     tokenizer = AutoTokenizer.from_pretrained(soup_dir)
-    splits = load_glue(DataArguments(task="rte", glue_dir=str(tiny_glue), heldout_size=40, max_seq_length=32))
+    splits = load_splits(DataArguments(task="rte", glue_dir=str(tiny_glue), heldout_size=40, max_seq_length=32))
     features = models.encode_splits(splits, tokenizer, family, 32)
     scorer = Scorer(
         model, get_task("rte"), features, pad_token_id=tokenizer.pad_token_id, logits_fn=models.class_logits

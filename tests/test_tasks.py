@@ -1,11 +1,11 @@
 import pytest
 
 from hf_soup.errors import SoupError
-from hf_soup.tasks import TASKS, Task, get_task, make_task
+from hf_soup.tasks import PRESETS, Task, get_task, make_task
 
 
 def test_registry_has_all_nine_glue_tasks():
-    assert set(TASKS) == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"}
+    assert set(PRESETS) == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"}
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_unknown_task_lists_known_ones():
 def test_presets_round_trip_through_json_as_the_preset_itself():
     import json
 
-    for task in TASKS.values():
+    for task in PRESETS.values():
         back = Task.from_dict(json.loads(json.dumps(task.to_dict())))
         assert back is task and back.tsv is not None  # a recorded preset reads its TSV layout again
 
@@ -84,3 +84,14 @@ def test_defaults_and_limits_of_user_tasks():
 
 def test_test_split_names_follow_the_source_splits():
     assert get_task("rte").with_test_splits(["test", "validation_ood"]).test_split_names == ("test", "test_ood")
+
+
+def test_a_task_named_after_its_data_drops_split_words_and_release_numbers():
+    from hf_soup.tasks import task_name_from_data
+
+    assert task_name_from_data("snli_1.0_dev") == "snli"
+    assert task_name_from_data("multinli_1.0_train") == "multinli"
+    assert task_name_from_data("imdb-v2") == "imdb"
+    assert task_name_from_data("cnn_dailymail_3.0.0") == "cnn_dailymail"
+    assert task_name_from_data("sst2") == "sst2" and task_name_from_data("ag_news") == "ag_news"
+    assert task_name_from_data("train") == "train"  # nothing else left: the folder names it (data.splits)

@@ -17,7 +17,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from hf_soup.data import DataArguments
+from hf_soup.data import FLAG_ALIASES, DataArguments
 from hf_soup.errors import DefaultsHelpFormatter, SoupError
 from hf_soup.models import ModelArguments
 from hf_soup.sweep.grid import Axis, axes_from_mapping, normalise_key, parse_grid_flags
@@ -205,7 +205,7 @@ def _converter(kind: Callable[[str], Any]) -> Callable[[Any], Any]:
     return convert
 
 
-ALIASES = {"model": "model_name_or_path"}
+ALIASES = {"model": "model_name_or_path", **FLAG_ALIASES}  # YAML keys; run_classification.py's names
 
 
 def parse_sweep_args(

@@ -1,6 +1,6 @@
 """The Trainer extensions a grid point trains with, and the few steps around one training run.
 
-    python -m pytest tests/test_train.py      # tiny random BERT/T5, seconds
+    python -m pytest tests/test_sweep_training.py      # tiny random BERT/T5, seconds
 
 What is here and why it is not the stock Trainer:
   * `SoupTrainer` + `EpochLengthGroupedSampler`: length-grouped batches from the cached `length`

@@ -18,7 +18,7 @@ from sweep_helpers import (
 from transformers import AutoModelForSequenceClassification
 
 from hf_soup import models
-from hf_soup.data import DataArguments, load_glue
+from hf_soup.data import DataArguments, load_splits
 from hf_soup.errors import SoupError
 from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
 from hf_soup.scoring import Scorer
@@ -39,7 +39,7 @@ def _score_folder(folder, glue, family):
 
     model = models.load_ingredient_model(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    splits = load_glue(DataArguments(task="rte", glue_dir=str(glue), heldout_size=40, max_seq_length=32))
+    splits = load_splits(DataArguments(task="rte", glue_dir=str(glue), heldout_size=40, max_seq_length=32))
     features = models.encode_splits(splits, tokenizer, family, 32)
     scorer = Scorer(
         model, RTE, features, batch_size=16, pad_token_id=tokenizer.pad_token_id, logits_fn=models.class_logits

@@ -1,7 +1,10 @@
-"""Anyone's data through `hf_soup.data`: files and dataset folders, inferred tasks, splits, bad input.
+"""`hf_soup.data.load_splits` on anyone's data: files and dataset folders, inferred tasks, splits,
+bad input, and every numeric data flag and malformed data shape (one line, exit 2, nothing written).
 
 Small files written into tmp_path (no model involved): each test states what it proves. The
-GLUE-through-files tests read ../shared/glue and skip where it is absent.
+GLUE-through-files tests read ../shared/glue and skip where it is absent. What a test split is made
+of: a user's test file is used or refused (never silently replaced by rows carved from train), and
+`--max_test_samples` keeps a seeded subset of both classes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import numpy as np
 import pytest
 
 from hf_soup.data import CARVED_TEST_SEED, DataArguments, load_splits, tokenize_splits
-from hf_soup.errors import SoupError
+from hf_soup.data import main as data_main
+from hf_soup.errors import SoupError, cli_main
 from hf_soup.metrics import compute_task_metrics
 from hf_soup.tasks import Task, get_task, make_task
 
@@ -401,3 +405,202 @@ def test_t5_prompt_of_a_user_task_is_its_recorded_prompt():
     encode = t5_prompt_encoder(task, lambda prompts, **_: {"input_ids": prompts}, 64)
     encoded = encode({"subject": ["Login fails"], "body": ["since Monday"]})
     assert encoded["input_ids"] == ["support_tickets subject: Login fails body: since Monday"]
+
+
+def write_text_csv(path, rows, header=("text", "label")):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def rows(n, start=0):
+    return [
+        [f"sentence number {i} about {'cats' if i % 2 else 'dogs'}", "pos" if i % 2 else "neg"]
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def train_file(tmp_path):
+    return write_text_csv(tmp_path / "train.csv", rows(300))
+
+
+def one_line_error(argv, capsys) -> str:
+    code = cli_main(data_main, [str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: "), (code, err)
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max_test_samples", "0"], "max_test_samples=0"),
+        (["--max_test_samples", "-3"], "max_test_samples=-3"),
+        (["--max_train_samples", "0"], "max_train_samples=0"),
+        (["--heldout_size", "0"], "heldout_size=0"),
+        (["--heldout_size", "-0.1"], "heldout_size=-0.1"),
+        (["--heldout_size", "nan"], "heldout_size=nan"),
+        (["--heldout_size", "inf"], "heldout_size=inf"),
+        (["--heldout_size", "12.5"], "a row count must be a whole number"),
+        (["--test_split_size", "nan"], "test_split_size=nan"),
+        (["--test_split_size", "0"], "test_split_size=0"),
+        (["--heldout_min", "0"], "heldout_min=0"),
+        (["--heldout_max", "-1"], "heldout_max=-1"),
+        (["--heldout_min", "500", "--heldout_max", "100"], "must be <= heldout_max"),
+        (["--max_seq_length", "0"], "max_seq_length=0"),
+        (["--heldout_seed", "-1"], "heldout_seed=-1"),
+        (["--heldout_split", "train"], "heldout_split: 'train'"),
+    ],
+)
+def test_numeric_and_split_flags_out_of_range(flags, message, train_file, capsys):
+    assert message in one_line_error(["--train_file", train_file, *flags], capsys)
+
+
+def _jsonl(path, records):
+    """`records` with two alternating labels (unless a record sets its own), one JSON object a line."""
+    path.write_text("".join(json.dumps({"label": "xy"[i % 2], **r}) + "\n" for i, r in enumerate(records)))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: _jsonl(d / "t.jsonl", [{"text": ["a", "b"]}] * 20), "holds list<item: string> values"),
+        (lambda d: _jsonl(d / "t.jsonl", [{"text": {"a": 1}}] * 20), "holds struct"),
+        (lambda d: _jsonl(d / "t.jsonl", [{"text": "a", "label": ["x"]}] * 20), "not labels"),
+        (lambda d: write_text_csv(d / "t.csv", [["a", ""]] * 20), "empty or NaN label"),
+        (lambda d: write_text_csv(d / "t.csv", [["a"]] * 20, header=("text",)), "missing column 'label'"),
+        (lambda d: write_text_csv(d / "t.csv", []), "no rows"),
+        (lambda d: (d / "t.csv").write_bytes(b"text,label\n\xff\xfe bad bytes,x\n") and d / "t.csv", "t.csv"),
+        (lambda d: (d / "t.csv").write_bytes(b"") or d / "t.csv", "empty file"),
+    ],
+)
+def test_malformed_training_data(make, message, tmp_path, capsys):
+    path = make(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert message in one_line_error(["--train_file", path], capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written beside the data
+
+
+@pytest.mark.parametrize("flag", ["--test_file", "--validation_file"])
+def test_a_test_file_without_the_label_column_is_refused(flag, train_file, tmp_path, capsys):
+    test = write_text_csv(tmp_path / "test.csv", [[r[0], r[1]] for r in rows(40)], header=("text", "gold"))
+    line = one_line_error(["--train_file", train_file, flag, test], capsys)
+    assert "test.csv" in line and "no label column 'label'" in line and "text, gold" in line
+
+
+def test_max_test_samples_is_a_seeded_subset_not_the_first_rows(train_file, tmp_path):
+    sorted_by_label = sorted(rows(200, start=1000), key=lambda r: r[1])  # every "neg" first
+    test = write_text_csv(tmp_path / "test.csv", sorted_by_label)
+    args = DataArguments(train_file=str(train_file), test_file=str(test), max_test_samples=40)
+    splits = load_splits(args)
+    labels = splits["test"]["label"]
+    assert len(labels) == 40 and len(set(labels)) == 2
+    assert load_splits(args)["test"]["idx"] == splits["test"]["idx"]  # the same rows every time
+
+
+def _jsonl_rows(path, records):
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def test_a_task_named_after_a_versioned_split_file_is_the_dataset_name(tmp_path):
+    """`snli_1.0/snli_1.0_dev.jsonl` names the task "snli" (not "snli_1"): the card, the run folders and
+    the T5 prompt all read this one name."""
+    folder = tmp_path / "snli_1.0"
+    folder.mkdir()
+    records = [{"sentence1": f"a man {i}", "sentence2": f"a dog {i}", "gold_label": "ab"[i % 2]} for i in range(300)]
+    train = _jsonl_rows(folder / "snli_1.0_dev.jsonl", records)
+    splits = load_splits(DataArguments(train_file=str(train), label_column_name="gold_label"))
+    assert splits.task.name == "snli" and splits.task.prompt == "snli"
+
+
+def test_a_rare_class_is_named_with_its_share(tmp_path):
+    labelled = [[f"sentence {i}", "pos" if i % 2 else "neg"] for i in range(400)]
+    labelled += [[f"unsure {i}", "-"] for i in range(4)]  # 4 of 404 rows: 1.0 %
+    train = write_text_csv(tmp_path / "train.csv", labelled)
+    splits = load_splits(DataArguments(train_file=str(train)))
+    assert len(splits.warnings) == 1, splits.warnings
+    assert "train.csv" in splits.warnings[0] and "label '-' has 4 of 404 training rows (1.0%)" in splits.warnings[0]
+    from hf_soup.data import summary_lines
+
+    assert any(line.startswith("warning: ") and "'-'" in line for line in summary_lines(splits))
+    balanced = load_splits(DataArguments(train_file=str(write_text_csv(tmp_path / "b.csv", labelled[:400]))))
+    assert balanced.warnings == []
+
+
+def test_a_malformed_json_line_is_named_by_its_line_number(tmp_path, capsys):
+    good = [json.dumps({"text": f"row {i}", "label": "ab"[i % 2]}) for i in range(200)]
+    bad = tmp_path / "train.jsonl"
+    bad.write_text("\n".join([*good[:2], '{"text": "row 2", "label": "a"', *good[3:]]) + "\n")
+    line = one_line_error(["--train_file", bad], capsys)
+    assert f"{bad}:3: not valid JSON" in line and "position" not in line, line
+    document = tmp_path / "doc.json"  # a pretty-printed JSON document: json's own line number
+    document.write_text('[\n  {"text": "a", "label": "x"},\n  {"text": "b" "label": "y"}\n]\n')
+    line = one_line_error(["--train_file", document], capsys)
+    assert f"{document}:3: not valid JSON" in line, line
+
+
+def test_run_classification_sample_flags_mean_max_test_samples(tmp_path):
+    """`--max_eval_samples` / `--max_predict_samples` (run_classification.py) are accepted by the data,
+    sweep and merge parsers and in a sweep's YAML, as `--max_test_samples`."""
+    from transformers import HfArgumentParser
+
+    from hf_soup.merge import parse_args as merge_parse_args
+    from hf_soup.sweep.arguments import ARGUMENT_TYPES, parse_sweep_args
+
+    parser = HfArgumentParser(DataArguments)
+    for flag in ("--max_eval_samples", "--max-eval-samples", "--max_predict_samples", "--max-predict-samples"):
+        (parsed,) = parser.parse_args_into_dataclasses(["--train_file", "t.csv", flag, "40"])
+        assert parsed.max_test_samples == 40, flag
+    _, merge_data = merge_parse_args(
+        ["--ingredients", "a", "b", "--output", str(tmp_path / "soup"), "--max_eval_samples", "7"]
+    )
+    assert merge_data.max_test_samples == 7
+    config = tmp_path / "grid.yaml"
+    config.write_text("task: rte\nmax_predict_samples: 9\n")
+    swept = parse_sweep_args(["--config", str(config), "--output_dir", str(tmp_path / "runs")], ARGUMENT_TYPES)
+    data = next(p for p in swept.arguments if isinstance(p, DataArguments))
+    assert data.max_test_samples == 9
+    flagged = parse_sweep_args(
+        ["--task", "rte", "--output_dir", str(tmp_path), "--max_predict_samples", "5"], ARGUMENT_TYPES
+    )
+    assert next(p for p in flagged.arguments if isinstance(p, DataArguments)).max_test_samples == 5
+
+
+def test_a_heldout_file_goes_with_a_glue_folder(tmp_path, capsys):
+    """`--task rte --glue_dir DIR --heldout_file F`: train and test from GLUE's folder, held-out from F
+    (its labels as names or ids), nothing carved from train."""
+    from sweep_helpers import write_tiny_rte
+
+    glue = write_tiny_rte(tmp_path / "glue")
+    names = ("entailment", "not_entailment")
+    heldout = write_csv(
+        tmp_path / "heldout.csv",
+        [[f"a cat sat {i}", f"a cat {i}", names[i % 2]] for i in range(30)],
+        header=("sentence1", "sentence2", "label"),
+    )
+    splits = load_splits(DataArguments(task="rte", glue_dir=str(glue), heldout_file=str(heldout)))
+    assert len(splits["heldout"]) == 30 and len(splits["train"]) == 120 and splits.heldout["from"] == "file"
+    assert splits["heldout"]["label"] == [i % 2 for i in range(30)]
+    ids = write_csv(
+        tmp_path / "ids.csv", [["a", "b", str(i % 2)] for i in range(30)], header=("sentence1", "sentence2", "label")
+    )
+    by_id = load_splits(DataArguments(task="rte", glue_dir=str(glue), heldout_file=str(ids)))
+    assert by_id["heldout"]["label"] == splits["heldout"]["label"]
+    assert cli_main(data_main, ["--task", "rte", "--glue_dir", str(glue), "--heldout_file", str(heldout)]) == 0
+    capsys.readouterr()
+    no_pair = write_csv(tmp_path / "single.csv", [["a cat", "entailment"]] * 5, header=("sentence1", "label"))
+    line = one_line_error(["--task", "rte", "--glue_dir", glue, "--heldout_file", no_pair], capsys)
+    assert "single.csv" in line and "missing column 'sentence2'" in line, line
+
+
+def test_a_preset_the_hub_cannot_serve_names_the_local_flags():
+    # conftest sets HF_DATASETS_OFFLINE=1: nyu-mll/glue is not cached
+    with pytest.raises(
+        SoupError, match=r"task sst2: .*pass --glue_dir DIR \(GLUE's TSV folders\) or --train_file FILE"
+    ):
+        load_splits(DataArguments(task="sst2"))

@@ -1,3 +1,5 @@
+"""GLUE presets from GLUE's TSV folders: the manifest's counts, the held-out carve, bad TSV rows, the token cache."""
+
 import json
 import subprocess
 import sys
@@ -5,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from hf_soup.data import DataArguments, carve_heldout, heldout_count, load_glue, read_glue_tsv, tokenize_splits
+from hf_soup.data import DataArguments, carve_heldout, heldout_count, load_splits, read_glue_tsv, tokenize_splits
 from hf_soup.errors import SoupError
 from hf_soup.tasks import get_task
 
@@ -25,7 +27,7 @@ def test_local_task_matches_manifest_and_readme(glue_dir, glue_manifest, task_na
     folder = FOLDERS[task_name]
     if not (glue_dir / folder / "train.tsv").is_file():
         pytest.skip(f"{folder} not in {glue_dir}")
-    splits = load_glue(DataArguments(task=task_name, glue_dir=str(glue_dir)))
+    splits = load_splits(DataArguments(task=task_name, glue_dir=str(glue_dir)))
     task = splits.task
     train_total = len(splits["train"]) + len(splits["heldout"])
     assert train_total == glue_manifest[(folder, "train.tsv")]
@@ -44,22 +46,22 @@ def test_qnli_dev_reads_and_missing_train_is_named(glue_dir, glue_manifest):
     assert len(dev["label"]) == glue_manifest[("QNLI", "dev.tsv")]
     assert np.bincount(dev["label"]).tolist() == [2702, 2761]
     with pytest.raises(SoupError, match=r"QNLI/train\.tsv: missing file"):
-        load_glue(DataArguments(task="qnli", glue_dir=str(glue_dir)))
+        load_splits(DataArguments(task="qnli", glue_dir=str(glue_dir)))
 
 
 def test_heldout_is_disjoint_deterministic_and_covers_train(glue_dir, cli_env):
     args = DataArguments(task="rte", glue_dir=str(glue_dir))
-    splits = load_glue(args)
+    splits = load_splits(args)
     train_idx, heldout_idx = set(splits["train"]["idx"]), set(splits["heldout"]["idx"])
     assert not train_idx & heldout_idx
     assert train_idx | heldout_idx == set(range(2490))
-    again = load_glue(args)
+    again = load_splits(args)
     assert again.fingerprint == splits.fingerprint
     assert again["heldout"]["idx"] == splits["heldout"]["idx"]
     # Another process (fresh interpreter, hash randomisation on) carves the same rows.
     code = (
-        "import json; from hf_soup.data import DataArguments, load_glue; "
-        f"s = load_glue(DataArguments(task='rte', glue_dir={str(glue_dir)!r})); "
+        "import json; from hf_soup.data import DataArguments, load_splits; "
+        f"s = load_splits(DataArguments(task='rte', glue_dir={str(glue_dir)!r})); "
         "print(json.dumps([s.fingerprint, list(s['heldout']['idx'])]))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=cli_env).stdout
@@ -67,9 +69,9 @@ def test_heldout_is_disjoint_deterministic_and_covers_train(glue_dir, cli_env):
 
 
 def test_max_train_samples_keeps_heldout_and_nests(glue_dir):
-    full = load_glue(DataArguments(task="rte", glue_dir=str(glue_dir)))
-    small = load_glue(DataArguments(task="rte", glue_dir=str(glue_dir), max_train_samples=100))
-    bigger = load_glue(DataArguments(task="rte", glue_dir=str(glue_dir), max_train_samples=200))
+    full = load_splits(DataArguments(task="rte", glue_dir=str(glue_dir)))
+    small = load_splits(DataArguments(task="rte", glue_dir=str(glue_dir), max_train_samples=100))
+    bigger = load_splits(DataArguments(task="rte", glue_dir=str(glue_dir), max_train_samples=200))
     assert small.fingerprint == full.fingerprint
     assert small["heldout"]["idx"] == full["heldout"]["idx"]
     assert len(small["train"]) == 100
@@ -77,8 +79,8 @@ def test_max_train_samples_keeps_heldout_and_nests(glue_dir):
 
 
 def test_heldout_seed_changes_the_split(glue_dir):
-    a = load_glue(DataArguments(task="rte", glue_dir=str(glue_dir), heldout_seed=0))
-    b = load_glue(DataArguments(task="rte", glue_dir=str(glue_dir), heldout_seed=1))
+    a = load_splits(DataArguments(task="rte", glue_dir=str(glue_dir), heldout_seed=0))
+    b = load_splits(DataArguments(task="rte", glue_dir=str(glue_dir), heldout_seed=1))
     assert a.fingerprint != b.fingerprint and a["heldout"]["idx"] != b["heldout"]["idx"]
 
 
@@ -109,32 +111,32 @@ def test_malformed_row_names_file_and_line(tmp_path):
     bad = RTE_HEADER + rows + "3\tonly two\tcolumns\n"
     _write_glue(tmp_path, "RTE", bad)
     with pytest.raises(SoupError, match=r"RTE/train\.tsv:5: expected 4 columns, found 3"):
-        load_glue(DataArguments(task="rte", glue_dir=str(tmp_path), heldout_size=1))
+        load_splits(DataArguments(task="rte", glue_dir=str(tmp_path), heldout_size=1))
 
 
 def test_unknown_label_names_file_and_line(tmp_path):
     _write_glue(tmp_path, "RTE", RTE_HEADER + "0\ta\tb\tentailment\n1\ta\tb\tmaybe\n")
     with pytest.raises(SoupError, match=r"RTE/train\.tsv:3: label 'maybe' is not one of"):
-        load_glue(DataArguments(task="rte", glue_dir=str(tmp_path), heldout_size=1))
+        load_splits(DataArguments(task="rte", glue_dir=str(tmp_path), heldout_size=1))
 
 
 def test_out_of_range_numeric_label(tmp_path):
     _write_glue(tmp_path, "WNLI", RTE_HEADER + "0\ta\tb\t1\n1\ta\tb\t2\n")
     with pytest.raises(SoupError, match=r"WNLI/train\.tsv:3: label '2'"):
-        load_glue(DataArguments(task="wnli", glue_dir=str(tmp_path), heldout_size=1))
+        load_splits(DataArguments(task="wnli", glue_dir=str(tmp_path), heldout_size=1))
 
 
 def test_missing_dev_file_is_named(tmp_path):
     (tmp_path / "RTE").mkdir()
     (tmp_path / "RTE" / "train.tsv").write_text(RTE_HEADER + "0\ta\tb\tentailment\n1\ta\tb\tentailment\n")
     with pytest.raises(SoupError, match=r"RTE/dev\.tsv: missing file"):
-        load_glue(DataArguments(task="rte", glue_dir=str(tmp_path), heldout_size=1))
+        load_splits(DataArguments(task="rte", glue_dir=str(tmp_path), heldout_size=1))
 
 
 def test_heldout_larger_than_train_is_an_error(tmp_path):
     _write_glue(tmp_path, "RTE", RTE_HEADER + "0\ta\tb\tentailment\n1\ta\tb\tentailment\n")
     with pytest.raises(SoupError, match="heldout_size 100 is not smaller"):
-        load_glue(DataArguments(task="rte", glue_dir=str(tmp_path)))
+        load_splits(DataArguments(task="rte", glue_dir=str(tmp_path)))
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, cli_env):
@@ -162,7 +164,7 @@ def test_tokenize_once_and_cache(glue_dir, tokenizer_dir, tmp_path):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    splits = load_glue(DataArguments(task="rte", glue_dir=str(glue_dir), max_train_samples=64, max_test_samples=32))
+    splits = load_splits(DataArguments(task="rte", glue_dir=str(glue_dir), max_train_samples=64, max_test_samples=32))
     first = tokenize_splits(splits, tokenizer, 64, cache_dir=tmp_path)
     cached = list((tmp_path / "tokenized").iterdir())
     assert len(cached) == 1

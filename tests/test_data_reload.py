@@ -215,3 +215,39 @@ def test_regression_on_your_data_merges_with_correlations(tmp_path, tokenizer_di
     }  # fmt: skip
     assert soup["results"]["soup"]["test"]["primary"] == soup["results"]["soup"]["test"]["pearson"]
     assert "test = rows carved from train" in out
+
+
+def test_a_merge_keeps_the_recorded_max_seq_length(tmp_path):
+    from hf_soup.data import load_recorded
+    from hf_soup.merge import MergeDataArguments
+
+    train = write_csv(tmp_path / "train.csv", [["pos" if i % 2 else "neg", f"sentence number {i}"] for i in range(300)])
+    description = load_splits(DataArguments(train_file=str(train), max_seq_length=64)).description()
+    splits, _ = load_recorded({"data": description}, MergeDataArguments(), "ingredient.json")
+    assert splits.arguments["max_seq_length"] == 64
+    splits, _ = load_recorded({"data": description}, MergeDataArguments(max_seq_length=32), "ingredient.json")
+    assert splits.arguments["max_seq_length"] == 32
+
+
+def test_a_callback_ingredient_naming_a_glue_task_is_not_scored_on_the_hubs_copy_unasked(tmp_path):
+    """IngredientExportCallback(task="rte") without splits= records the task, not its rows: the merge
+    asks for the data (naming --glue_dir / --train_file) instead of fetching nyu-mll/glue; given
+    `--glue_dir`, it scores there and says the ingredients did not record their data."""
+    from sweep_helpers import write_tiny_rte
+
+    from hf_soup.data import load_recorded
+    from hf_soup.merge import MergeDataArguments
+
+    glue = write_tiny_rte(tmp_path / "glue")
+    record = {"task": "rte", "split": {}}
+    with pytest.raises(SoupError) as refused:
+        load_recorded(record, MergeDataArguments(), "runs/a/ingredient.json")
+    message = str(refused.value)
+    assert message.startswith("runs/a/ingredient.json: records the GLUE task 'rte' but not its data"), message
+    assert "--glue_dir DIR" in message and "--train_file FILE" in message and "--task rte" in message
+    # `--task rte` asks for the Hub's copy; offline (conftest), the error still names the local flags
+    with pytest.raises(SoupError, match=r"pass --glue_dir DIR \(GLUE's TSV folders\) or --train_file FILE"):
+        load_recorded(record, MergeDataArguments(task="rte"), "runs/a/ingredient.json")
+    splits, check = load_recorded(record, MergeDataArguments(glue_dir=str(glue)), "runs/a/ingredient.json")
+    assert splits.source.startswith("local:") and not check.disjoint
+    assert any("do not record their data" in note for note in splits.notes), splits.notes
