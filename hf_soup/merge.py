@@ -68,6 +68,9 @@ from hf_soup.extra_tests import (
 )
 from hf_soup.extra_tests import table_lines as extra_table_lines
 from hf_soup.families import family_of
+from hf_soup.identical import drop_identical
+from hf_soup.identical import table_line as identical_table_line
+from hf_soup.identical import warning as identical_warning
 from hf_soup.inference_cost import KEY as COST_KEY
 from hf_soup.inference_cost import measure as measure_inference_cost
 from hf_soup.inference_cost import sentence as cost_sentence
@@ -272,8 +275,12 @@ def open_ingredients(args: MergeArguments) -> tuple[list[Checkpoint], list[dict[
             "and seed: trained twice, e.g. under an old run id)",
             file=sys.stderr,
         )
+    checkpoints, twins = drop_identical(checkpoints)  # byte-identical weights: one model, counted once
+    for twin in twins:
+        print(identical_warning(twin), file=sys.stderr)
     check_compatible(checkpoints)
-    return checkpoints, [{"path": str(dropped.path), "duplicate_of": str(kept.path)} for dropped, kept in duplicates]
+    rows = [{"path": str(dropped.path), "duplicate_of": str(kept.path)} for dropped, kept in duplicates]
+    return checkpoints, rows + [twin.to_json() for twin in twins]  # told apart by `identical_to`
 
 
 def _refuse_nested_output(output: Path, inputs: list[Path]) -> None:
@@ -585,7 +592,13 @@ def soup_record(
         "heldout_disjoint": (made.split or {}).get("heldout_disjoint"),
         "heldout_disjoint_reason": (made.split or {}).get("heldout_disjoint_reason"),
         "ingredients": rows,
-        **({"dropped_duplicates": dropped} if dropped else {}),
+        **(
+            {"dropped_duplicates": duplicates}
+            if (duplicates := [d for d in dropped or [] if "duplicate_of" in d])
+            else {}
+        ),
+        **({"identical_weights": twins} if (twins := [d for d in dropped or [] if "identical_to" in d]) else {}),
+        "distinct_kept": sum(1 for row in rows if row["kept"]),  # twins were left out: every row is distinct
         **({"mixed_dropout": mixed} if (mixed := mixed_dropout(checkpoints)) else {}),
         **made.extra,
         "results": made.results,
@@ -653,6 +666,8 @@ def format_table(soup: dict) -> str:
                 + f"{gain(row)}{marker}"
             )
     lines.extend(extra_table_lines(soup))
+    if (twins := identical_table_line(soup)) is not None:
+        lines.append(twins)
     lines.extend(calibration_table_lines(soup))
     lines.extend(temperature_table_lines(soup))
     if cost_sentence(soup):
