@@ -68,6 +68,7 @@ from hf_soup.extra_tests import (
 )
 from hf_soup.extra_tests import table_lines as extra_table_lines
 from hf_soup.families import family_of
+from hf_soup.heads import check_heads
 from hf_soup.identical import drop_identical
 from hf_soup.identical import table_line as identical_table_line
 from hf_soup.identical import warning as identical_warning
@@ -279,6 +280,7 @@ def open_ingredients(args: MergeArguments) -> tuple[list[Checkpoint], list[dict[
     for twin in twins:
         print(identical_warning(twin), file=sys.stderr)
     check_compatible(checkpoints)
+    check_heads(checkpoints)  # heads drawn from different seeds do not average
     rows = [{"path": str(dropped.path), "duplicate_of": str(kept.path)} for dropped, kept in duplicates]
     return checkpoints, rows + [twin.to_json() for twin in twins]  # told apart by `identical_to`
 
