@@ -152,3 +152,64 @@ def test_export_with_other_label_names_is_an_error_naming_both(tmp_path, toy_dat
     ):
         trainer.train()
     assert not export_dir.exists()
+
+
+def test_export_from_evaluate_records_the_test_pass_too(tmp_path, toy_data):
+    """trainer.evaluate() runs held-out, then test: the ingredient must end with both."""
+    export_dir = tmp_path / "late-test"
+    callback = IngredientExportCallback(str(export_dir), task="rte", base_model="tiny-bert", head_init_seed=0)
+    trainer = _trainer(tmp_path, toy_data, [callback], save_strategy="no", max_steps=1)
+    trainer.train()
+    metrics = trainer.evaluate()
+    record = read_ingredient(export_dir)
+    assert record["metrics"]["test"]["accuracy"] == metrics["eval_test_accuracy"]
+    assert record["metrics"]["heldout"]["accuracy"] == metrics["eval_heldout_accuracy"]
+
+
+def test_averaging_listed_first_exports_the_average_with_its_own_scores(tmp_path, toy_data):
+    from safetensors.torch import load_file
+
+    export_dir = tmp_path / "averaged"
+    average = CheckpointAveragingCallback(last_n=2, load_into_model=True)
+    export = IngredientExportCallback(str(export_dir), task="rte", base_model="tiny-bert", head_init_seed=0)
+    trainer = _trainer(tmp_path, toy_data, [average, export], eval_strategy="steps", eval_steps=1)
+    trainer.train()
+    assert not export_dir.exists()  # the last evaluation scored the weights before averaging
+    metrics = trainer.evaluate()  # scores the average
+    record = read_ingredient(export_dir)
+    assert record["metrics"]["heldout"]["loss"] == metrics["eval_heldout_loss"]
+    assert record["metrics"]["test"]["loss"] == metrics["eval_test_loss"]
+    exported, averaged = (
+        load_file(export_dir / "model.safetensors"),
+        load_file(average.averaged_dir / "model.safetensors"),
+    )
+    assert all(torch.equal(exported[name], averaged[name]) for name in averaged)
+
+
+def test_averaging_listed_after_the_export_is_refused_before_training(tmp_path, toy_data):
+    export_dir = tmp_path / "too-early"
+    export = IngredientExportCallback(str(export_dir), task="rte", base_model="tiny-bert", head_init_seed=0)
+    average = CheckpointAveragingCallback(last_n=2, load_into_model=True)
+    trainer = _trainer(tmp_path, toy_data, [export, average], eval_strategy="steps", eval_steps=1)
+    with pytest.raises(SoupError, match=r"CheckpointAveragingCallback.*after IngredientExportCallback.*list it before"):
+        trainer.train()
+    assert trainer.state.global_step == 0 and not export_dir.exists()
+
+
+def test_load_best_model_at_end_exports_the_best_with_its_own_scores(tmp_path, toy_data):
+    export_dir = tmp_path / "best"
+    export = IngredientExportCallback(str(export_dir), task="rte", base_model="tiny-bert", head_init_seed=0)
+    trainer = _trainer(tmp_path, toy_data, [export], eval_strategy="steps", eval_steps=1, max_steps=4,
+                       load_best_model_at_end=True, metric_for_best_model="heldout_loss")  # fmt: skip
+    trainer.train()
+    best = min(
+        (entry for entry in trainer.state.log_history if "eval_heldout_loss" in entry),
+        key=lambda entry: entry["eval_heldout_loss"],
+    )
+    record = read_ingredient(export_dir)
+    assert record["metrics"]["heldout"]["loss"] == best["eval_heldout_loss"]
+    assert record["metrics"]["test"]["loss"] == next(
+        e["eval_test_loss"]
+        for e in trainer.state.log_history
+        if e.get("step") == best["step"] and "eval_test_loss" in e
+    )
