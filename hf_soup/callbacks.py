@@ -55,6 +55,8 @@ from hf_soup.metrics import PRIMARY, primary_score
 from hf_soup.quiet import quiet_transformers
 from hf_soup.soup import average_checkpoints
 from hf_soup.tasks import Task, get_task
+from hf_soup.train_rows import KEY as TRAIN_ROWS_KEY
+from hf_soup.train_rows import check_train_rows
 
 if TYPE_CHECKING:
     from hf_soup.data import TaskSplits
@@ -287,6 +289,7 @@ class IngredientExportCallback(TrainerCallback):
         }
         if splits is not None:
             self.fields["data"] = splits.description()
+        self._splits = splits
         self.seed = seed
         self.overwrite = overwrite
         self.exported: Path | None = None
@@ -301,10 +304,15 @@ class IngredientExportCallback(TrainerCallback):
         self._record: dict[str, Any] | None = None  # what was exported, and on which weights
         self._exported_weights: tuple[float, ...] | None = None
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, processing_class=None, **kwargs):
         _note_export_begun(model, state, self)
         if state.is_world_process_zero:
             _refuse_existing(self.output_dir, self.overwrite)
+        if self._splits is not None:  # held-out is disjoint only if the Trainer trains on splits["train"]
+            dataset = getattr(train_dataloader, "dataset", None)
+            self.fields["split"][TRAIN_ROWS_KEY] = check_train_rows(dataset, self._splits, processing_class)
+            if not self.fields["split"][TRAIN_ROWS_KEY]["verified"]:
+                logger.warning("IngredientExportCallback: %s", self.fields["split"][TRAIN_ROWS_KEY]["reason"])
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         weights = weights_fingerprint(model)

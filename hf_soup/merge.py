@@ -98,6 +98,7 @@ from hf_soup.temperature import KEY as TEMPERATURE_KEY
 from hf_soup.temperature import calibrate as fold_temperature
 from hf_soup.temperature import check_request as check_calibration
 from hf_soup.temperature import table_lines as temperature_table_lines
+from hf_soup.train_rows import merge_reason as train_rows_reason
 
 SOUP_FILE = "soup.json"
 SOUP_FORMAT = "hf_soup.soup"
@@ -375,6 +376,8 @@ def every_ingredient_disjoint(heldout: Any, checkpoints: list[Checkpoint], size:
                 disjoint=False,
                 reason=f"{checkpoint.path.name} {what}, so it may have trained on some of the {size} held-out rows",
             )
+        if (unverified := train_rows_reason(checkpoint.path.name, record)) is not None:  # callback: trained on?
+            return replace(heldout, disjoint=False, reason=unverified)
     return heldout
 
 
