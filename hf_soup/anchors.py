@@ -30,6 +30,7 @@ import torch
 
 from hf_soup.checkpoints import Checkpoint
 from hf_soup.errors import SoupError
+from hf_soup.heads import check_heads_against
 from hf_soup.ingredient import weights_sha256
 
 BASE_WITH_HEAD = "base+head-init"
@@ -72,7 +73,9 @@ def locate_anchor(checkpoints: Sequence[Checkpoint], explicit: str | None = None
 def load_anchor(anchor: Anchor, checkpoints: Sequence[Checkpoint], task: Any = None) -> Anchor:
     """`anchor` with its tensors: the folder memory-mapped, or the base + head rebuilt (one model in memory)."""
     if anchor.description["kind"] != BASE_WITH_HEAD:
-        return Anchor(anchor.description, Checkpoint(anchor.description["path"]))
+        start = Checkpoint(anchor.description["path"])
+        check_heads_against(checkpoints, start, f"{anchor.description['kind']} {start.path.name}")
+        return Anchor(anchor.description, start)
     from hf_soup import models
 
     record = checkpoints[0].ingredient
@@ -88,7 +91,9 @@ def load_anchor(anchor: Anchor, checkpoints: Sequence[Checkpoint], task: Any = N
         label_words=config.get(models.LABEL_WORDS_KEY),
         token_ids=config.get(models.LABEL_TOKEN_IDS_KEY),
     )
-    return Anchor(anchor.description, {name: tensor.detach() for name, tensor in model.state_dict().items()})
+    state = {name: tensor.detach() for name, tensor in model.state_dict().items()}
+    check_heads_against(checkpoints, state, f"{BASE_WITH_HEAD}, head_init_seed {record['head_init_seed']}")
+    return Anchor(anchor.description, state)
 
 
 def find_anchor(checkpoints: Sequence[Checkpoint], explicit: str | None = None, task: Any = None) -> Anchor:

@@ -25,15 +25,22 @@ Without it (`task="rte"` only) the merge must be given the data, and cannot show
 rows were not training rows (soup.json `heldout_disjoint: false`).
 
 The export needs held-out metrics (the merge ranks ingredients by them): it takes the latest
-`eval_heldout_*` metrics (or `eval_*` with a single eval dataset), and `eval_test_*` as test. It
-exports at train end when an evaluation has happened (eval_strategy), otherwise at the first
-`trainer.evaluate()` after training. Both callbacks write atomically (temp folder + rename) and
-check at train begin that their output does not exist yet, so a run never ends in a refusal.
+`eval_heldout_*` metrics (or `eval_*` with a single eval dataset), and `eval_test_*` as test, and
+only metrics measured on the weights it saves (each evaluation notes a fingerprint of the weights
+it scored). It exports at train end when the last evaluation scored the final weights, otherwise at
+the first `trainer.evaluate()` after training; the evaluations of the same weights that follow (the
+test pass after held-out) are added to its ingredient.json. A callback that replaces the weights at
+train end (`CheckpointAveragingCallback(load_into_model=True)`, `TrajectoryAveragingCallback`) must
+be listed before the export, which then waits for `trainer.evaluate()` of the average; listed after
+it, the export would save the weights before averaging, so that order is refused at train begin.
+Both callbacks write atomically (temp folder + rename) and check at train begin that their output
+does not exist yet, so a run never ends in a refusal.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +57,8 @@ from hf_soup.quiet import quiet_transformers
 from hf_soup.recipes.uniform import average_checkpoints
 from hf_soup.soup_file import build_soup, write_soup
 from hf_soup.tasks import Task, get_task
+from hf_soup.train_rows import KEY as TRAIN_ROWS_KEY
+from hf_soup.train_rows import check_train_rows
 
 if TYPE_CHECKING:
     from hf_soup.data import TaskSplits
@@ -61,6 +70,42 @@ _RUNTIME_KEYS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise SoupError(f"{path}: already exists (refusing to overwrite; pass overwrite=True)")
+
+
+# model -> (the TrainerState of the train() call, the export callback that began in it): callbacks run
+# in list order, so a weights-replacing callback that finds an entry for its own train() is listed later.
+_EXPORTS_BEGUN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _note_export_begun(model: Any, state: Any, callback: Any) -> None:
+    if model is not None:
+        _EXPORTS_BEGUN[model] = (weakref.ref(state), type(callback).__name__)
+
+
+def _refuse_after_export(model: Any, state: Any, who: str) -> None:
+    """A callback that replaces the weights at train end, listed after an export of the same run: the
+    export would save the weights before the replacement (and their scores), so refuse before training."""
+    begun = _EXPORTS_BEGUN.get(model) if model is not None else None
+    if begun is not None and begun[0]() is state:
+        raise SoupError(
+            f"{who} replaces the model's weights at train end but is listed after {begun[1]}, which would "
+            f"export the weights before that; list it before {begun[1]} in callbacks=[...] (the export then "
+            "waits for trainer.evaluate() of the new weights)"
+        )
+
+
+def weights_fingerprint(model: Any) -> tuple[float, ...]:
+    """Sum and sum of squares (float64) of every floating tensor: which weights an evaluation scored.
+    Any change of the weights (an average, a further step) changes it; one pass over the model."""
+    if model is None:
+        return ()
+    with torch.no_grad():
+        parts = [
+            torch.stack((tensor.double().sum(), tensor.double().square().sum()))
+            for tensor in model.state_dict().values()
+            if tensor.is_floating_point()
+        ]
+        return tuple(torch.cat(parts).tolist()) if parts else ()
 
 
 class CheckpointAveragingCallback(TrainerCallback):
@@ -85,7 +130,9 @@ class CheckpointAveragingCallback(TrainerCallback):
     def _destination(self, args) -> Path:
         return Path(self.output_dir or Path(args.output_dir) / f"averaged-last-{self.last_n}")
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.load_into_model:
+            _refuse_after_export(model, state, "CheckpointAveragingCallback(load_into_model=True)")
         if args.save_strategy == "no":
             logger.warning("CheckpointAveragingCallback: save_strategy='no' saves no checkpoints to average")
         if state.is_world_process_zero:
@@ -144,7 +191,8 @@ class TrajectoryAveragingCallback(TrainerCallback):
         self.steps: list[int] = []
         self.record: dict[str, Any] | None = None
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        _refuse_after_export(model, state, "TrajectoryAveragingCallback")
         total = int(state.max_steps)
         every = self.every or max(1, total // (2 * self.last_k))
         self.every = every
@@ -233,17 +281,33 @@ class IngredientExportCallback(TrainerCallback):
         }
         if splits is not None:
             self.fields["data"] = splits.description()
+        self._splits = splits
         self.seed = seed
         self.overwrite = overwrite
-        self.metrics: dict[str, dict[str, float]] = {}
-        self._pending = False
         self.exported: Path | None = None
+        self._reset_run()
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def _reset_run(self) -> None:
+        """Forget the previous train() call's metrics and export (a callback may serve several runs)."""
+        # fingerprint of the weights an evaluation scored -> {split: metrics}: the export takes the scores
+        # of the weights it saves (the last evaluation's, or an earlier one's after load_best_model_at_end)
+        self.scores: dict[tuple[float, ...], dict[str, dict[str, float]]] = {}
+        self._pending = False
+        self._record: dict[str, Any] | None = None  # what was exported, and on which weights
+        self._exported_weights: tuple[float, ...] | None = None
+
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, processing_class=None, **kwargs):
+        _note_export_begun(model, state, self)
         if state.is_world_process_zero:
             _refuse_existing(self.output_dir, self.overwrite)
+        if self._splits is not None:  # held-out is disjoint only if the Trainer trains on splits["train"]
+            dataset = getattr(train_dataloader, "dataset", None)
+            self.fields["split"][TRAIN_ROWS_KEY] = check_train_rows(dataset, self._splits, processing_class)
+            if not self.fields["split"][TRAIN_ROWS_KEY]["verified"]:
+                logger.warning("IngredientExportCallback: %s", self.fields["split"][TRAIN_ROWS_KEY]["reason"])
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        weights = weights_fingerprint(model)
         for key, value in (metrics or {}).items():
             if not key.startswith("eval_") or not isinstance(value, (int, float)):
                 continue
@@ -253,19 +317,40 @@ class IngredientExportCallback(TrainerCallback):
                 if name.startswith(prefix):
                     split, name = prefix[:-1], name.removeprefix(prefix)
             if name not in _RUNTIME_KEYS:
-                self.metrics.setdefault(split, {})[name] = float(value)
-        if self._pending:
-            self._export(args, state, **kwargs)
+                self.scores.setdefault(weights, {}).setdefault(split, {})[name] = float(value)
+        if self._record is not None and weights == self._exported_weights:
+            self._add_metrics(state)  # e.g. the test pass that follows held-out in trainer.evaluate()
+        elif self._pending and "heldout" in self.scores.get(weights, {}):
+            self._export(args, state, model=model, **kwargs)
 
-    def on_train_end(self, args, state, control, **kwargs):
+    def on_train_end(self, args, state, control, model=None, **kwargs):
         self._pending = True
-        if "heldout" in self.metrics:
-            self._export(args, state, **kwargs)
+        if "heldout" in self.scores.get(weights_fingerprint(model), {}):
+            self._export(args, state, model=model, **kwargs)
+        elif any("heldout" in scored for scored in self.scores.values()):
+            logger.warning(
+                "IngredientExportCallback: the weights changed after the last evaluation (a callback listed before "
+                "this one averaged them?); the ingredient is exported at the next trainer.evaluate(), with the "
+                "scores of the weights it saves"
+            )
         else:
             logger.warning(
                 "IngredientExportCallback: no held-out metrics yet; the ingredient is exported at the next "
                 "trainer.evaluate() (use eval_dataset={'heldout': ..., 'test': ...})"
             )
+
+    def _current_metrics(self, weights: tuple[float, ...]) -> dict[str, dict[str, float]]:
+        """The splits scored on `weights`, each completed with its primary score."""
+        return {split: self._complete(values) for split, values in self.scores.get(weights, {}).items()}
+
+    def _add_metrics(self, state) -> None:
+        """Rewrite the exported ingredient.json with every split scored since on the same weights."""
+        if not state.is_world_process_zero or self.exported is None:
+            return
+        metrics = self._current_metrics(self._exported_weights)
+        if metrics != self._record["metrics"]:
+            self._record = {**self._record, "metrics": metrics}
+            write_ingredient(self.exported, self._record)
 
     def _complete(self, metrics: dict[str, float]) -> dict[str, float]:
         if PRIMARY not in metrics and all(name in metrics for name in self.task.primary_parts):
@@ -276,7 +361,8 @@ class IngredientExportCallback(TrainerCallback):
         self._pending = False
         if not state.is_world_process_zero:
             return
-        metrics = {split: self._complete(values) for split, values in self.metrics.items()}
+        weights = weights_fingerprint(model)
+        metrics = self._current_metrics(weights)
         if PRIMARY not in metrics.get("heldout", {}):
             # An error, not a warning: a run that exports nothing and exits 0 looks like a success.
             wanted = " and ".join(repr(name) for name in self.task.primary_parts) or repr(self.task.primary_metric)
@@ -305,4 +391,5 @@ class IngredientExportCallback(TrainerCallback):
                 processing_class.save_pretrained(folder)
             write_ingredient(folder, record)
         self.exported = self.output_dir
+        self._record, self._exported_weights = record, weights
         logger.info("IngredientExportCallback: exported %s", self.output_dir)

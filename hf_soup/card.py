@@ -544,7 +544,19 @@ def ingredients_table(soup: dict[str, Any]) -> str:
         for i, ingredient in enumerate(ingredients, 1)
     ]
     constants = f"Shared by every ingredient: {', '.join(shared)}.\n\n" if shared and len(ingredients) > 1 else ""
-    return constants + _table(header, rows)
+    return constants + _table(header, rows) + identical_text(soup)
+
+
+def identical_text(soup: dict[str, Any]) -> str:
+    """The runs left out of the table because their weights were byte-identical to a listed one."""
+    twins = soup.get("identical_weights") or []
+    if not twins:
+        return ""
+    pairs = "; ".join(f"`{t['name']}` = `{t['identical_to']}`" for t in twins)
+    return (
+        f"\n\n{len(twins)} more run(s) had weights byte-identical to a listed ingredient (same sha256) and were "
+        f"counted once, in the soups and the ensemble alike: {pairs}."
+    )
 
 
 def distinct_kept(soup: dict[str, Any]) -> int:
@@ -567,6 +579,7 @@ def made_of_text(soup: dict[str, Any], base_text: str) -> str:
             f"the weights of one fine-tuned {base_text} checkpoint, `{name}`, unchanged: of {n} candidates the "
             "recipe kept only this one, so **nothing was averaged** and this model is that ingredient"
         )
+    kept = min(kept, distinct_kept(soup))  # byte-identical kept ingredients are one model
     return f"the weights of {kept} of {n} fine-tuned {base_text} checkpoints, averaged into one model"
 
 

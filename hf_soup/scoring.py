@@ -71,6 +71,40 @@ class _PreparedSplit:
     references: np.ndarray  # labels in the original row order
 
 
+def _ragged_columns(dataset: Any) -> dict[str, Any]:
+    """{column: rows}, list columns as (flat values, offsets) numpy pairs read straight from Arrow.
+
+    Why not `list(dataset[name])`: a Python list of lists of ints costs ~36 bytes a token (a pointer
+    and an int object), over 100 MB transient at QQP-dev size (40k rows) and a fragmented heap
+    afterwards; the flat arrays cost the tokens' own bytes. Columns of nested lists or other types
+    stay Python lists.
+    """
+    import pyarrow as pa
+
+    if not hasattr(dataset, "with_format"):  # not a datasets.Dataset: read it as it is
+        return {name: list(dataset[name]) for name in dataset.column_names}
+    table = dataset.with_format("arrow")[:]  # exactly these rows, in order (select/shuffle applied)
+    columns: dict[str, Any] = {}
+    for name in table.column_names:
+        array = table.column(name).combine_chunks()
+        flat = pa.types.is_list(array.type) or pa.types.is_large_list(array.type)
+        if flat and pa.types.is_integer(array.type.value_type) and array.null_count == 0:
+            # `offsets` index the unsliced `values`, so the pair is right for sliced arrays too
+            columns[name] = (array.values.to_numpy(zero_copy_only=False), array.offsets.to_numpy())
+        else:
+            columns[name] = array.to_pylist()
+    return columns
+
+
+def _pad_flat(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, value: int) -> torch.Tensor:
+    """`_pad` of the rows `rows` of a (values, offsets) column."""
+    starts, ends = offsets[rows], offsets[rows + 1]
+    out = np.full((len(rows), int((ends - starts).max())), value, dtype=np.int64)
+    for i, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
+        out[i, : end - start] = values[start:end]
+    return torch.from_numpy(out)
+
+
 def _pad(rows: list, value: int) -> torch.Tensor:
     width = max(len(row) for row in rows)
     out = np.full((len(rows), width), value, dtype=np.int64)
@@ -157,18 +191,26 @@ class Scorer:
         if split not in self.datasets:
             raise SoupError(f"no split {split!r} to score (have {sorted(self.datasets)})")
         dataset = self.datasets[split]
-        columns = {name: list(dataset[name]) for name in dataset.column_names}
+        columns = _ragged_columns(dataset)
         inputs = [name for name in columns if name not in NON_INPUT_COLUMNS]
-        lengths = np.asarray(columns["length"] if "length" in columns else [len(r) for r in columns["input_ids"]])
+        if "length" in columns:
+            lengths = np.asarray(columns["length"])
+        elif isinstance(columns["input_ids"], tuple):
+            lengths = np.diff(columns["input_ids"][1])
+        else:
+            lengths = np.asarray([len(r) for r in columns["input_ids"]])
         # Longest first: the biggest batch runs (and allocates) first, later ones reuse that memory.
         order = np.argsort(-lengths, kind="stable")
         batches = []
         for rows in self._batch_rows(order, lengths):
             batch = {}
             for name in inputs:
+                pad = self.pad_token_id if name == "input_ids" else PAD_VALUES.get(name, 0)
+                if isinstance(columns[name], tuple):
+                    batch[name] = _pad_flat(*columns[name], rows, pad).to(self.device)
+                    continue
                 values = [columns[name][i] for i in rows]
                 if isinstance(values[0], list):
-                    pad = self.pad_token_id if name == "input_ids" else PAD_VALUES.get(name, 0)
                     batch[name] = _pad(values, pad).to(self.device)
                 else:
                     batch[name] = torch.as_tensor(values).to(self.device)

@@ -13,8 +13,9 @@ grid): that is what replicated sweeps are for (`benchmarks/soup_quality.py` pool
 `bootstrap_mean_gain`, drawing each test set's rows once per resample for all its replicates).
 
 Method: `n_resamples` (default 2000) draws of n row indices with replacement from a seeded
-generator (`seed`, default 0: the same inputs give the same interval), the task's primary score of
-both prediction vectors on every draw, their difference, and the percentile interval of those
+generator (`seed`, default 0: the same inputs give the same interval; drawn in chunks of about
+`CHUNK_ELEMENTS` indices, so memory does not grow with n, yet the same draws as one matrix), the
+task's primary score of both prediction vectors on every draw, their difference, and the percentile interval of those
 differences at `confidence` (default 0.95). `standard_error` is the standard deviation of the
 bootstrap differences. The metrics are vectorised over the draws (confusion counts for accuracy,
 F1 and Matthews correlation, moments and ranks for Pearson and Spearman) and agree with
@@ -38,6 +39,9 @@ from hf_soup.tasks import Task
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_SEED = 0
+# Row indices drawn at once: 2**21 int64 is 16 MiB, a few such arrays the peak of one interval at any n
+# (QQP's 40k test rows would otherwise need a 2000 x 40k matrix, 640 MB, plus the metric's temporaries).
+CHUNK_ELEMENTS = 1 << 21
 METHOD = "paired bootstrap over test rows (percentile interval)"
 
 
@@ -193,8 +197,8 @@ def bootstrap_draws(
         n = len(references)
         if n == 0:
             raise ValueError("cannot bootstrap an empty test set")
-        indices = rng.integers(0, n, size=(n_resamples, n))
         identity = np.arange(n)[None, :]
+        compared = []  # (candidate, baseline or None, whether the two differ)
         for candidate, baseline in group.pairs:
             candidate = _as_predictions(group.task, candidate)
             baseline = None if baseline is None else _as_predictions(group.task, baseline)
@@ -203,14 +207,28 @@ def bootstrap_draws(
                 raise ValueError(f"{found} predictions for {n} test rows")
             pairs += 1
             point += float(resampled_primary(group.task, candidate, references, identity)[0])
-            if baseline is None:
-                draws += resampled_primary(group.task, candidate, references, indices)
-                continue
-            point -= float(resampled_primary(group.task, baseline, references, identity)[0])
-            if not np.array_equal(candidate, baseline):  # identical predictions: exactly 0 on every draw
-                draws += resampled_primary(group.task, candidate, references, indices)
-                draws -= resampled_primary(group.task, baseline, references, indices)
+            if baseline is not None:
+                point -= float(resampled_primary(group.task, baseline, references, identity)[0])
+            # identical predictions: exactly 0 on every draw
+            compared.append((candidate, baseline, baseline is None or not np.array_equal(candidate, baseline)))
+        for rows in _draw_chunks(n_resamples, n):
+            # Consecutive calls continue the generator's stream, so the chunks are the rows of the one
+            # (n_resamples, n) matrix a single call would draw: the same result, for any n, in bounded memory.
+            indices = rng.integers(0, n, size=(rows.stop - rows.start, n))
+            for candidate, baseline, differ in compared:
+                if not differ:
+                    continue
+                draws[rows] += resampled_primary(group.task, candidate, references, indices)
+                if baseline is not None:
+                    draws[rows] -= resampled_primary(group.task, baseline, references, indices)
     return point / pairs, draws / pairs
+
+
+def _draw_chunks(n_resamples: int, n: int) -> list[slice]:
+    """Slices of the draws such that one chunk's index matrix (and the metric's temporaries, a few
+    arrays of the same size) holds about `CHUNK_ELEMENTS` numbers, whatever the test set's size."""
+    size = max(1, CHUNK_ELEMENTS // max(n, 1))
+    return [slice(start, min(start + size, n_resamples)) for start in range(0, n_resamples, size)]
 
 
 def interval_from_draws(

@@ -152,3 +152,149 @@ def test_export_with_other_label_names_is_an_error_naming_both(tmp_path, toy_dat
     ):
         trainer.train()
     assert not export_dir.exists()
+
+
+def test_export_from_evaluate_records_the_test_pass_too(tmp_path, toy_data):
+    """trainer.evaluate() runs held-out, then test: the ingredient must end with both."""
+    export_dir = tmp_path / "late-test"
+    callback = IngredientExportCallback(str(export_dir), task="rte", base_model="tiny-bert", head_init_seed=0)
+    trainer = _trainer(tmp_path, toy_data, [callback], save_strategy="no", max_steps=1)
+    trainer.train()
+    metrics = trainer.evaluate()
+    record = read_ingredient(export_dir)
+    assert record["metrics"]["test"]["accuracy"] == metrics["eval_test_accuracy"]
+    assert record["metrics"]["heldout"]["accuracy"] == metrics["eval_heldout_accuracy"]
+
+
+def test_averaging_listed_first_exports_the_average_with_its_own_scores(tmp_path, toy_data):
+    from safetensors.torch import load_file
+
+    export_dir = tmp_path / "averaged"
+    average = CheckpointAveragingCallback(last_n=2, load_into_model=True)
+    export = IngredientExportCallback(str(export_dir), task="rte", base_model="tiny-bert", head_init_seed=0)
+    trainer = _trainer(tmp_path, toy_data, [average, export], eval_strategy="steps", eval_steps=1)
+    trainer.train()
+    assert not export_dir.exists()  # the last evaluation scored the weights before averaging
+    metrics = trainer.evaluate()  # scores the average
+    record = read_ingredient(export_dir)
+    assert record["metrics"]["heldout"]["loss"] == metrics["eval_heldout_loss"]
+    assert record["metrics"]["test"]["loss"] == metrics["eval_test_loss"]
+    exported, averaged = (
+        load_file(export_dir / "model.safetensors"),
+        load_file(average.averaged_dir / "model.safetensors"),
+    )
+    assert all(torch.equal(exported[name], averaged[name]) for name in averaged)
+
+
+def test_averaging_listed_after_the_export_is_refused_before_training(tmp_path, toy_data):
+    export_dir = tmp_path / "too-early"
+    export = IngredientExportCallback(str(export_dir), task="rte", base_model="tiny-bert", head_init_seed=0)
+    average = CheckpointAveragingCallback(last_n=2, load_into_model=True)
+    trainer = _trainer(tmp_path, toy_data, [export, average], eval_strategy="steps", eval_steps=1)
+    with pytest.raises(SoupError, match=r"CheckpointAveragingCallback.*after IngredientExportCallback.*list it before"):
+        trainer.train()
+    assert trainer.state.global_step == 0 and not export_dir.exists()
+
+
+def test_load_best_model_at_end_exports_the_best_with_its_own_scores(tmp_path, toy_data):
+    export_dir = tmp_path / "best"
+    export = IngredientExportCallback(str(export_dir), task="rte", base_model="tiny-bert", head_init_seed=0)
+    trainer = _trainer(tmp_path, toy_data, [export], eval_strategy="steps", eval_steps=1, max_steps=4,
+                       load_best_model_at_end=True, metric_for_best_model="heldout_loss")  # fmt: skip
+    trainer.train()
+    best = min(
+        (entry for entry in trainer.state.log_history if "eval_heldout_loss" in entry),
+        key=lambda entry: entry["eval_heldout_loss"],
+    )
+    record = read_ingredient(export_dir)
+    assert record["metrics"]["heldout"]["loss"] == best["eval_heldout_loss"]
+    assert record["metrics"]["test"]["loss"] == next(
+        e["eval_test_loss"]
+        for e in trainer.state.log_history
+        if e.get("step") == best["step"] and "eval_test_loss" in e
+    )
+
+
+@pytest.fixture(scope="module")
+def csv_splits(tmp_path_factory, tokenizer_dir):
+    """hf_soup splits of a sentence-pair CSV (held-out carved from train) and their tokenized rows."""
+    import csv
+
+    from transformers import AutoTokenizer
+
+    from hf_soup.data import DataArguments, load_splits
+
+    folder = tmp_path_factory.mktemp("pairs")
+    words = ["cat", "dog", "mat", "sat", "the", "a", "red", "big", "sun", "sea"]
+    with open(folder / "train.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sentence1", "sentence2", "label"])
+        for i in range(160):
+            first = f"{words[i % 10]} {words[(i // 10) % 10]} n{i}"  # every row distinct
+            second = words[(i * 3 + i // 10) % 10]
+            writer.writerow([first, second, "entailment" if second in first.split() else "not_entailment"])
+    splits = load_splits(
+        DataArguments(train_file=str(folder / "train.csv"), text_column_names="sentence1,sentence2", heldout_size=32)
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+
+    def tokenize(dataset):
+        return dataset.map(
+            lambda b: tokenizer(b["sentence1"], b["sentence2"], truncation=True, max_length=32),
+            batched=True,
+            remove_columns=["sentence1", "sentence2"],
+        )
+
+    return splits, tokenize
+
+
+def _export_run(tmp_path, toy_data, csv_splits, name, train):
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    splits, tokenize = csv_splits
+    tokenizer, _ = toy_data
+    export = IngredientExportCallback(str(tmp_path / "runs" / name), splits=splits, base_model="tiny-bert",
+                                      head_init_seed=0)  # fmt: skip
+    args = TrainingArguments(output_dir=str(tmp_path / "out" / name), max_steps=2, per_device_train_batch_size=16,
+                             eval_strategy="steps", eval_steps=2, save_strategy="no", use_cpu=True,
+                             report_to="none", disable_tqdm=True)  # fmt: skip
+    Trainer(model=tiny_classifier(len(tokenizer)), args=args, train_dataset=train,
+            eval_dataset={"heldout": tokenize(splits["heldout"]), "test": tokenize(splits["test"])},
+            processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=make_compute_metrics(splits.task), callbacks=[export]).train()  # fmt: skip
+    return tmp_path / "runs" / name
+
+
+def test_training_rows_are_checked_against_splits_train(tmp_path, toy_data, csv_splits, capsys):
+    import json
+
+    from datasets import concatenate_datasets
+    from soup_factory import run_merge
+
+    splits, tokenize = csv_splits
+    subset = _export_run(
+        tmp_path, toy_data, csv_splits, "subset", tokenize(splits["train"].select(range(len(splits["train"]) // 2)))
+    )
+    assert read_ingredient(subset)["split"]["train_rows"]["verified"] is True
+    texts = _export_run(tmp_path, toy_data, csv_splits, "texts", splits["train"].map(
+        lambda b: toy_data[0](b["sentence1"], b["sentence2"]), batched=True))  # fmt: skip
+    assert read_ingredient(texts)["split"]["train_rows"]["verified"] is True
+    leaked = concatenate_datasets([splits["train"], splits["heldout"].select(range(5))])
+    bad = _export_run(tmp_path, toy_data, csv_splits, "leaked", tokenize(leaked))
+    rows = read_ingredient(bad)["split"]["train_rows"]
+    assert (
+        rows["verified"] is False and "5 of the" in rows["reason"] and "not rows of splits['train']" in rows["reason"]
+    )
+
+    code, out, err = run_merge(["--ingredients", subset, "--recipe", "uniform", "--output", tmp_path / "ok"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "ok" / "soup.json").read_text())["heldout_disjoint"] is True
+    code, out, err = run_merge(
+        ["--ingredients", subset, bad, "--recipe", "uniform", "--output", tmp_path / "s"], capsys
+    )
+    assert code == 0, err
+    soup = json.loads((tmp_path / "s" / "soup.json").read_text())
+    assert soup["heldout_disjoint"] is False and soup["heldout_disjoint_reason"].startswith("unverified: leaked")
+    card = (tmp_path / "s" / "README.md").read_text()
+    assert "carved from train before fine-tuning" not in card and "Held-out may overlap" in card
+    assert "warning: held-out may overlap" in out

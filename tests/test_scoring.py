@@ -86,3 +86,21 @@ def test_ensemble_is_the_mean_of_probabilities():
     metrics = ensemble_metrics(RTE, [a, b], np.array([0, 1]))
     assert metrics["accuracy"] == 1.0 and metrics["loss"] == pytest.approx(-(np.log(0.6) + np.log(0.7)) / 2)
     np.testing.assert_allclose(ensemble_logits([np.array([[1.0]]), np.array([[3.0]])], is_regression=True), [[2.0]])
+
+
+def test_batches_read_from_arrow_equal_the_python_lists_of_a_shuffled_selection(tokenized):
+    """The flat (values, offsets) reading gives the very batches the row lists gave, also for a
+    dataset whose rows are a shuffled selection (an indices mapping over the Arrow table)."""
+    from hf_soup.scoring import _pad
+
+    tokenizer, dataset = tokenized
+    selected = dataset.shuffle(seed=3).select(range(0, len(dataset), 2))
+    model = tiny_classifier(len(tokenizer))
+    scorer = Scorer(model, RTE, {"heldout": selected}, batch_size=5, pad_token_id=0)
+    prepared = scorer._prepare("heldout")
+    rows = {name: list(selected[name]) for name in selected.column_names}
+    for batch, start in zip(prepared.batches, range(0, len(selected), 5)):
+        order = prepared.order[start : start + 5]
+        assert torch.equal(batch["input_ids"], _pad([rows["input_ids"][i] for i in order], 0))
+        assert torch.equal(batch["attention_mask"], _pad([rows["attention_mask"][i] for i in order], 0))
+    assert np.array_equal(prepared.references, np.asarray(rows["label"]))

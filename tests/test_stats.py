@@ -11,6 +11,7 @@ from hf_soup.stats import (
     bootstrap_draws,
     bootstrap_gain,
     bootstrap_mean_gain,
+    interval_from_draws,
     resampled_primary,
 )
 from hf_soup.tasks import Task, get_task
@@ -171,3 +172,50 @@ def test_macro_f1_and_metrics_without_a_vectorised_form_agree_with_hf_soup_metri
         resampled_primary(both, predictions % 2, references % 2, indices),
         [compute_task_metrics(both, (predictions % 2)[d], (references % 2)[d])["primary"] for d in indices],
     )
+
+
+def _one_matrix_draws(task, references, candidate, baseline, n_resamples, seed):
+    """The bootstrap as one (n_resamples, n) index matrix: what the chunked draws must reproduce."""
+    indices = np.random.default_rng(seed).integers(0, len(references), size=(n_resamples, len(references)))
+    return resampled_primary(task, candidate, references, indices) - resampled_primary(
+        task, baseline, references, indices
+    )
+
+
+@pytest.mark.parametrize("name", ["rte", "stsb"])
+def test_chunked_draws_are_the_draws_of_one_matrix(name, monkeypatch):
+    from hf_soup import stats
+
+    task = get_task(name)
+    rng = np.random.default_rng(5)
+    if task.is_regression:
+        references = rng.uniform(0, 5, 301)
+        candidate, baseline = references + rng.normal(0, 1, 301), references + rng.normal(0, 1.2, 301)
+    else:
+        references = _labels(rng, 301)
+        candidate, baseline = _noisy(rng, references, 0.8), _noisy(rng, references, 0.7)
+    expected = _one_matrix_draws(task, references, candidate, baseline, 500, 3)
+    monkeypatch.setattr(stats, "CHUNK_ELEMENTS", 301 * 7 + 5)  # 7 draws a chunk, the last one shorter
+    _, chunked = bootstrap_draws([GainGroup(task, references, [(candidate, baseline)])], n_resamples=500, seed=3)
+    assert np.array_equal(chunked, expected)
+    gain = bootstrap_gain(task, references, candidate, baseline, n_resamples=500, seed=3)
+    before = interval_from_draws(gain.estimate, expected, seed=3)  # the interval one matrix gave
+    assert (gain.low, gain.high, gain.standard_error) == (before.low, before.high, before.standard_error)
+
+
+def test_bootstrap_memory_does_not_grow_with_the_test_set():
+    import tracemalloc
+
+    task = get_task("qqp")  # accuracy and F1: the confusion-count path
+    peaks = {}
+    for n in (5_000, 40_000):
+        rng = np.random.default_rng(0)
+        references = _labels(rng, n)
+        candidate, baseline = _noisy(rng, references, 0.85), _noisy(rng, references, 0.84)
+        tracemalloc.start()
+        bootstrap_gain(task, references, candidate, baseline)
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    # one (2000, 40000) int64 index matrix alone is 640 MB; chunks keep the peak near a few 16 MiB arrays
+    assert peaks[40_000] < 120e6, peaks
+    assert peaks[40_000] < 2 * peaks[5_000] + 20e6, peaks

@@ -21,6 +21,9 @@ from hf_soup.checkpoints import (
     find_trainer_checkpoints,
 )
 from hf_soup.errors import SoupError
+from hf_soup.heads import check_heads
+from hf_soup.identical import drop_identical
+from hf_soup.identical import warning as identical_warning
 from hf_soup.merge.arguments import MergeArguments
 from hf_soup.recipes.registry import RECIPE_RUNS
 
@@ -54,8 +57,13 @@ def open_ingredients(args: MergeArguments) -> tuple[list[Checkpoint], list[dict[
             "and seed: trained twice, e.g. under an old run id)",
             file=sys.stderr,
         )
+    checkpoints, twins = drop_identical(checkpoints)  # byte-identical weights: one model, counted once
+    for twin in twins:
+        print(identical_warning(twin), file=sys.stderr)
     check_compatible(checkpoints)
-    return checkpoints, [{"path": str(dropped.path), "duplicate_of": str(kept.path)} for dropped, kept in duplicates]
+    check_heads(checkpoints)  # heads drawn from different seeds do not average
+    rows = [{"path": str(dropped.path), "duplicate_of": str(kept.path)} for dropped, kept in duplicates]
+    return checkpoints, rows + [twin.to_json() for twin in twins]  # told apart by `identical_to`
 
 
 def _refuse_nested_output(output: Path, inputs: list[Path]) -> None:

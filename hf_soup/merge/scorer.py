@@ -17,6 +17,7 @@ from hf_soup.errors import SoupError
 from hf_soup.extra_tests import RECORD_KEY as EXTRA_TESTS_KEY
 from hf_soup.extra_tests import load_extra_tests, parse_extra_tests, tokenize_extra_tests
 from hf_soup.merge.arguments import CPU_MAX_BATCH_TOKENS, DEFAULT_MAX_SEQ_LENGTH, MergeArguments, MergeDataArguments
+from hf_soup.train_rows import merge_reason as train_rows_reason
 
 
 def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: list[Checkpoint]):
@@ -97,4 +98,6 @@ def every_ingredient_disjoint(heldout: Any, checkpoints: list[Checkpoint], size:
                 disjoint=False,
                 reason=f"{checkpoint.path.name} {what}, so it may have trained on some of the {size} held-out rows",
             )
+        if (unverified := train_rows_reason(checkpoint.path.name, record)) is not None:  # callback: trained on?
+            return replace(heldout, disjoint=False, reason=unverified)
     return heldout

@@ -80,7 +80,13 @@ def soup_record(
         "heldout_disjoint": (made.split or {}).get("heldout_disjoint"),
         "heldout_disjoint_reason": (made.split or {}).get("heldout_disjoint_reason"),
         "ingredients": rows,
-        **({"dropped_duplicates": dropped} if dropped else {}),
+        **(
+            {"dropped_duplicates": duplicates}
+            if (duplicates := [d for d in dropped or [] if "duplicate_of" in d])
+            else {}
+        ),
+        **({"identical_weights": twins} if (twins := [d for d in dropped or [] if "identical_to" in d]) else {}),
+        "distinct_kept": sum(1 for row in rows if row["kept"]),  # twins were left out: every row is distinct
         **({"mixed_dropout": mixed} if (mixed := mixed_dropout(checkpoints)) else {}),
         **made.extra,
         "results": made.results,

@@ -269,7 +269,8 @@ class TrialExportCallback(IngredientExportCallback):
         run_id = run_id_for(values)
         self.output_dir = self.pool / run_id
         self.fields.update(run_id=run_id, hyperparameters=dict(state.trial_params or {}), grid_axes=list(values))
-        self.seed, self.metrics, self._pending = args.seed, {}, False
+        self._reset_run()
+        self.seed = args.seed
         self.repeat = is_ingredient(self.output_dir)
         if self.repeat:
             logger.info("TrialExportCallback: %s is already an ingredient; this trial is not exported", run_id)

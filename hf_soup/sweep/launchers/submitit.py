@@ -362,7 +362,11 @@ class JobArray:
         if not job_ids:
             return {}
         if self.cluster == "local":
-            return {job: "RUNNING" if _process_alive(job) else self._outcome(job) or LOST for job in job_ids}
+            identity = {v["job_id"]: v.get("process") for v in self.record.get("jobs", {}).values()}
+            return {
+                job: "RUNNING" if _process_alive(job, identity.get(job)) else self._outcome(job) or LOST
+                for job in job_ids
+            }
         states = _slurm_states(job_ids)
         return {job: states.get(job) or self._outcome(job) or LOST for job in job_ids}
 
@@ -393,6 +397,8 @@ class JobArray:
         for index, job in zip(shards, jobs):
             attempts = job_records.get(str(index), {}).get("submissions", 0) + 1
             job_records[str(index)] = {"job_id": job.job_id, "submitted": now, "submissions": attempts}
+            if self.cluster == "local":  # the pid alone could later name another process
+                job_records[str(index)]["process"] = process_identity(job.job_id)
         arrays = [*record.get("arrays", []), {"job_ids": [job.job_id for job in jobs], "shards": shards, "at": now}]
         self.record = {
             "format": RECORD_FORMAT,
@@ -518,13 +524,33 @@ def _state_counts(statuses: list[ShardStatus]) -> str:
     return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
-def _process_alive(job_id: str) -> bool:
-    """Local jobs are processes (job id = the controller's pid); a zombie has ended."""
+def process_identity(pid: str | int) -> dict[str, Any] | None:
+    """What tells a process from a later one given the same pid: the boot it runs in and its start
+    time (clock ticks since boot, /proc/<pid>/stat field 22). None when no such process exists."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return {"boot_id": boot_id, "start_ticks": int(stat.rsplit(")", 1)[-1].split()[19])}
+
+
+def _process_alive(job_id: str, identity: dict[str, Any] | None = None) -> bool:
+    """Local jobs are processes (job id = the controller's pid); a zombie has ended, and so has a job
+    whose pid now belongs to another process (after a reboot, or the pid reused): checked against the
+    `identity` recorded at submission, or, for records without one, by its command line."""
     try:
         stat = Path(f"/proc/{int(job_id)}/stat").read_text()
     except (OSError, ValueError):
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+        return False
+    if identity:
+        return process_identity(job_id) == identity
+    try:
+        return b"submitit" in Path(f"/proc/{int(job_id)}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _slurm_states(job_ids: list[str]) -> dict[str, str]:
