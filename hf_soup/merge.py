@@ -68,6 +68,9 @@ from hf_soup.extra_tests import (
 )
 from hf_soup.extra_tests import table_lines as extra_table_lines
 from hf_soup.families import family_of
+from hf_soup.geometry import add_to_merge as add_geometry
+from hf_soup.geometry import check_flags as check_geometry_flags
+from hf_soup.geometry import table_lines as geometry_table_lines
 from hf_soup.inference_cost import KEY as COST_KEY
 from hf_soup.inference_cost import measure as measure_inference_cost
 from hf_soup.inference_cost import sentence as cost_sentence
@@ -179,6 +182,21 @@ class MergeArguments:
             "e.g. out of distribution, read with the task's columns and labels; scored, never used to choose"
         },
     )
+    geometry: bool = field(
+        default=True,
+        metadata={
+            "help": "record the cosine between every pair of ingredients' updates from their shared start "
+            "(soup.json `geometry`; needs a known start, as model-stock does; not with --skip_scoring)"
+        },
+    )
+    pairwise_soups: int = field(
+        default=0,
+        metadata={
+            "help": "also score this many two-ingredient uniform soups on held-out (sampled from the N(N-1)/2 "
+            "pairs with --pairwise_seed) and plot each one's gain over its pair against their angle; 0: off"
+        },
+    )
+    pairwise_seed: int = field(default=0, metadata={"help": "--pairwise_soups: the seed that samples the pairs"})
     max_shard_size: str = field(default="5GB", metadata={"help": "shard the soup's weights above this size"})
     name: str | None = field(default=None, metadata={"help": "soup name in soup.json (default: output folder name)"})
     license: str | None = field(
@@ -235,6 +253,7 @@ def parse_args(argv: list[str] | None) -> tuple[MergeArguments, MergeDataArgumen
     if args.skip_scoring and args.extra_test_files:
         raise SoupError("--extra_test_files: nothing is scored with --skip_scoring")
     parse_extra_tests(args.extra_test_files)  # syntax, names, files: refused before any work
+    check_geometry_flags(args)
     if args.calibrate is not None:
         check_calibration(args.calibrate, {"id2label": {0: 0, 1: 1}}, args.skip_scoring)  # the method and flags
     return args, data
@@ -450,6 +469,8 @@ def make_soup(
     release_memory()  # what building the scorer and scoring left behind
     chosen: RecipeOutcome | None = None
     extra: dict[str, Any] = {}
+    add_geometry(context, args, extra)  # streamed, before any soup exists: the memory bound holds
+    release_memory()
     for name in recipes_to_run(args.recipe, scored=not args.skip_scoring, compare_all=args.compare == "all"):
         if name in skip:
             continue
@@ -655,6 +676,7 @@ def format_table(soup: dict) -> str:
     lines.extend(extra_table_lines(soup))
     lines.extend(calibration_table_lines(soup))
     lines.extend(temperature_table_lines(soup))
+    lines.extend(geometry_table_lines(soup))
     if cost_sentence(soup):
         lines.append(f"inference: {cost_sentence(soup)}")
     if soup["recipe"] == "average-last":
