@@ -72,7 +72,6 @@ from hf_soup.geometry import add_to_merge as add_geometry
 from hf_soup.geometry import check_flags as check_geometry_flags
 from hf_soup.geometry import table_lines as geometry_table_lines
 from hf_soup.inference_cost import KEY as COST_KEY
-from hf_soup.inference_cost import measure as measure_inference_cost
 from hf_soup.inference_cost import sentence as cost_sentence
 from hf_soup.inference_cost import with_gain as with_cost_gain
 from hf_soup.ingredient import library_versions, utc_now
@@ -89,10 +88,12 @@ from hf_soup.recipes import (
     baseline_rows,
     metrics_of,
     recipes_to_run,
-    score_ingredients,
     selection_score,
 )
 from hf_soup.redact import mask_secret_flags
+from hf_soup.stored_logits import KEY as STORED_LOGITS_KEY
+from hf_soup.stored_logits import inference_cost as stored_inference_cost
+from hf_soup.stored_logits import score_ingredients as score_reusing_logits
 from hf_soup.temperature import KEY as TEMPERATURE_KEY
 from hf_soup.temperature import calibrate as fold_temperature
 from hf_soup.temperature import check_request as check_calibration
@@ -197,6 +198,21 @@ class MergeArguments:
         },
     )
     pairwise_seed: int = field(default=0, metadata={"help": "--pairwise_soups: the seed that samples the pairs"})
+    reuse_logits: bool = field(
+        default=True,
+        metadata={
+            "help": "take an ingredient's held-out and test logits from its logits.safetensors (what the sweep "
+            "stored) when its weights' sha256, the tokenised rows and the max length match; --no_reuse_logits: "
+            "score every ingredient again"
+        },
+    )
+    inference_timing_rows: int = field(
+        default=64,
+        metadata={
+            "help": "when stored logits were reused, time the ensemble's and the soup's real forward passes on "
+            "this many test rows (soup.json inference_speed); 0: do not measure"
+        },
+    )
     max_shard_size: str = field(default="5GB", metadata={"help": "shard the soup's weights above this size"})
     name: str | None = field(default=None, metadata={"help": "soup name in soup.json (default: output folder name)"})
     license: str | None = field(
@@ -366,6 +382,7 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
         "heldout_disjoint": heldout.disjoint,
         "heldout_disjoint_reason": heldout.reason,
         **({EXTRA_TESTS_KEY: extra_tests} if extra_tests else {}),
+        "max_length": max_length,  # not in soup.json's split: keys the stored logits (hf_soup.stored_logits)
     }
     return splits.task, described, scorer
 
@@ -464,11 +481,13 @@ def make_soup(
         )
         context.splits = ("heldout", *task.test_split_names)  # every test split (MNLI: mismatched too)
         context.splits += tuple(f"extra:{name}" for name in (split or {}).get(EXTRA_TESTS_KEY, {}))
-        context.ingredients = score_ingredients(context.scorer, checkpoints, args.criterion, context.splits)
+        context.ingredients, reuse = score_reusing_logits(
+            context.scorer, checkpoints, args.criterion, context.splits, split["max_length"], reuse=args.reuse_logits
+        )
         rows = baseline_rows(task, checkpoints, context.ingredients, context.scorer)
     release_memory()  # what building the scorer and scoring left behind
     chosen: RecipeOutcome | None = None
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {} if args.skip_scoring else {STORED_LOGITS_KEY: reuse.to_json()}
     add_geometry(context, args, extra)  # streamed, before any soup exists: the memory bound holds
     release_memory()
     for name in recipes_to_run(args.recipe, scored=not args.skip_scoring, compare_all=args.compare == "all"):
@@ -498,14 +517,7 @@ def make_soup(
         add_extra_gains(context.task, rows, extra_references)
         reported = {s: context.scorer.references(s) for s in context.splits if s != "heldout"}
         add_calibration(context.task, rows, context.ingredients, reported)  # classification only
-        cost = measure_inference_cost(
-            context.scorer.seconds.get("test", []),
-            len(checkpoints),
-            len(context.scorer.references("test")),
-            [result.logits for result in context.ingredients.split("test")],
-            context.task.is_regression,
-            context.scorer.device.type,
-        )
+        cost = stored_inference_cost(context, reuse, args.inference_timing_rows)  # real passes, timed
         if cost is not None:
             extra[COST_KEY] = cost
         if args.predictions_file:
