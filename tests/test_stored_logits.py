@@ -205,3 +205,23 @@ def test_the_export_callback_stores_logits_that_a_merge_reuses(tmp_path, glue_di
         for split in ("heldout", "test"):
             assert left[split]["accuracy"] == right[split]["accuracy"]
             assert left[split]["loss"] == pytest.approx(right[split]["loss"], abs=1e-6)
+
+
+def test_geometry_of_a_plain_sweep_measures_from_the_rebuilt_base_and_head(sweep, tmp_path, capsys):
+    """No shared start: θ₀ is the base with the sweep's head init, rebuilt; one cosine recomputed directly."""
+    from safetensors.numpy import load_file
+
+    from hf_soup.anchors import find_anchor
+    from hf_soup.checkpoints import Checkpoint
+
+    soup, _, _ = _merge(sweep, tmp_path / "soup", capsys, "--recipe", "uniform")
+    block = soup["geometry"]
+    folders = {folder.name: folder for folder in ingredient_dirs(sweep)}
+    assert block["start"]["kind"] == "base+head-init" and block["start"]["head_init_seed"] == 42
+    assert "/" not in block["start"]["name"]  # a local base: its folder's name, not this machine's path
+    start = find_anchor([Checkpoint(folders[name]) for name in block["ingredients"]]).state
+    a, b = (load_file(folders[block["ingredients"][i]] / "model.safetensors") for i in (1, 3))
+    names = [n for n in a if np.issubdtype(a[n].dtype, np.floating)]
+    da = np.concatenate([a[n].astype(np.float64).ravel() - start[n].double().numpy().ravel() for n in names])
+    db = np.concatenate([b[n].astype(np.float64).ravel() - start[n].double().numpy().ravel() for n in names])
+    assert block["cosines"][1][3] == pytest.approx(float(da @ db / np.linalg.norm(da) / np.linalg.norm(db)), abs=1e-9)
