@@ -326,10 +326,6 @@ def run_block(title: str, rows: list[dict], args: argparse.Namespace, started: s
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    main()
-
-
 # ----------------------------------------------------------------------------- stored logits
 
 STORED_SECTION = "## Merge time with stored logits (`benchmarks/merge_speed.py --stored_logits`)"
@@ -456,3 +452,7 @@ def stored_block(
     verdict = ", ".join(f"N={r['n']}: {r['wall_s'] / base[r['n']]:.2f}x" for r in goal)
     lines += ["", f"Goal: a default merge at ≤ 0.5x the re-scoring merge's wall time; measured {verdict}."]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

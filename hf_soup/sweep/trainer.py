@@ -208,12 +208,14 @@ def score_model(context: SweepContext, model: Any, batch_size: int) -> dict[str,
     Uses the merge's Scorer with the family-aware `class_logits`, so a sweep's recorded scores and a
     merge's re-scoring of the same folder are the same computation.
     """
-    return score_splits(context, model, batch_size)[0]
+    return score_splits(context, model, batch_size, keep_logits=False)[0]
 
 
-def score_splits(context: SweepContext, model: Any, batch_size: int) -> tuple[dict[str, dict[str, float]], Any]:
-    """(`score_model`'s metrics, the logits as `hf_soup.stored_logits.StoredLogits`): stored beside the
-    weights, they spare the merge this very computation."""
+def score_splits(
+    context: SweepContext, model: Any, batch_size: int, *, keep_logits: bool = True
+) -> tuple[dict[str, dict[str, float]], Any]:
+    """(`score_model`'s metrics, the logits as `hf_soup.stored_logits.StoredLogits` or None): stored
+    beside the weights, they spare the merge this very computation."""
     from hf_soup.scoring import Scorer
     from hf_soup.stored_logits import StoredLogits
 
@@ -229,7 +231,7 @@ def score_splits(context: SweepContext, model: Any, batch_size: int) -> tuple[di
     )
     results = {name: scorer.score(name) for name in names}
     logits = {name: result.logits for name, result in results.items()}
-    stored = StoredLogits.from_scorer(scorer, logits, context.data_args.max_seq_length)
+    stored = StoredLogits.from_scorer(scorer, logits, context.data_args.max_seq_length) if keep_logits else None
     return {name: result.metrics for name, result in results.items()}, stored
 
 
