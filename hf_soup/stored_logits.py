@@ -149,6 +149,7 @@ class Reuse:
     """soup.json `stored_logits`: how many ingredients' scores came from their stored logits."""
 
     ingredients: int = 0
+    enabled: bool = True  # False with --no_reuse_logits
     reused: int = 0  # every stored split reused: no forward pass for this ingredient but extra test sets
     scored_test: list[bool] = field(default_factory=list)  # per ingredient: its test pass ran (and was timed)
     reasons: dict[str, str] = field(default_factory=dict)  # ingredient name -> why it was scored again
@@ -159,6 +160,7 @@ class Reuse:
             "ingredients": self.ingredients,
             "reused": self.reused,
             "scored": self.ingredients - self.reused,
+            **({} if self.enabled else {"reuse": False}),
             **({"why_scored": self.reasons} if self.reasons else {}),
         }
 
@@ -186,12 +188,10 @@ def score_ingredients(
     storable = [s for s in splits if not s.startswith("extra:")]
     has_files = reuse and any((Path(c.path) / LOGITS_FILE).is_file() for c in checkpoints)
     wanted = {split: split_fingerprint(scorer.datasets[split]) for split in storable} if has_files else {}
-    summary = Reuse(ingredients=len(checkpoints))
+    summary = Reuse(ingredients=len(checkpoints), enabled=reuse)
     scored = []
     for checkpoint in progress_bar("scoring ingredients")(checkpoints):
         found, why = read_matching(checkpoint, wanted, max_length, precision_of(scorer)) if has_files else ({}, None)
-        if not reuse:
-            why = "--no_reuse_logits"
         results = {
             split: ScoreResult(found[split], metrics_from_logits(scorer.task, found[split], scorer.references(split)))
             for split in found

@@ -93,7 +93,7 @@ def test_a_merge_reusing_stored_logits_gives_the_results_of_one_that_scores_agai
     passes_scored = dict(forward_passes)
     n = len(reused["ingredients"])
     assert reused["stored_logits"] == {"file": LOGITS_FILE, "ingredients": n, "reused": n, "scored": 0}
-    assert scored["stored_logits"]["reused"] == 0 and scored["stored_logits"]["scored"] == n
+    assert scored["stored_logits"] == {"file": LOGITS_FILE, "ingredients": n, "reused": 0, "scored": n, "reuse": False}
     assert f"reused for {n} of {n} ingredients" in err
     # N fewer forward passes over held-out and over test: no ingredient was run
     assert passes_scored["heldout"] - passes_reused["heldout"] == n
