@@ -8,6 +8,8 @@ and the memory of a scored merge.
         --write BENCHMARKS.md                                        # scored merges; record the run
     python benchmarks/merge_speed.py --models tiny --ns 2 --methods scored --test_rows 40000 \
         --write BENCHMARKS.md                                        # a QQP-dev-sized test split
+    python benchmarks/merge_speed.py --stored_logits --ns 8 --repeats 2 --threads 1 \
+        --write BENCHMARKS.md                                        # a default merge, re-scoring or not
 
 Ingredients: N copies of a model with independent small noise (so the average is real work),
 written as safetensors into a temporary folder that is deleted afterwards:
@@ -36,6 +38,17 @@ Methods, each a fresh child process (so import costs count for all three), same 
                  python3 -m venv benchmarks/.venv-mergekit
                  benchmarks/.venv-mergekit/bin/pip install torch==2.13.0   # first: else a CUDA torch
                  benchmarks/.venv-mergekit/bin/pip install mergekit
+`--stored_logits` (a section of its own): real MiniLM ingredients fine-tuned by the sweep on real
+RTE (`scripts/sweep.py`, max(--ns) grid points of --sweep_steps steps, kept in --sweep_dir and reused
+by later runs), each with the `logits.safetensors` the sweep stores, merged with the default recipe
+(greedy) three ways, interleaved in one run:
+  * rescored — `--no_reuse_logits --no_geometry`: every ingredient scored again, as before stored
+               logits (and the geometry) existed;
+  * reused   — the default merge: stored logits reused, the geometry computed, the ensemble's cost
+               timed on sampled test rows;
+  * reused-no-geometry — `--no_geometry`: what the reuse alone saves.
+Each reused merge's soup.json is checked: every ingredient reused, and the same best single and
+greedy soup as the rescored merge. The machine's load average is recorded beside the table.
 Before every run the ingredient files are read once (same page-cache state for every method);
 with --repeats R the methods rotate order and the median wall is reported.
 Measured: wall time, and peak anonymous RSS (RssAnon in /proc/PID/status, sampled every 5 ms):
@@ -247,9 +260,17 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2, help="OMP/MKL threads for every method")
     parser.add_argument("--repeats", type=int, default=1, help="runs per method (median wall, max memory)")
+    parser.add_argument("--stored_logits", action="store_true", help="the stored-logits section instead (see above)")
+    parser.add_argument(
+        "--sweep_dir", type=Path, default=Path(tempfile.gettempdir()) / "hf_soup-bench-minilm-rte-sweep"
+    )
+    parser.add_argument("--sweep_steps", type=int, default=20, help="--stored_logits: training steps per point")
     parser.add_argument("--json", help="also write the rows as JSON here")
     parser.add_argument("--write", help="record the run in this markdown file (a subsection of " + SECTION + ")")
     args = parser.parse_args()
+    if args.stored_logits:
+        stored_logits_section(args)
+        return
     venv = Path(args.mergekit_venv)
     use_mergekit = "mergekit" in args.methods and not args.skip_mergekit and (venv / "bin" / "mergekit-yaml").is_file()
     if "mergekit" in args.methods and not args.skip_mergekit and not use_mergekit:
@@ -350,6 +371,134 @@ def run_block(title: str, rows: list[dict], args: argparse.Namespace, started: s
         "RSS goals: peak RssAnon ≤ 2 × one model + 200 MB (+ 512 MB for scored merges): "
         + ("met in every row." if not missed else "**missed** for " + ", ".join(missed) + "."),
     ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- stored logits
+
+STORED_SECTION = "## Merge time with stored logits (`benchmarks/merge_speed.py --stored_logits`)"
+STORED_METHODS = {
+    "rescored": ["--no_reuse_logits", "--no_geometry"],
+    "reused": [],
+    "reused-no-geometry": ["--no_geometry"],
+}
+
+
+def sweep_ingredients(args: argparse.Namespace, env: dict[str, str], n: int) -> list[Path]:
+    """n real MiniLM ingredients of one sweep on real RTE (trained once, then reused from --sweep_dir)."""
+    rates = ["1e-5", "2e-5", "3e-5", "5e-5", "7e-5", "1e-4", "2e-4", "3e-4"]
+    seeds = max(1, -(-n // len(rates)))
+    grid = [f"learning_rate={','.join(rates[: min(n, len(rates))])}", f"seed={','.join(map(str, range(seeds)))}"]
+    command = [
+        sys.executable, str(ROOT / "scripts" / "sweep.py"), "--model", str(minilm_dir()), "--task", "rte",
+        "--glue_dir", str(args.glue_dir), "--output_dir", str(args.sweep_dir), "--heldout_size", str(args.heldout_size),
+        "--max_seq_length", "128", "--per_device_train_batch_size", "16", "--max_steps", str(args.sweep_steps),
+        "--disable_tqdm", "true", "--grid", *grid,
+    ]  # fmt: skip
+    if args.max_test_samples:
+        command += ["--max_test_samples", str(args.max_test_samples)]
+    runs = sorted(p for p in args.sweep_dir.glob("*") if (p / "logits.safetensors").is_file())
+    if len(runs) < n:
+        print(f"training {n} MiniLM ingredients into {args.sweep_dir} ...", file=sys.stderr, flush=True)
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+        runs = sorted(p for p in args.sweep_dir.glob("*") if (p / "logits.safetensors").is_file())
+    return runs[:n]
+
+
+def stored_logits_section(args: argparse.Namespace) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1")
+    command_line = "python benchmarks/merge_speed.py " + " ".join(sys.argv[1:])
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
+    load_before = os.getloadavg()
+    rows = []
+    for n in args.ns:
+        runs = sweep_ingredients(args, env, n)
+        workdir = Path(tempfile.mkdtemp(prefix=f"hf_soup-bench-stored-{n}-"))
+        try:
+            linked = workdir / "ingredients"
+            linked.mkdir()
+            for run in runs:  # a folder of exactly these n runs (the sweep may hold more)
+                (linked / run.name).symlink_to(run.resolve())
+            run_env = {**env, "HF_SOUP_CACHE": str(workdir / "cache")}
+            model_mb = (runs[0] / "model.safetensors").stat().st_size / MB
+            measured: dict[str, list[dict]] = {method: [] for method in STORED_METHODS}
+            for repeat in range(args.repeats + 1):  # the first round warms the token cache, uncounted
+                methods = list(STORED_METHODS)
+                order = methods[repeat % len(methods) :] + methods[: repeat % len(methods)]
+                for method in order:
+                    out = workdir / method
+                    command = [sys.executable, "-m", "hf_soup.merge", "--ingredients", str(linked), "--output",
+                               str(out), "--overwrite", *STORED_METHODS[method]]  # fmt: skip
+                    warm_page_cache(runs)
+                    result = measure(command, run_env)
+                    if repeat:
+                        measured[method].append(result)
+            soups = {method: json.loads((workdir / method / "soup.json").read_text()) for method in STORED_METHODS}
+            check_same_choices(soups, n)
+            for method, results in measured.items():
+                rows.append(
+                    {
+                        "model": "minilm (sweep)", "n": n, "method": method, "model_mb": model_mb,
+                        "wall_s": statistics.median(r["wall_s"] for r in results),
+                        "walls": [round(r["wall_s"], 1) for r in results],
+                        "peak_anon_mb": max(r["peak_anon_mb"] for r in results),
+                        "reused": soups[method]["stored_logits"]["reused"],
+                        "heldout": soups[method]["split"]["heldout_size"],
+                        "test": soups[method]["split"]["test_size"],
+                    }
+                )  # fmt: skip
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    load_after = os.getloadavg()
+    block = stored_block(command_line, rows, args, started, load_before, load_after)
+    print(block)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    if args.write:
+        replace_section(Path(args.write), STORED_SECTION, block)
+
+
+def check_same_choices(soups: dict[str, dict], n: int) -> None:
+    """Reused logits must change no choice: the same best single and greedy soup as re-scoring."""
+    reference = soups["rescored"]["results"]
+    for method, soup in soups.items():
+        expected = 0 if method == "rescored" else n
+        if soup["stored_logits"]["reused"] != expected:
+            raise RuntimeError(f"{method}: {soup['stored_logits']} (expected {expected} reused)")
+        for key in ("best_single", "greedy"):
+            mine = soup["results"][key]
+            if (mine.get("name"), mine.get("kept")) != (reference[key].get("name"), reference[key].get("kept")):
+                raise RuntimeError(f"{method}: {key} differs from the rescored merge's")
+
+
+def stored_block(
+    command_line: str, rows: list[dict], args: argparse.Namespace, started: str, before: tuple, after: tuple
+) -> str:
+    lines = [
+        STORED_SECTION,
+        "",
+        f"Written by the script, {started}; {machine()}; {args.threads} threads per merge; load average (1, 5, 15 "
+        f"min) {before[0]:.1f} / {before[1]:.1f} / {before[2]:.1f} before, {after[0]:.1f} / {after[1]:.1f} / "
+        f"{after[2]:.1f} after (the machine is shared: compare rows of one run only). `{command_line}`.",
+        "",
+        "Real MiniLM ingredients of one sweep on real RTE (each with the sweep's `logits.safetensors`), merged "
+        "with the default recipe (greedy, with the uniform baseline and the ensemble); the methods alternate, "
+        f"the median of {args.repeats} runs each (after one uncounted warm-up round).",
+        "",
+        "| N | held-out / test rows | method | wall (s) | runs (s) | wall / rescored | peak RssAnon (MB) | reused |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    base = {row["n"]: row["wall_s"] for row in rows if row["method"] == "rescored"}
+    for row in rows:
+        lines.append(
+            f"| {row['n']} | {row['heldout']} / {row['test']} | {row['method']} | {row['wall_s']:.1f} | "
+            f"{', '.join(map(str, row['walls']))} | {row['wall_s'] / base[row['n']]:.2f}x | {row['peak_anon_mb']:.0f} | "
+            f"{row['reused']} of {row['n']} |"
+        )
+    goal = [row for row in rows if row["method"] == "reused"]
+    verdict = ", ".join(f"N={r['n']}: {r['wall_s'] / base[r['n']]:.2f}x" for r in goal)
+    lines += ["", f"Goal: a default merge at ≤ 0.5x the re-scoring merge's wall time; measured {verdict}."]
     return "\n".join(lines)
 
 

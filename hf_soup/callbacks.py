@@ -21,6 +21,9 @@
 
 `splits=` records the task and the data description (ingredient.json `task`, `split`, `data`), so
 the merge rebuilds the same held-out split with no data flags and knows it was not trained on.
+With it, the export also scores held-out and test as the merge's scorer would and stores the logits
+in `logits.safetensors` beside the weights (`store_logits=False`: not), so the merge runs no forward
+pass for this ingredient (hf_soup.stored_logits).
 Without it (`task="rte"` only) the merge must be given the data, and cannot show that its held-out
 rows were not training rows (soup.json `heldout_disjoint: false`).
 
@@ -255,8 +258,18 @@ class IngredientExportCallback(TrainerCallback):
         sweep_id: str | None = None,
         command: str | None = None,
         overwrite: bool = False,
+        store_logits: bool = True,
+        max_seq_length: int | None = None,
     ):
         self.output_dir = Path(output_dir)
+        # With splits= (the data is known), the export also scores held-out and test as the merge would
+        # and stores the logits beside the weights: the merge then runs no forward pass for this ingredient.
+        self.splits = splits if store_logits else None
+        self.max_seq_length = (
+            max_seq_length
+            or (hyperparameters or {}).get("max_seq_length")
+            or (splits.arguments.get("max_seq_length") if splits is not None else None)
+        )
         task = task if task is not None else (splits.task if splits is not None else None)
         if task is None:
             raise ValueError("IngredientExportCallback: pass splits= (hf_soup.data.load_splits) or task=")
@@ -389,6 +402,12 @@ class IngredientExportCallback(TrainerCallback):
             model.save_pretrained(folder)
             if processing_class is not None:
                 processing_class.save_pretrained(folder)
+            if self.splits is not None and processing_class is not None:
+                from hf_soup.stored_logits import DEFAULT_MAX_LENGTH, score_for_export
+
+                length = int(self.max_seq_length or DEFAULT_MAX_LENGTH)
+                batch = args.per_device_eval_batch_size
+                score_for_export(model, processing_class, self.splits, length, batch).write(folder)
             write_ingredient(folder, record)
         self.exported = self.output_dir
         self._record, self._exported_weights = record, weights

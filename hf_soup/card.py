@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hf_soup import calibration, extra_tests, inference_cost, temperature
+from hf_soup import calibration, extra_tests, geometry, inference_cost, temperature
 from hf_soup.atomic import write_text_atomic
 from hf_soup.errors import SoupError, cli_main
 from hf_soup.families import ENCODER, FAMILY_TABLE, LABEL_WORDS_KEY, T5_CLASSIFICATION, family_of, t5_prompt
@@ -637,7 +637,8 @@ def render_plot(soup: dict[str, Any], path: str | os.PathLike) -> Path:
     from matplotlib.figure import Figure
 
     primary = _metric_name(soup["primary_metric"])
-    panels = [draw for draw in (extra_tests.plot_panel,) if draw(soup, None)]  # beside the scatter, when wanted
+    wanted = (extra_tests.plot_panel, geometry.matrix_panel, geometry.pairwise_panel)
+    panels = [draw for draw in wanted if draw(soup, None)]  # beside the scatter, when wanted
     figure = Figure(figsize=(6.4 * (1 + len(panels)), 4.8), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1 + len(panels), 1)
@@ -787,6 +788,7 @@ def build_card(
         extra_tests_text=extra_tests.card_text(soup),
         calibration_text=calibration.card_text(soup),
         temperature_text=temperature.card_text(soup),
+        geometry_text=geometry.card_text(soup),
         cost_text=(f"Measured in the merge's run, {cost}." if (cost := inference_cost.sentence(soup)) else ""),
         ingredients_table=ingredients_table(soup),
         trace_table=trace_table(soup),

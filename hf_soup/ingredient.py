@@ -18,6 +18,8 @@ from hf_soup.atomic import write_json_atomic
 from hf_soup.errors import SoupError
 
 INGREDIENT_FILE = "ingredient.json"
+# The held-out and test logits stored beside an ingredient's weights (hf_soup.stored_logits): not weights.
+LOGITS_FILE = "logits.safetensors"
 FORMAT = "hf_soup.ingredient"
 FORMAT_VERSION = 1
 REQUIRED_FIELDS = ("run_id", "task", "base_model", "head_init_seed", "seed", "hyperparameters", "split", "metrics")
@@ -44,12 +46,13 @@ def utc_now() -> str:
 
 
 def weights_sha256(model_dir: str | os.PathLike) -> str | None:
-    """sha256 over a folder's `*.safetensors` files (sorted by name): identifies a base checkpoint.
+    """sha256 over a folder's `*.safetensors` weight files (sorted by name): identifies a base checkpoint.
 
     None when the folder holds no safetensors (e.g. a Hub id not downloaded; the revision then
     identifies it).
     """
-    files = sorted(Path(model_dir).glob("*.safetensors")) if Path(model_dir).is_dir() else []
+    folder = Path(model_dir)
+    files = sorted(f for f in folder.glob("*.safetensors") if f.name != LOGITS_FILE) if folder.is_dir() else []
     if not files:
         return None
     digest = hashlib.sha256()

@@ -70,7 +70,8 @@ def test_encoder_sweep_writes_complete_ingredients_and_skips_them_on_rerun(tiny_
         assert {"accuracy", "primary", "loss"} <= set(record["metrics"][split])
     assert len({read_ingredient(f)["sweep_id"] for f in folders}) == 1
     assert sorted(p.name for p in folders[0].iterdir()) == [
-        "config.json", "ingredient.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"
+        "config.json", "ingredient.json", "logits.safetensors", "model.safetensors", "tokenizer.json",
+        "tokenizer_config.json",
     ]  # fmt: skip
     config = json.loads((folders[0] / "config.json").read_text())
     assert config["id2label"] == {"0": "entailment", "1": "not_entailment"}

@@ -15,6 +15,7 @@ from typing import Any
 from hf_soup.data import DataArguments
 from hf_soup.errors import DefaultsHelpFormatter, SoupError
 from hf_soup.extra_tests import parse_extra_tests
+from hf_soup.geometry import check_flags as check_geometry_flags
 from hf_soup.recipes.context import CRITERIA
 from hf_soup.recipes.filtered_uniform import DEFAULT_FILTER_MARGIN
 from hf_soup.recipes.registry import RECIPE_RUNS
@@ -100,6 +101,36 @@ class MergeArguments:
             "e.g. out of distribution, read with the task's columns and labels; scored, never used to choose"
         },
     )
+    geometry: bool = field(
+        default=True,
+        metadata={
+            "help": "record the cosine between every pair of ingredients' updates from their shared start "
+            "(soup.json `geometry`; needs a known start, as model-stock does; not with --skip_scoring)"
+        },
+    )
+    pairwise_soups: int = field(
+        default=0,
+        metadata={
+            "help": "also score this many two-ingredient uniform soups on held-out (sampled from the N(N-1)/2 "
+            "pairs with --pairwise_seed) and plot each one's gain over its pair against their angle; 0: off"
+        },
+    )
+    pairwise_seed: int = field(default=0, metadata={"help": "--pairwise_soups: the seed that samples the pairs"})
+    reuse_logits: bool = field(
+        default=True,
+        metadata={
+            "help": "take an ingredient's held-out and test logits from its logits.safetensors (what the sweep "
+            "stored) when its weights' sha256, the tokenised rows and the max length match; --no_reuse_logits: "
+            "score every ingredient again"
+        },
+    )
+    inference_timing_rows: int = field(
+        default=64,
+        metadata={
+            "help": "when stored logits were reused, time the ensemble's and the soup's real forward passes on "
+            "this many test rows (soup.json inference_speed); 0: do not measure"
+        },
+    )
     max_shard_size: str = field(default="5GB", metadata={"help": "shard the soup's weights above this size"})
     name: str | None = field(default=None, metadata={"help": "soup name in soup.json (default: output folder name)"})
     license: str | None = field(
@@ -164,6 +195,7 @@ def check_args(args: MergeArguments) -> None:
     if args.skip_scoring and args.extra_test_files:
         raise SoupError("--extra_test_files: nothing is scored with --skip_scoring")
     parse_extra_tests(args.extra_test_files)  # syntax, names, files: refused before any work
+    check_geometry_flags(args)
     if args.calibrate is not None:
         check_calibration(args.calibrate, {"id2label": {0: 0, 1: 1}}, args.skip_scoring)  # the method and flags
 

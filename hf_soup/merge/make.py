@@ -15,10 +15,10 @@ from hf_soup.calibration import add_calibration
 from hf_soup.checkpoints import Checkpoint
 from hf_soup.extra_tests import RECORD_KEY as EXTRA_TESTS_KEY
 from hf_soup.extra_tests import add_extra_gains, prediction_arrays
+from hf_soup.geometry import add_to_merge as add_geometry
 from hf_soup.inference_cost import KEY as COST_KEY
-from hf_soup.inference_cost import measure as measure_inference_cost
 from hf_soup.merge.arguments import MergeArguments, MergeDataArguments
-from hf_soup.merge.rows import ResultRow, add_gains, baseline_rows, score_ingredients
+from hf_soup.merge.rows import ResultRow, add_gains, baseline_rows
 from hf_soup.merge.scorer import prepare_scorer
 from hf_soup.model_writer import files_sha256, save_state
 from hf_soup.recipes.context import (
@@ -31,6 +31,9 @@ from hf_soup.recipes.context import (
 )
 from hf_soup.recipes.registry import RECIPE_RUNS, recipes_to_run
 from hf_soup.soup_file import GAIN_KEY, WEIGHTS_SHA256_KEY
+from hf_soup.stored_logits import KEY as STORED_LOGITS_KEY
+from hf_soup.stored_logits import inference_cost as stored_inference_cost
+from hf_soup.stored_logits import score_ingredients as score_reusing_logits
 from hf_soup.temperature import KEY as TEMPERATURE_KEY
 from hf_soup.temperature import calibrate as fold_temperature
 
@@ -110,11 +113,15 @@ def make_soup(
         )
         context.splits = ("heldout", *task.test_split_names)  # every test split (MNLI: mismatched too)
         context.splits += tuple(f"extra:{name}" for name in (split or {}).get(EXTRA_TESTS_KEY, {}))
-        context.ingredients = score_ingredients(context.scorer, checkpoints, args.criterion, context.splits)
+        context.ingredients, reuse = score_reusing_logits(
+            context.scorer, checkpoints, args.criterion, context.splits, split["max_length"], reuse=args.reuse_logits
+        )
         rows = baseline_rows(task, checkpoints, context.ingredients, context.scorer)
     release_memory()  # what building the scorer and scoring left behind
     chosen: RecipeOutcome | None = None
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {} if args.skip_scoring else {STORED_LOGITS_KEY: reuse.to_json()}
+    add_geometry(context, args, extra)  # streamed, before any soup exists: the memory bound holds
+    release_memory()
     for name in recipes_to_run(args.recipe, scored=not args.skip_scoring, compare_all=args.compare == "all"):
         if name in skip:
             continue
@@ -142,14 +149,7 @@ def make_soup(
         add_extra_gains(context.task, rows, extra_references)
         reported = {s: context.scorer.references(s) for s in context.splits if s != "heldout"}
         add_calibration(context.task, rows, context.ingredients, reported)  # classification only
-        cost = measure_inference_cost(
-            context.scorer.seconds.get("test", []),
-            len(checkpoints),
-            len(context.scorer.references("test")),
-            [result.logits for result in context.ingredients.split("test")],
-            context.task.is_regression,
-            context.scorer.device.type,
-        )
+        cost = stored_inference_cost(context, reuse, args.inference_timing_rows)  # real passes, timed
         if cost is not None:
             extra[COST_KEY] = cost
         if args.predictions_file:

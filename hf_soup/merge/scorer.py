@@ -79,6 +79,7 @@ def prepare_scorer(args: MergeArguments, data: MergeDataArguments, checkpoints: 
         "heldout_disjoint": heldout.disjoint,
         "heldout_disjoint_reason": heldout.reason,
         **({EXTRA_TESTS_KEY: extra_tests} if extra_tests else {}),
+        "max_length": max_length,  # not in soup.json's split: keys the stored logits (hf_soup.stored_logits)
     }
     return splits.task, described, scorer
 

@@ -11,6 +11,7 @@ from hf_soup.calibration import table_lines as calibration_table_lines
 from hf_soup.card import learned_nothing_text, test_split_names, test_split_text
 from hf_soup.extra_tests import RECORD_KEY as EXTRA_TESTS_KEY
 from hf_soup.extra_tests import table_lines as extra_table_lines
+from hf_soup.geometry import table_lines as geometry_table_lines
 from hf_soup.identical import table_line as identical_table_line
 from hf_soup.inference_cost import sentence as cost_sentence
 from hf_soup.recipes.catalog import result_rows
@@ -63,6 +64,7 @@ def format_table(soup: dict) -> str:
         lines.append(twins)
     lines.extend(calibration_table_lines(soup))
     lines.extend(temperature_table_lines(soup))
+    lines.extend(geometry_table_lines(soup))
     if cost_sentence(soup):
         lines.append(f"inference: {cost_sentence(soup)}")
     if soup["recipe"] == "average-last":

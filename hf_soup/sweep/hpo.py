@@ -172,12 +172,12 @@ def _trial_trainer_class():
                 factor = self.args.label_smoothing_factor  # read by Trainer.__init__ only
                 self.label_smoother = LabelSmoother(epsilon=factor) if factor else None
                 output = super().train(trial=trial, **kwargs)
-                record = ingredient_record(
+                record, logits = ingredient_record(
                     run, context, self, output, options, started=started,
                     search={**self.search.describe(), "trial": trial.number},
                 )  # fmt: skip
                 model = self.accelerator.unwrap_model(self.model)
-                write_model_folder(dest, model, context.tokenizer, record)
+                write_model_folder(dest, model, context.tokenizer, record, logits=logits)
                 if options.keep_trajectory:
                     keep_trajectory(work, context.output_dir / TRAJECTORY_DIR / run.run_id)
                 shutil.rmtree(work, ignore_errors=True)

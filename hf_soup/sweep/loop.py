@@ -50,6 +50,7 @@ from hf_soup.sweep.trainer import (
     free_memory,
     load_model,
     score_model,
+    score_splits,
     train_model,
     write_model_folder,
 )
@@ -113,8 +114,8 @@ def run_grid_point(run: RunConfig, context: SweepContext) -> dict[str, Any]:
     model = trainer.accelerator.unwrap_model(trainer.model)
     record = None
     if state.is_main_process:
-        record = ingredient_record(run, context, trainer, output, options, resumed_from=resume, started=started)
-        write_model_folder(context.output_dir / run.run_id, model, context.tokenizer, record)
+        record, logits = ingredient_record(run, context, trainer, output, options, resumed_from=resume, started=started)
+        write_model_folder(context.output_dir / run.run_id, model, context.tokenizer, record, logits=logits)
         if options.keep_trajectory:
             keep_trajectory(work, context.output_dir / TRAJECTORY_DIR / run.run_id)
         shutil.rmtree(work, ignore_errors=True)
@@ -134,15 +135,16 @@ def ingredient_record(
     resumed_from: str | None = None,
     started: float | None = None,
     **extra: Any,
-) -> dict[str, Any]:
-    """Score a trained point (held-out and test, the merge's scorer) and build its ingredient.json record.
+) -> tuple[dict[str, Any], Any]:
+    """Score a trained point (held-out and test, the merge's scorer): (its ingredient.json record, its
+    logits as `hf_soup.stored_logits.StoredLogits`, written beside the weights for the merge to reuse).
 
     Shared by the grid loop and `hf_soup.sweep.hpo` (whose trials add a `search` block in `extra`), so an
     ingredient reads the same whoever trained it.
     """
     args = trainer.args
     model = trainer.accelerator.unwrap_model(trainer.model)
-    scores = score_model(context, model, args.per_device_eval_batch_size)
+    scores, logits = score_splits(context, model, args.per_device_eval_batch_size)
     record = build_ingredient(
         run_id=run.run_id,
         sweep_id=context.sweep_id,
@@ -177,7 +179,7 @@ def ingredient_record(
     )
     if started is not None:
         record["train"]["wall_s"] = round(time.perf_counter() - started, 3)
-    return record
+    return record, logits
 
 
 def keep_trajectory(work: Path, destination: Path) -> None:

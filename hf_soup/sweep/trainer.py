@@ -209,7 +209,16 @@ def score_model(context: SweepContext, model: Any, batch_size: int) -> dict[str,
     Uses the merge's Scorer with the family-aware `class_logits`, so a sweep's recorded scores and a
     merge's re-scoring of the same folder are the same computation.
     """
+    return score_splits(context, model, batch_size, keep_logits=False)[0]
+
+
+def score_splits(
+    context: SweepContext, model: Any, batch_size: int, *, keep_logits: bool = True
+) -> tuple[dict[str, dict[str, float]], Any]:
+    """(`score_model`'s metrics, the logits as `hf_soup.stored_logits.StoredLogits` or None): stored
+    beside the weights, they spare the merge this very computation."""
     from hf_soup.scoring import Scorer
+    from hf_soup.stored_logits import StoredLogits
 
     names = ["heldout", *context.task.test_split_names]
     scorer = Scorer(
@@ -221,13 +230,21 @@ def score_model(context: SweepContext, model: Any, batch_size: int) -> dict[str,
         device=next(model.parameters()).device,
         logits_fn=models.class_logits,
     )
-    return {name: scorer.score(name).metrics for name in names}
+    results = {name: scorer.score(name) for name in names}
+    logits = {name: result.logits for name, result in results.items()}
+    stored = StoredLogits.from_scorer(scorer, logits, context.data_args.max_seq_length) if keep_logits else None
+    return {name: result.metrics for name, result in results.items()}, stored
 
 
-def write_model_folder(dest: Path, model: Any, tokenizer: Any, record: dict | None, extra: dict | None = None):
+def write_model_folder(
+    dest: Path, model: Any, tokenizer: Any, record: dict | None, extra: dict | None = None, logits: Any = None
+):
+    """`logits`: a `hf_soup.stored_logits.StoredLogits` of these weights, written beside them."""
     with atomic_dir(dest) as tmp, quiet_transformers():
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if logits is not None:
+            logits.write(tmp)  # after the weights: it records their sha256
         if record is not None:
             write_ingredient(tmp, record)
         for name, payload in (extra or {}).items():
