@@ -89,3 +89,10 @@ def run_merge(argv, capsys) -> tuple[int, str, str]:
     code = cli_main(main, [str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def unmoved_classifier(tokenizer_dir):
+    """The tiny classifier every `make_ingredient(noise_seed=s)` is a noisy copy of: their common start."""
+    from transformers import AutoTokenizer
+
+    return tiny_classifier(len(AutoTokenizer.from_pretrained(tokenizer_dir)))

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from soup_factory import ingredient_record, make_ingredient, run_merge
+from soup_factory import ingredient_record, make_ingredient, run_merge, unmoved_classifier
 from sweep_helpers import one_torch_thread  # noqa: F401 - autouse: tiny models, one thread
 
 from hf_soup.geometry import cosines_from_gram, sample_pairs, update_gram
@@ -57,7 +57,13 @@ def test_pairs_are_sampled_with_the_seed():
 def warm_sweep(tmp_path, tokenizer_dir, rte_split):
     """Three ingredients forked from a recorded shared start in `.shared/` (as a warm-started sweep writes)."""
     root = tmp_path / "runs"
-    start = make_ingredient(root / ".shared" / "warm-start-x", tokenizer_dir, noise_seed=0, with_record=False)
+    start = make_ingredient(  # the start the ingredients' noise is added to (their heads grew from it)
+        root / ".shared" / "warm-start-x",
+        tokenizer_dir,
+        noise_seed=0,
+        with_record=False,
+        model=unmoved_classifier(tokenizer_dir),
+    )
     record_start = {"kind": "warm-start", "path": ".shared/warm-start-x", "weights_sha256": weights_sha256(start)}
     for seed in (1, 2, 3):
         name = f"lr{seed}e-05_seed{seed}"
@@ -104,7 +110,9 @@ def test_two_plain_ingredients_with_an_anchor_and_without(tmp_path, tokenizer_di
     """With --anchor the pair's soup is the uniform soup (scored twice, by two code paths); without a
     known start the geometry is skipped, saying why, and the merge still succeeds."""
     plain = [make_ingredient(tmp_path / f"plain{i}", tokenizer_dir, noise_seed=i, with_record=False) for i in (1, 2)]
-    anchor = make_ingredient(tmp_path / "start", tokenizer_dir, noise_seed=0, with_record=False)
+    anchor = make_ingredient(
+        tmp_path / "start", tokenizer_dir, noise_seed=0, with_record=False, model=unmoved_classifier(tokenizer_dir)
+    )
     capsys.readouterr()
     data = ["--task", "rte", "--glue_dir", glue_dir, "--heldout_size", "48", "--max_test_samples", "40"]
     argv = ["--ingredients", *plain, *data, "--recipe", "uniform", "--anchor", anchor, "--pairwise_soups", "5"]

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from soup_factory import ingredient_record, make_ingredient, run_merge, tiny_classifier
+from soup_factory import ingredient_record, make_ingredient, run_merge, tiny_classifier, unmoved_classifier
 from sweep_helpers import ingredient_dirs, load_sweep_main, tiny_flags, write_tiny_rte
 
 from hf_soup.anchors import find_anchor
@@ -17,19 +17,16 @@ from hf_soup.ingredient import weights_sha256
 from hf_soup.recipes.model_stock import model_stock_soup
 
 
-def _unmoved(tokenizer_dir):
-    """The tiny classifier every `make_ingredient(noise_seed=s)` is a noisy copy of: their common start."""
-    from transformers import AutoTokenizer
-
-    return tiny_classifier(len(AutoTokenizer.from_pretrained(tokenizer_dir)))
-
-
 @pytest.fixture
 def warm_sweep(tmp_path, tokenizer_dir, rte_split):
     """Three ingredients forked from a recorded shared start in `.shared/` (as a warm-started sweep writes)."""
     root = tmp_path / "runs"
     start = make_ingredient(  # the start the ingredients' noise is added to (their heads grew from it)
-        root / ".shared" / "warm-start-x", tokenizer_dir, noise_seed=0, with_record=False, model=_unmoved(tokenizer_dir)
+        root / ".shared" / "warm-start-x",
+        tokenizer_dir,
+        noise_seed=0,
+        with_record=False,
+        model=unmoved_classifier(tokenizer_dir),
     )
     record_start = {"kind": "warm-start", "path": ".shared/warm-start-x", "weights_sha256": weights_sha256(start)}
     for seed in (1, 2, 3):
@@ -76,7 +73,7 @@ def test_model_stock_refuses_without_an_anchor_and_takes_one_for_plain_folders(
     code, _, err = run_merge(argv, capsys)
     assert code == 2 and "'classifier." in err and "not the ingredients' start" in err
     anchor = make_ingredient(
-        tmp_path / "start", tokenizer_dir, noise_seed=0, with_record=False, model=_unmoved(tokenizer_dir)
+        tmp_path / "start", tokenizer_dir, noise_seed=0, with_record=False, model=unmoved_classifier(tokenizer_dir)
     )
     argv = ["--ingredients", *plain, *data, "--recipe", "model-stock", "--anchor", anchor, "--output", tmp_path / "y"]
     code, _, err = run_merge(argv, capsys)
