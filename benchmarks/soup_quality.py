@@ -959,6 +959,25 @@ def verdict(analysis: dict, default: str) -> list[str]:
             + (", ".join(f"`{k}`" for k, v in ood.items() if k != "ensemble" and v["gain"]["high"] < 0) or "none")
             + f"; the logit ensemble gains {fmt_interval(ood['ensemble']['gain'])}."
         )
+        both = [  # the issue's bar read on both pools: an interval above 0 in either, trailing by > 1 SE in neither
+            k
+            for k in agg
+            if k != "ensemble"
+            and (agg[k]["gain"]["low"] > 0 or ood[k]["gain"]["low"] > 0)
+            and not agg[k]["trails_by_more_than_one_se"]
+            and not ood[k]["trails_by_more_than_one_se"]
+        ]
+        lines.append(
+            "* Whole interval above 0 in or out of distribution, and trailing the best single by more than one SE "
+            "on no task or set: "
+            + (
+                ", ".join(
+                    f"`{k}` (in {fmt_interval(agg[k]['gain'])}, out {fmt_interval(ood[k]['gain'])})" for k in both
+                )
+                or "no recipe"
+            )
+            + "."
+        )
     e = agg["ensemble"]
     lines.append(
         f"* Ceiling: the logit ensemble (N× inference) gains {fmt_interval(e['gain'])}"
@@ -1012,7 +1031,7 @@ def workload(args: argparse.Namespace, analysis: dict) -> str:
     tasks = ", ".join(
         f"{t} ({task_table(args)[t].train_rows or 'all'} train rows, held-out {analysis['per_task'][t]['heldout_size']}, "
         f"max length {task_table(args)[t].max_seq_length})"
-        for t in analysis["tasks"]
+        for t in analysis.get("in_distribution", analysis["tasks"])
     )
     if args.design == "run5":
         return (
@@ -1044,12 +1063,13 @@ def stage_report(args: argparse.Namespace, started: float, load_before: float) -
         return
     analysis = analyse(replicates, args.n_resamples, args.seed, tuple(args.choose_excluding))
     default = shipped_default()
-    train_s = sum(r["train"].get("wall_s") or 0.0 for rep in replicates for r in rep.ingredients)
+    merges = [rep for rep in replicates if rep.shift is None]  # the extra-set views are the same merges
+    train_s = sum(r["train"].get("wall_s") or 0.0 for rep in merges for r in rep.ingredients)
     merge_s = sum(rep.merge_seconds or 0.0 for rep in replicates)
     missing = [
         f"{task.name} r{r}"
         for task, r in jobs(args)
-        if (task.name, r) not in {(x.task, x.replicate) for x in replicates}
+        if (task.name, r) not in {(x.task, x.replicate) for x in merges}
     ]
     display = ["python", "benchmarks/soup_quality.py", *(args.argv or [])]
     entry = {
@@ -1064,7 +1084,7 @@ def stage_report(args: argparse.Namespace, started: float, load_before: float) -
         "(shared with other engineers' jobs)",
         "command": f"`{shlex.join(display)}`",
         "workload": workload(args, analysis),
-        "compute": f"{len(replicates)} merged replicates ({', '.join(missing) + ' not finished' if missing else 'all planned'}); "
+        "compute": f"{len(merges)} merged replicates ({', '.join(missing) + ' not finished' if missing else 'all planned'}); "
         f"training + scoring of the ingredients (ingredient.json `train.wall_s`, warm starts not included) "
         f"{train_s / 60:.0f} min; merges (all recipes, one scoring pass each) {merge_s / 60:.0f} min; this report "
         f"{(time.perf_counter() - started) / 60:.1f} min",

@@ -197,7 +197,7 @@ def test_a_soup_whose_whole_interval_is_below_zero_is_never_picked_and_is_named(
     page = tmp_path / "BENCHMARKS.md"
     page.write_text(f"# Benchmarks\n\n{bench.SECTION}\n\nold\n\n## Later\n\nkept\n")
     bench.main(["--stage", "render", "--results", str(results), "--write", str(page)])
-    run4 = [run for run in json.loads(results.read_text())["runs"] if "analysis" in run][-1]
+    run4 = next(run for run in json.loads(results.read_text())["runs"] if run["title"].startswith("Run 4"))
     assert run4["recommended"] == bench.KEEP_BEST_SINGLE and run4["analysis"]["choice"]["greedy"]["gain"]["high"] < 0
     text = page.read_text()
     assert "keep the best single ingredient" in text and "evidence picks `greedy`" not in text
@@ -336,3 +336,26 @@ def test_only_replicates_splits_the_jobs_between_stages_run_side_by_side(bench, 
     assert [(task.name, r) for task, r in jobs] == [("rte", 0), ("cola", 0), ("rte", 2), ("cola", 2)]
     every = bench.jobs(bench.parse_args(argv[:7]))
     assert len(every) == 6
+
+
+def test_the_verdict_names_recipes_that_clear_the_bar_out_of_distribution_without_trailing_in_it(bench):
+    def pool(low: float, trailing: list[str]) -> dict:
+        gain = {"estimate": low + 0.004, "low": low, "high": low + 0.008, "se": 0.002}
+        return {
+            "gain": gain,
+            "pairs": 3,
+            "won": 1,
+            "lost": 1,
+            "trails_by_more_than_one_se": trailing,
+            "goal_met": False,
+        }
+
+    analysis = {
+        "aggregate": {"greedy": pool(-0.004, []), "uniform": pool(-0.01, ["sst2"]), "ensemble": pool(-0.01, [])},
+        "aggregate_ood": {"greedy": pool(0.002, []), "uniform": pool(0.003, []), "ensemble": pool(0.003, [])},
+        "shifted": ["sst2@imdb"],
+        "choice": {"greedy": pool(-0.004, []), "uniform": pool(-0.01, ["sst2"]), "ensemble": pool(-0.01, [])},
+        "choice_tasks": ["sst2"],
+    }
+    line = next(x for x in bench.verdict(analysis, "greedy") if x.startswith("* Whole interval above 0 in or out"))
+    assert "`greedy`" in line and "`uniform`" not in line  # uniform trails in distribution by > 1 SE
