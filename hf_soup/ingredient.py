@@ -11,6 +11,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,11 @@ def weights_sha256(model_dir: str | os.PathLike) -> str | None:
     files = sorted(f for f in folder.glob("*.safetensors") if f.name != LOGITS_FILE) if folder.is_dir() else []
     if not files:
         return None
+    return files_sha256(files)
+
+
+def files_sha256(files: Sequence[Path]) -> str:
+    """One sha256 over the bytes of `files`, in the given order (weights only, never logits.safetensors)."""
     digest = hashlib.sha256()
     for file in files:
         with open(file, "rb") as handle:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hf_soup.ingredient import LOGITS_FILE
+from hf_soup.ingredient import LOGITS_FILE, files_sha256
 
 if TYPE_CHECKING:
     from hf_soup.recipes.context import IngredientScores
@@ -53,16 +53,6 @@ def split_fingerprint(dataset: Any) -> str:
         for row in dataset[name]:
             values = np.asarray(row, dtype=np.int64)
             digest.update(np.int64(values.size).tobytes() + values.tobytes())
-    return digest.hexdigest()
-
-
-def files_sha256(files: Sequence[Path]) -> str:
-    """sha256 over weight files, in the given order (the folder's own, not logits.safetensors)."""
-    digest = hashlib.sha256()
-    for file in files:
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(chunk)
     return digest.hexdigest()
 
 

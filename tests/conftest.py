@@ -171,3 +171,26 @@ def online(monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", False)
+
+
+@pytest.fixture
+def warm_sweep(tmp_path, tokenizer_dir, rte_split):
+    """Three ingredients forked from a recorded shared start in `.shared/` (as a warm-started sweep writes)."""
+    from soup_factory import ingredient_record, make_ingredient, unmoved_classifier
+
+    from hf_soup.ingredient import weights_sha256
+
+    root = tmp_path / "runs"
+    start = make_ingredient(  # the start the ingredients' noise is added to (their heads grew from it)
+        root / ".shared" / "warm-start-x",
+        tokenizer_dir,
+        noise_seed=0,
+        with_record=False,
+        model=unmoved_classifier(tokenizer_dir),
+    )
+    record_start = {"kind": "warm-start", "path": ".shared/warm-start-x", "weights_sha256": weights_sha256(start)}
+    for seed in (1, 2, 3):
+        name = f"lr{seed}e-05_seed{seed}"
+        record = ingredient_record(name, split=rte_split, seed=seed, start=record_start)
+        make_ingredient(root / name, tokenizer_dir, noise_seed=seed, record=record)
+    return root

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from soup_factory import ingredient_record, make_ingredient, run_merge, unmoved_classifier
+from soup_factory import make_ingredient, run_merge, unmoved_classifier
 from sweep_helpers import one_torch_thread  # noqa: F401 - autouse: tiny models, one thread
 
 from hf_soup.geometry import cosines_from_gram, sample_pairs, update_gram
@@ -51,25 +51,6 @@ def test_pairs_are_sampled_with_the_seed():
     assert sample_pairs(3, 10, 0) == [(0, 1), (0, 2), (1, 2)]
     drawn = sample_pairs(8, 5, seed=4)
     assert len(drawn) == 5 == len(set(drawn)) and drawn == sample_pairs(8, 5, seed=4) != sample_pairs(8, 5, seed=5)
-
-
-@pytest.fixture
-def warm_sweep(tmp_path, tokenizer_dir, rte_split):
-    """Three ingredients forked from a recorded shared start in `.shared/` (as a warm-started sweep writes)."""
-    root = tmp_path / "runs"
-    start = make_ingredient(  # the start the ingredients' noise is added to (their heads grew from it)
-        root / ".shared" / "warm-start-x",
-        tokenizer_dir,
-        noise_seed=0,
-        with_record=False,
-        model=unmoved_classifier(tokenizer_dir),
-    )
-    record_start = {"kind": "warm-start", "path": ".shared/warm-start-x", "weights_sha256": weights_sha256(start)}
-    for seed in (1, 2, 3):
-        name = f"lr{seed}e-05_seed{seed}"
-        record = ingredient_record(name, split=rte_split, seed=seed, start=record_start)
-        make_ingredient(root / name, tokenizer_dir, noise_seed=seed, record=record)
-    return root
 
 
 def test_merge_records_the_cosines_of_the_updates_from_the_recorded_start(warm_sweep, tmp_path, capsys):

@@ -8,32 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from soup_factory import ingredient_record, make_ingredient, run_merge, tiny_classifier, unmoved_classifier
+from soup_factory import make_ingredient, run_merge, tiny_classifier, unmoved_classifier
 from sweep_helpers import ingredient_dirs, load_sweep_main, tiny_flags, write_tiny_rte
 
 from hf_soup.anchors import find_anchor
 from hf_soup.checkpoints import Checkpoint
-from hf_soup.ingredient import weights_sha256
 from hf_soup.recipes.model_stock import model_stock_soup
-
-
-@pytest.fixture
-def warm_sweep(tmp_path, tokenizer_dir, rte_split):
-    """Three ingredients forked from a recorded shared start in `.shared/` (as a warm-started sweep writes)."""
-    root = tmp_path / "runs"
-    start = make_ingredient(  # the start the ingredients' noise is added to (their heads grew from it)
-        root / ".shared" / "warm-start-x",
-        tokenizer_dir,
-        noise_seed=0,
-        with_record=False,
-        model=unmoved_classifier(tokenizer_dir),
-    )
-    record_start = {"kind": "warm-start", "path": ".shared/warm-start-x", "weights_sha256": weights_sha256(start)}
-    for seed in (1, 2, 3):
-        name = f"lr{seed}e-05_seed{seed}"
-        record = ingredient_record(name, split=rte_split, seed=seed, start=record_start)
-        make_ingredient(root / name, tokenizer_dir, noise_seed=seed, record=record)
-    return root
 
 
 def test_model_stock_on_a_sweep_uses_its_recorded_start(warm_sweep, tmp_path, capsys):
