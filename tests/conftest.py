@@ -194,3 +194,17 @@ def warm_sweep(tmp_path, tokenizer_dir, rte_split):
         record = ingredient_record(name, split=rte_split, seed=seed, start=record_start)
         make_ingredient(root / name, tokenizer_dir, noise_seed=seed, record=record)
     return root
+
+
+@pytest.fixture
+def sweep(tmp_path, tokenizer_dir, rte_split):
+    """Three tiny RTE ingredients, each a noisy copy of one classifier, with their ingredient.json."""
+    from soup_factory import ingredient_record, make_ingredient
+
+    root = tmp_path / "runs"
+    for seed in (1, 2, 3):
+        name = f"lr{seed}e-05_seed{seed}"
+        make_ingredient(
+            root / name, tokenizer_dir, noise_seed=seed, record=ingredient_record(name, split=rte_split, seed=seed)
+        )
+    return root

@@ -14,17 +14,6 @@ from hf_soup.atomic import exclusive_lock
 
 
 @pytest.fixture
-def sweep(tmp_path, tokenizer_dir, rte_split):
-    root = tmp_path / "runs"
-    for seed in (1, 2, 3):
-        name = f"lr{seed}e-05_seed{seed}"
-        make_ingredient(
-            root / name, tokenizer_dir, noise_seed=seed, record=ingredient_record(name, split=rte_split, seed=seed)
-        )
-    return root
-
-
-@pytest.fixture
 def plain_pair(tmp_path, tokenizer_dir):
     return [make_ingredient(tmp_path / f"plain{i}", tokenizer_dir, noise_seed=i, with_record=False) for i in (1, 2)]
 

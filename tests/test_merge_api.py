@@ -9,22 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from soup_factory import ingredient_record, make_ingredient, run_merge
+from soup_factory import run_merge
 
 import hf_soup
 from hf_soup.errors import SoupError
-
-
-@pytest.fixture
-def sweep(tmp_path, tokenizer_dir, rte_split):
-    root = tmp_path / "runs"
-    for seed in (1, 2, 3):
-        name = f"lr{seed}e-05_seed{seed}"
-        make_ingredient(
-            root / name, tokenizer_dir, noise_seed=seed, record=ingredient_record(name, split=rte_split, seed=seed)
-        )
-    return root
-
 
 # What two runs of one merge may differ in: when it ran, and the inference speed measured while scoring.
 MEASURED = {"created", "inference_speed"}
