@@ -34,4 +34,4 @@ def publish() -> None:
 
 
 def card() -> None:
-    _run("hf_soup.card")
+    _run("hf_soup.card.cli")

@@ -249,3 +249,31 @@ def test_one_text_or_a_pair_as_the_task_has(tmp_path):
     (folder / "soup.json").write_text(json.dumps(record))
     snippet = _snippet(write_card(folder).read_text())
     assert 'classifier("tickets title: A cat is sleeping on the mat. body: An animal is on the mat.")' in snippet
+
+
+def test_glue_facts_are_the_presets_and_the_card_never_imports_up():
+    """A preset's display name, test split and kind come from `hf_soup.tasks`; the card's package imports
+    neither the merge nor the publisher (they call it) nor the sweep."""
+    import ast
+    from pathlib import Path
+
+    import hf_soup.card
+    from hf_soup.card import TASK_CARDS, task_card
+    from hf_soup.tasks import PRESETS
+
+    assert set(TASK_CARDS) == set(PRESETS)
+    for name, preset in PRESETS.items():
+        facts = task_card(name)
+        assert facts.test_split == preset.validation_splits[0] and facts.regression == preset.is_regression
+        assert len(facts.example) == len(preset.text_fields), name  # else the snippet shows placeholders
+    assert (task_card("sst2").display, task_card("stsb").display, task_card("mnli").test_split) == (
+        "SST-2",
+        "STS-B",
+        "validation_matched",
+    )
+    for path in Path(hf_soup.card.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            modules += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for module in modules:
+                assert not module.startswith(("hf_soup.merge", "hf_soup.publish", "hf_soup.sweep")), (path, module)

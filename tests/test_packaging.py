@@ -91,3 +91,16 @@ def test_the_wheel_holds_no_test_hub_server(installed):
     leaked = [n for n in names if n.startswith("tests/") or "hub_server" in n or n.startswith("hf_soup/testing")]
     assert leaked == []
     assert not (target / "tests").exists() and not (target / "hf_soup" / "testing").exists()
+
+
+def test_the_card_package_and_its_template_are_in_the_wheel(installed, tmp_path):
+    target, env, _ = installed
+    result = subprocess.run([sys.executable, "-S", "-m", "hf_soup.card", "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("usage: python -m hf_soup.card") and "--repo_id" in result.stdout
+    probe = "import hf_soup.card as c; print(c.DEFAULT_TEMPLATE, c.DEFAULT_TEMPLATE.is_file())"
+    result = subprocess.run([sys.executable, "-S", "-c", probe], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == [str(target / "hf_soup" / "templates" / "soup_card.md"), "True"]
