@@ -1067,9 +1067,7 @@ def stage_report(args: argparse.Namespace, started: float, load_before: float) -
     train_s = sum(r["train"].get("wall_s") or 0.0 for rep in merges for r in rep.ingredients)
     merge_s = sum(rep.merge_seconds or 0.0 for rep in replicates)
     missing = [
-        f"{task.name} r{r}"
-        for task, r in jobs(args)
-        if (task.name, r) not in {(x.task, x.replicate) for x in merges}
+        f"{task.name} r{r}" for task, r in jobs(args) if (task.name, r) not in {(x.task, x.replicate) for x in merges}
     ]
     display = ["python", "benchmarks/soup_quality.py", *(args.argv or [])]
     entry = {
