@@ -15,12 +15,11 @@ files in their stored order), each once, read in 4 MiB blocks from the page cach
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-BLOCK = 1 << 22
+from hf_soup.ingredient import files_sha256
 
 
 @dataclass(frozen=True)
@@ -41,12 +40,7 @@ class Twin:
 
 def weights_digest(checkpoint: Any) -> str:
     """sha256 over an ingredient's weight files (`Checkpoint.files`, in their order)."""
-    digest = hashlib.sha256()
-    for file in checkpoint.files:
-        with open(file, "rb") as handle:
-            while block := handle.read(BLOCK):
-                digest.update(block)
-    return digest.hexdigest()
+    return files_sha256(checkpoint.files)
 
 
 def _size(checkpoint: Any) -> int:
