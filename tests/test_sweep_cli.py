@@ -27,7 +27,8 @@ from hf_soup.errors import cli_main
 from hf_soup.ingredient import is_ingredient, read_ingredient, weights_sha256
 from hf_soup.sweep.arguments import ARGUMENT_TYPES, BUNDLED_CONFIG_DIR, SWEEP_DEFAULTS, parse_sweep_args
 from hf_soup.sweep.grid import expand_grid
-from hf_soup.sweep.planning import WEIGHT_NEUTRAL_SETTINGS, resolve_grid
+from hf_soup.sweep.identity import WEIGHT_NEUTRAL_SETTINGS
+from hf_soup.sweep.planning import resolve_grid
 from hf_soup.tasks import PRESETS as GLUE_PRESETS
 from hf_soup.tasks import get_task
 

@@ -14,7 +14,7 @@ from sweep_helpers import (
 )
 
 from hf_soup.errors import cli_main
-from hf_soup.sweep.planning import sweep_difference
+from hf_soup.sweep.identity import sweep_difference
 
 sweep_main = load_sweep_main()
 

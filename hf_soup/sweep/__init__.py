@@ -8,6 +8,8 @@ One module per job, each importing only the ones above it in this list:
   * `grid`         — an axis parsed, checked, typed and expanded; run ids; shards;
   * `arguments`    — the sweep's dataclasses (flags and YAML keys) and their parser;
   * `launch`       — this process's place in a launch (ranks, CPU gloo groups), locks, agreement;
+  * `identity`     — what a sweep's ingredients share (`sweep_id`), an output folder refused or resumed;
+  * `context`      — what the points of a sweep share, and one point's TrainingArguments;
   * `planning`     — every check, the grid, the sweep's identity (`sweep.json`); writes nothing else;
   * `trainer`      — the Trainer extensions (length-grouped sampler, text2text collator) and the
                      load / train / score / write steps of one model;
@@ -30,8 +32,9 @@ from hf_soup.lazy import lazy_exports
 _EXPORTS = {
     "arguments": ("ARGUMENT_TYPES", "SWEEP_DEFAULTS", "TRAINING_FIELDS", "SweepArguments", "parse_sweep_args"),
     "grid": ("Range", "RunConfig", "run_id_for", "shard_runs"),
-    "planning": ("WORK_DIR", "finished_folders", "plan_sweep", "run_options", "training_arguments_for",
-                 "write_sweep_file"),
+    "context": ("WORK_DIR", "run_options", "training_arguments_for"),
+    "identity": ("finished_folders",),
+    "planning": ("plan_sweep", "write_sweep_file"),
     "trainer": ("SoupTrainer", "free_memory", "load_model", "make_trainer", "write_model_folder"),
     "shared_start": ("prepare_start",),
     "leaderboard": ("LEADERBOARD_FILE", "leaderboard"),

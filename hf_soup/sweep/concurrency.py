@@ -55,6 +55,7 @@ from typing import Any
 
 from hf_soup.errors import SoupError
 from hf_soup.sweep.arguments import SweepArguments
+from hf_soup.sweep.context import Sweep, SweepContext
 from hf_soup.sweep.grid import RunConfig
 from hf_soup.sweep.leaderboard import point_summary
 from hf_soup.sweep.loop import (
@@ -65,7 +66,6 @@ from hf_soup.sweep.loop import (
     train_unclaimed_point,
     wait_for_other_jobs,
 )
-from hf_soup.sweep.planning import Sweep, SweepContext
 
 AUTO = "auto"
 MAX_WORKERS = 8  # `auto` never goes beyond: more processes mostly add contention

@@ -17,7 +17,7 @@ so the same point gets the same id in every process, job and rerun: that is what
 finished points and `--shard i/n` split the grid without coordination. Extending an axis (a third
 learning rate) or widening a single-valued one (`seed=0` -> `seed=0,1`) keeps the ids of points
 already trained. Folders whose readable part names fewer axes are found by their hash
-(`sweep.planning.finished_folders`).
+(`sweep.identity.finished_folders`).
 
 The sweep's flags and config file are parsed in `sweep.arguments`; this module owns an axis.
 """

@@ -82,8 +82,8 @@ from hf_soup.sweep import (
     write_model_folder,
     write_sweep_file,
 )
+from hf_soup.sweep.context import TRAJECTORY_DIR
 from hf_soup.sweep.loop import keep_trajectory
-from hf_soup.sweep.planning import TRAJECTORY_DIR
 from hf_soup.sweep.trainer import AVERAGE_DIR
 
 logger = logging.getLogger(__name__)
@@ -369,7 +369,8 @@ def check_search_space(sweep: Any) -> None:
     """
     from itertools import islice, product
 
-    from hf_soup.sweep.planning import check_point, run_options, training_arguments_for
+    from hf_soup.sweep.context import run_options, training_arguments_for
+    from hf_soup.sweep.planning import check_point
 
     context = sweep.context
     choices = {}

@@ -29,20 +29,20 @@ from typing import Any
 from hf_soup.atomic import clear_temporaries_of, write_text_atomic
 from hf_soup.errors import SoupError
 from hf_soup.ingredient import build_ingredient, is_ingredient, read_ingredient
-from hf_soup.sweep.grid import RunConfig
-from hf_soup.sweep.launch import agree, configure_cpu_launch, process_state, try_lock
-from hf_soup.sweep.leaderboard import LEADERBOARD_FILE, leaderboard, point_summary
-from hf_soup.sweep.planning import (
+from hf_soup.sweep.context import (
     TRAJECTORY_DIR,
     WORK_DIR,
     Sweep,
     SweepContext,
-    finished_folders,
     recorded_hyperparameters,
     run_options,
     training_arguments_for,
-    write_sweep_file,
 )
+from hf_soup.sweep.grid import RunConfig
+from hf_soup.sweep.identity import finished_folders
+from hf_soup.sweep.launch import agree, configure_cpu_launch, process_state, try_lock
+from hf_soup.sweep.leaderboard import LEADERBOARD_FILE, leaderboard, point_summary
+from hf_soup.sweep.planning import write_sweep_file
 from hf_soup.sweep.shared_start import prepare_start
 from hf_soup.sweep.trainer import (
     AVERAGE_DIR,

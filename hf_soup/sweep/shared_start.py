@@ -30,8 +30,8 @@ from hf_soup import models
 from hf_soup.atomic import clear_temporaries_of
 from hf_soup.errors import SoupError
 from hf_soup.ingredient import utc_now, weights_sha256
+from hf_soup.sweep.context import SHARED_DIR, SweepContext, start_stage_arguments, start_stages
 from hf_soup.sweep.launch import process_state, share_decision, try_lock
-from hf_soup.sweep.planning import SHARED_DIR, SweepContext, start_stage_arguments, start_stages
 from hf_soup.sweep.trainer import free_memory, load_model, score_model, train_model, write_model_folder
 
 START_FILE = "start.json"  # written last into a stage's folder: its presence means the stage is complete

@@ -32,8 +32,8 @@ from hf_soup.ingredient import write_ingredient
 from hf_soup.metrics import make_compute_metrics
 from hf_soup.quiet import quiet_transformers
 from hf_soup.sweep.arguments import TRAINING_FIELDS, FineTuneArguments
+from hf_soup.sweep.context import SweepContext, run_options
 from hf_soup.sweep.grid import RunConfig
-from hf_soup.sweep.planning import SweepContext, run_options
 
 
 class SoupTrainer(Trainer):

@@ -321,7 +321,7 @@ class JobArray:
     # ------------------------------------------------------------------ states
 
     def poll(self) -> list[ShardStatus]:
-        from hf_soup.sweep.planning import finished_folders
+        from hf_soup.sweep.identity import finished_folders
 
         jobs = self._jobs()
         states = self._states(list(jobs.values()))
