@@ -119,6 +119,10 @@ def write_ingredients(name: str, n: int, folder: Path) -> tuple[list[Path], int]
     model.config.architectures = [type(model).__name__]  # what save_pretrained would record
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     generator = torch.Generator().manual_seed(1)
+    start = folder / "start"  # the un-noised weights: the scored merge's θ0 (--anchor), for its geometry
+    start.mkdir(parents=True)
+    save_file(state, str(start / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(start)
     paths = []
     for i in range(n):
         path = folder / f"{name}-{i}"
@@ -208,6 +212,7 @@ def merge_command(paths: list[Path], out: Path, args: argparse.Namespace, *, sco
     command += ["--overwrite", "--output", str(out)]
     if not scored:
         return [*command, "--skip_scoring"]
+    command += ["--anchor", str(paths[0].parent / "start")]  # the shared start: the geometry is computed too
     if args.test_rows:
         train, test = write_synthetic_pairs(out.parent / "data", args.test_rows)
         return [
@@ -218,6 +223,16 @@ def merge_command(paths: list[Path], out: Path, args: argparse.Namespace, *, sco
         *command, "--task", "rte", "--glue_dir", str(args.glue_dir), "--heldout_size", str(args.heldout_size),
         "--max_test_samples", str(args.max_test_samples),
     ]  # fmt: skip
+
+
+def geometry_summary(soup_json: Path) -> str:
+    """The scored merge's soup.json `geometry`, in a few words: computed (and its mean angle) or why not."""
+    if not soup_json.is_file():
+        return "no soup.json"
+    geometry = json.loads(soup_json.read_text()).get("geometry") or {}
+    if geometry.get("mean_pairwise_angle_degrees") is None:
+        return f"not computed ({geometry.get('skipped', 'absent')})"
+    return f"computed, mean angle {geometry['mean_pairwise_angle_degrees']:.1f}°"
 
 
 def goal_mb(row: dict) -> float:
@@ -317,6 +332,8 @@ def main() -> None:
                         "peak_total_mb": max(m["peak_total_mb"] for m in measured),
                         "repeats": len(measured),
                     }
+                if "scored" in results:  # what the scored merge computed beside the soups
+                    results["scored"]["geometry"] = geometry_summary(workdir / "scored" / "soup.json")
                 if "mergekit" in results:
                     results["mergekit"]["max_abs_diff_vs_streamed"] = max_difference(
                         workdir / "streamed", workdir / "mergekit"
@@ -371,6 +388,14 @@ def run_block(title: str, rows: list[dict], args: argparse.Namespace, started: s
         "RSS goals: peak RssAnon ≤ 2 × one model + 200 MB (+ 512 MB for scored merges): "
         + ("met in every row." if not missed else "**missed** for " + ", ".join(missed) + "."),
     ]
+    geometry = [f"N={r['n']}: {r['geometry']}" for r in rows if r.get("geometry")]
+    if geometry:
+        lines += [
+            "",
+            "Scored merges' geometry (cosines of the updates from `--anchor`, the un-noised start): "
+            + "; ".join(geometry)
+            + ".",
+        ]
     return "\n".join(lines)
 
 

@@ -74,7 +74,13 @@ def build_ingredient(**fields: Any) -> dict[str, Any]:
     missing = [name for name in REQUIRED_FIELDS if name not in fields]
     if missing:
         raise ValueError(f"ingredient record is missing {missing}")
-    record: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
+    return stamped_record(FORMAT, FORMAT_VERSION, fields)
+
+
+def stamped_record(format: str, version: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` behind a format name and version, followed by the library versions and the time
+    (unless `fields` has them): the frame of every record hf_soup writes (ingredient.json, soup.json)."""
+    record: dict[str, Any] = {"format": format, "format_version": version}
     record.update(fields)
     record.setdefault("versions", library_versions())
     record.setdefault("created", utc_now())

@@ -19,7 +19,7 @@ from typing import Any
 
 from hf_soup.atomic import write_json_atomic
 from hf_soup.errors import SoupError
-from hf_soup.ingredient import library_versions, utc_now
+from hf_soup.ingredient import stamped_record
 
 SOUP_FILE = "soup.json"
 FORMAT = "hf_soup.soup"
@@ -36,11 +36,7 @@ NOT_COMPARED = ("best_single", "oracle_best_single", MAJORITY_KEY)  # rows with 
 
 def build_soup(**fields: Any) -> dict[str, Any]:
     """A soup record: format and version, then `fields` (docs/FORMATS.md), then versions and time."""
-    record: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
-    record.update(fields)
-    record.setdefault("versions", library_versions())
-    record.setdefault("created", utc_now())
-    return record
+    return stamped_record(FORMAT, FORMAT_VERSION, fields)
 
 
 def write_soup(folder: str | os.PathLike, record: dict[str, Any]) -> Path:

@@ -107,7 +107,7 @@ def run_step(title: str, command: list[str], *, env: dict[str, str] | None = Non
     """Print the command as a user would type it, run it, stop the demo if it fails."""
     print(f"\n=== {title}\n$ {shlex.join(shown or command)}", flush=True)
     started = time.monotonic()
-    result = subprocess.run(command, env=env, cwd=PROJECT_ROOT)
+    result = subprocess.run(command, env=env)  # the user's cwd: their relative paths mean the same here
     if result.returncode != 0:
         raise SoupError(f"{title} failed (exit {result.returncode}); see the output above")
     print(f"--- {title}: {time.monotonic() - started:.0f}s", flush=True)
@@ -148,7 +148,7 @@ def sweep_command(args: DemoArguments, data: DataArguments, model: str, runs: Pa
     device = [] if torch.cuda.is_available() else ["--cpu"]
     threads = [] if device == [] else ["--num_cpu_threads_per_process", str(psutil.cpu_count(logical=False) or 1)]
     launch = ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    launch += [*device, *threads, "scripts/sweep.py"]
+    launch += [*device, *threads]
     flags = [
         "--config", args.config, "--model", model, "--output_dir", str(runs), *data_flags(data),
         "--num_samples", str(args.num_samples), "--max_steps", str(args.max_steps),
@@ -161,8 +161,15 @@ def sweep_command(args: DemoArguments, data: DataArguments, model: str, runs: Pa
     if args.grid:
         flags += ["--grid", *args.grid]
     return (
-        [sys.executable, "-m", "accelerate.commands.launch", *launch, *flags],
-        ["accelerate", "launch", *launch, *flags],
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            *launch,
+            str(PROJECT_ROOT / "scripts" / "sweep.py"),
+            *flags,
+        ],
+        ["accelerate", "launch", *launch, "scripts/sweep.py", *flags],
     )
 
 
@@ -191,9 +198,7 @@ def default_extra_tests(data: DataArguments) -> list[str]:
 
 def merge_scores_extra_tests() -> bool:
     """Whether this hf_soup's merge takes `--extra_test_files` (asked of its --help, as a user would)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "hf_soup.merge", "--help"], env=python_env(), cwd=PROJECT_ROOT, capture_output=True
-    )
+    result = subprocess.run([sys.executable, "-m", "hf_soup.merge", "--help"], env=python_env(), capture_output=True)
     return result.returncode == 0 and b"--extra_test_files" in result.stdout
 
 

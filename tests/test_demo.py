@@ -42,14 +42,14 @@ def test_demo_runs_sweep_merge_publish_and_from_pretrained(glue_dir, minilm_dir,
         csv.writer(handle).writerows(
             [rows[0], *[r for r in rows[1:] if r[1] == "0"][:20], *[r for r in rows[1:] if r[1] == "1"][:20]]
         )
-    out = tmp_path / "demo"
+    out = tmp_path / "demo"  # given relative and run outside the checkout: every step must agree where it is
     command = [
         sys.executable, str(PROJECT_ROOT / "scripts" / "demo.py"), "--glue_dir", str(glue_dir),
-        "--output_dir", str(out), "--max_train_samples", "64", "--max_steps", "2", "--warm_start_epochs", "0",
+        "--output_dir", "demo", "--max_train_samples", "64", "--max_steps", "2", "--warm_start_epochs", "0",
         "--heldout_size", "48", "--max_test_samples", "32", "--num_samples", "2",
         "--grid", "learning_rate=5e-5", "seed=0,1", "--extra_test_files", f"amazon={ood}",
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=cli_env, timeout=900)
+    result = subprocess.run(command, capture_output=True, text=True, env=cli_env, timeout=900, cwd=tmp_path)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
 
@@ -65,6 +65,9 @@ def test_demo_runs_sweep_merge_publish_and_from_pretrained(glue_dir, minilm_dir,
     if merge_takes_extra_tests(cli_env):  # the out-of-distribution line, from soup.json
         assert f"--extra_test_files amazon={ood}" in result.stdout
         assert re.search(r"out of distribution, amazon.*\n  \S[^:\n]*: [+-]\d\.\d{4} \[", result.stdout), log[-4000:]
+        assert re.search(rf"\n  {DEFAULT_RECIPE} soup: [+-]\d\.\d{{4}} \[", result.stdout), log[
+            -4000:
+        ]  # the one written
     else:
         assert "has no --extra_test_files: no out-of-distribution line" in result.stdout
     assert "weights identical to" in result.stdout

@@ -116,6 +116,7 @@ def test_extra_sets_match_a_plain_evaluation_loop(sweep, tmp_path, capsys):
             )
             assert gain["estimate"] == pytest.approx(difference) and gain["low"] <= gain["estimate"] <= gain["high"]
         assert "extra_test_gains" not in soup["results"]["best_single"]
+        assert soup["results"]["soup"]["extra_test_gains"][name] == soup["results"]["greedy"]["extra_test_gains"][name]
     assert {"references", "greedy", "best_single"} <= set(saved.files)  # the test split's arrays, as before
     assert "extra test sets (ood: 40 rows, far: 30 rows)" in out and "never used to choose" in out
 

@@ -10,15 +10,14 @@ import pytest
 import torch
 
 from hf_soup.calibration import calibration_metrics
-from hf_soup.data import DataArguments, load_splits, tokenize_splits
+from hf_soup.data import DataArguments, load_splits
 from hf_soup.errors import cli_main
 from hf_soup.merge import main
-from hf_soup.metrics import make_compute_metrics
 
 from conftest import shared_dir  # isort: skip
+from trainer_ingredients import train_callback_ingredients  # isort: skip
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-HEAD_SEED = 42
 MAX_LENGTH = 64
 ROWS = 200  # of each extra set: enough rows to disagree, few enough for a loaded CPU
 
@@ -40,59 +39,10 @@ def domains(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sst2_sweep(tmp_path_factory, minilm_dir, glue_dir):
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-    )
-
-    from hf_soup.callbacks import IngredientExportCallback
-
     data = DataArguments(
         task="sst2", glue_dir=str(glue_dir), heldout_size=128, max_train_samples=256, max_test_samples=128
     )
-    splits = load_splits(data)
-    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
-    tokenized = tokenize_splits(splits, tokenizer, MAX_LENGTH)
-    root = tmp_path_factory.mktemp("sst2-sweep")
-    for learning_rate, seed in ((1e-4, 0), (2e-4, 1), (3e-4, 2)):
-        torch.manual_seed(HEAD_SEED)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            minilm_dir, num_labels=2, id2label=splits.task.id2label, label2id=splits.task.label2id
-        )
-        run_id = f"lr{learning_rate:g}_seed{seed}"
-        export = IngredientExportCallback(
-            str(root / "runs" / run_id),
-            splits=splits,
-            base_model=str(minilm_dir),
-            head_init_seed=HEAD_SEED,
-            hyperparameters={"learning_rate": learning_rate, "max_seq_length": MAX_LENGTH},
-        )
-        args = TrainingArguments(
-            output_dir=str(root / "trainer" / run_id),
-            num_train_epochs=1,
-            per_device_train_batch_size=16,
-            learning_rate=learning_rate,
-            seed=seed,
-            eval_strategy="epoch",
-            save_strategy="no",
-            use_cpu=True,
-            report_to="none",
-            disable_tqdm=True,
-        )
-        Trainer(
-            model=model,
-            args=args,
-            train_dataset=tokenized["train"],
-            eval_dataset={"heldout": tokenized["heldout"]},
-            processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=make_compute_metrics(splits.task),
-            callbacks=[export],
-        ).train()
-    return root / "runs"
+    return train_callback_ingredients(tmp_path_factory.mktemp("sst2-sweep"), minilm_dir, load_splits(data), MAX_LENGTH)
 
 
 def plain_logits(folder, texts):

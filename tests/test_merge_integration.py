@@ -1,8 +1,7 @@
 """Real MiniLM, real RTE rows: a greedy soup of three short fine-tunes, reloaded with from_pretrained.
 
-The ingredients come from a plain `transformers.Trainer` with `IngredientExportCallback` — the
-path any user script takes — with one head initialisation (seed fixed before `from_pretrained`)
-and different learning rates and run seeds.
+The ingredients come from a plain `transformers.Trainer` with `IngredientExportCallback`, the path
+any user script takes (`trainer_ingredients`).
 """
 
 import json
@@ -11,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from hf_soup.data import DataArguments, load_splits, tokenize_splits
+from hf_soup.data import DataArguments, load_splits
 from hf_soup.errors import cli_main
 from hf_soup.merge import main
-from hf_soup.metrics import make_compute_metrics, metrics_from_logits
+from hf_soup.metrics import metrics_from_logits
+
+from trainer_ingredients import train_callback_ingredients  # isort: skip
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-HEAD_SEED = 42
 MAX_LENGTH = 64
 
 
@@ -35,58 +35,9 @@ def rte_data_args(glue_dir):
 
 @pytest.fixture(scope="session")
 def minilm_sweep(tmp_path_factory, minilm_dir, rte_data_args):
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
+    return train_callback_ingredients(
+        tmp_path_factory.mktemp("minilm-sweep"), minilm_dir, load_splits(rte_data_args), MAX_LENGTH, ("heldout", "test")
     )
-
-    from hf_soup.callbacks import IngredientExportCallback
-
-    splits = load_splits(rte_data_args)
-    task = splits.task
-    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
-    tokenized = tokenize_splits(splits, tokenizer, MAX_LENGTH)
-    root = tmp_path_factory.mktemp("minilm-sweep")
-    for learning_rate, seed in ((1e-4, 0), (2e-4, 1), (3e-4, 2)):
-        torch.manual_seed(HEAD_SEED)  # the same classifier head init for every ingredient
-        model = AutoModelForSequenceClassification.from_pretrained(
-            minilm_dir, num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id
-        )
-        run_id = f"lr{learning_rate:g}_seed{seed}"
-        export = IngredientExportCallback(
-            str(root / "runs" / run_id),
-            splits=splits,  # task, split and data description: the merge needs no data flags
-            base_model=str(minilm_dir),
-            head_init_seed=HEAD_SEED,
-            hyperparameters={"learning_rate": learning_rate, "max_seq_length": MAX_LENGTH},
-        )
-        args = TrainingArguments(
-            output_dir=str(root / "trainer" / run_id),
-            num_train_epochs=1,
-            per_device_train_batch_size=16,
-            per_device_eval_batch_size=64,
-            learning_rate=learning_rate,
-            seed=seed,
-            eval_strategy="epoch",
-            save_strategy="no",
-            use_cpu=True,
-            report_to="none",
-            disable_tqdm=True,
-        )
-        Trainer(
-            model=model,
-            args=args,
-            train_dataset=tokenized["train"],
-            eval_dataset={"heldout": tokenized["heldout"], "test": tokenized["test"]},
-            processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=make_compute_metrics(task),
-            callbacks=[export],
-        ).train()
-    return root / "runs"
 
 
 def _plain_heldout_metrics(folder, rte_data_args):

@@ -12,7 +12,7 @@ from typing import Any
 
 from hf_soup.card.cells import _metric_name, gain_cell
 from hf_soup.card.facts import TaskCard, _is_carved, dataset_of, distinct_kept, is_glue
-from hf_soup.families import ENCODER, T5_CLASSIFICATION, t5_prompt
+from hf_soup.families import ENCODER, TEXT, family_row, t5_prompt
 from hf_soup.recipes.catalog import CATALOG
 from hf_soup.redact import redact_text, strip_local_paths
 from hf_soup.soup_file import GAIN_KEY
@@ -86,51 +86,46 @@ def usage_snippet(
 ) -> str:
     """from_pretrained + the input the model was fine-tuned on, runnable as written (tested against the local hub).
 
-    The family decides it: encoders take one text or a pair (`text`/`text_pair`) in the
-    text-classification pipeline; t5-classification takes T5's GLUE prompt string in the same
-    pipeline; t5-text2text is a seq2seq model that generates the label word from that prompt.
+    The family's row decides it (`hf_soup.families.FAMILY_TABLE`): its loader class; its input, one
+    text or a pair (`text`/`text_pair`) or T5's GLUE prompt string; and whether it answers in the
+    text-classification pipeline or generates a label word (text-to-text).
     """
+    row = family_row(family)
     ref = json.dumps(model_ref)
     fields = text_fields or [f"sentence{i + 1}" for i in range(len(task.example))]
     texts = example_texts(task, fields)
-    if family == ENCODER:
-        pipe_args = ', function_to_apply="none"' if task.regression else ""
-        call = json.dumps({"text": texts[0], "text_pair": texts[1]} if len(texts) == 2 else texts[0])
+    if row.input_format == TEXT:
+        text = json.dumps({"text": texts[0], "text_pair": texts[1]} if len(texts) == 2 else texts[0])
+        format_note = []
+    else:
+        text = json.dumps(t5_prompt(task_name, fields, texts))
+        answer = "; it answers with a label word" if row.label_words else ""
+        format_note = [f"# the input format it was fine-tuned on: T5's GLUE prompt{answer}"]
+    model_class = "  # T5ForSequenceClassification" if row.encoder_decoder and not row.label_words else ""
+    lines = [
+        f"from transformers import {row.loader}, AutoTokenizer" + ("" if row.label_words else ", pipeline"),
+        "",
+        f"model = {row.loader}.from_pretrained({ref}){model_class}",
+        f"tokenizer = AutoTokenizer.from_pretrained({ref})",
+    ]
+    if row.label_words:
+        words = f"  # one of: {', '.join(label_words)}" if label_words else ""
         return "\n".join(
             [
-                "from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline",
-                "",
-                f"model = AutoModelForSequenceClassification.from_pretrained({ref})",
-                f"tokenizer = AutoTokenizer.from_pretrained({ref})",
-                f'classifier = pipeline("text-classification", model=model, tokenizer=tokenizer{pipe_args})',
-                f"print(classifier({call}))",
+                *lines,
+                *format_note,
+                f'inputs = tokenizer({text}, return_tensors="pt")',
+                "output = model.generate(inputs.input_ids, attention_mask=inputs.attention_mask, max_new_tokens=8)",
+                f"print(tokenizer.decode(output[0], skip_special_tokens=True)){words}",
             ]
         )
-    prompt = json.dumps(t5_prompt(task_name, fields, texts))
-    if family == T5_CLASSIFICATION:
-        pipe_args = ', function_to_apply="none"' if task.regression else ""
-        return "\n".join(
-            [
-                "from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline",
-                "",
-                f"model = AutoModelForSequenceClassification.from_pretrained({ref})  # T5ForSequenceClassification",
-                f"tokenizer = AutoTokenizer.from_pretrained({ref})",
-                f'classifier = pipeline("text-classification", model=model, tokenizer=tokenizer{pipe_args})',
-                "# the input format it was fine-tuned on: T5's GLUE prompt",
-                f"print(classifier({prompt}))",
-            ]
-        )
-    words = f"  # one of: {', '.join(label_words)}" if label_words else ""
+    pipe_args = ', function_to_apply="none"' if task.regression else ""
     return "\n".join(
         [
-            "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
-            "",
-            f"model = AutoModelForSeq2SeqLM.from_pretrained({ref})",
-            f"tokenizer = AutoTokenizer.from_pretrained({ref})",
-            "# the input format it was fine-tuned on: T5's GLUE prompt; it answers with a label word",
-            f'inputs = tokenizer({prompt}, return_tensors="pt")',
-            "output = model.generate(inputs.input_ids, attention_mask=inputs.attention_mask, max_new_tokens=8)",
-            f"print(tokenizer.decode(output[0], skip_special_tokens=True)){words}",
+            *lines,
+            f'classifier = pipeline("{row.pipeline_tag}", model=model, tokenizer=tokenizer{pipe_args})',
+            *format_note,
+            f"print(classifier({text}))",
         ]
     )
 

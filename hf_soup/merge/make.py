@@ -13,6 +13,7 @@ from typing import Any
 
 from hf_soup.calibration import add_calibration
 from hf_soup.checkpoints import Checkpoint
+from hf_soup.extra_tests import GAINS_KEY as EXTRA_GAINS_KEY
 from hf_soup.extra_tests import RECORD_KEY as EXTRA_TESTS_KEY
 from hf_soup.extra_tests import add_extra_gains, prediction_arrays
 from hf_soup.geometry import add_to_merge as add_geometry
@@ -80,8 +81,9 @@ class MadeSoup:
         flags = {key: value for key, value in self.outcome.row.items() if key in SOUP_ROW_FLAGS}
         results["soup"] = {**metrics_of(self.outcome.scores), **flags}
         written = next((row for row in self.rows if row.key == self.result_key), None)
-        if written is not None and GAIN_KEY in written.fields:
-            results["soup"][GAIN_KEY] = written.fields[GAIN_KEY]
+        for key in (GAIN_KEY, EXTRA_GAINS_KEY):  # gains on test and on every extra set: the argmax is the row's
+            if written is not None and key in written.fields:
+                results["soup"][key] = written.fields[key]
         return results
 
 
