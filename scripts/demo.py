@@ -196,12 +196,6 @@ def default_extra_tests(data: DataArguments) -> list[str]:
     return [f"{name}={path}" for name, path in found.items() if path.is_file()]
 
 
-def merge_scores_extra_tests() -> bool:
-    """Whether this hf_soup's merge takes `--extra_test_files` (asked of its --help, as a user would)."""
-    result = subprocess.run([sys.executable, "-m", "hf_soup.merge", "--help"], env=python_env(), capture_output=True)
-    return result.returncode == 0 and b"--extra_test_files" in result.stdout
-
-
 def extra_test_lines(soup_dir: Path) -> list[str]:
     """Each soup (and the ensemble) against the best single on every out-of-distribution set the merge
     scored, with the gain's interval: soup.json's `results.<row>["extra:NAME"]` and `extra_test_gains`."""
@@ -298,10 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     if base_model_id:
         merge += ["--base_model_id", base_model_id]
     extra_tests = args.extra_test_files if args.extra_test_files is not None else default_extra_tests(data)
-    if extra_tests and merge_scores_extra_tests():  # scored, never chosen on
+    if extra_tests:  # scored, never chosen on
         merge += ["--extra_test_files", *extra_tests]
-    elif extra_tests:
-        print("(this hf_soup's merge has no --extra_test_files: no out-of-distribution line)")
     run_step(
         f"2/4 merge: {args.recipe} soup vs best single, uniform and ensemble",
         [sys.executable, "-m", "hf_soup.merge", *merge],

@@ -1,7 +1,7 @@
 """README command (1), shrunken: the whole job on the real MiniLM and real SST-2, offline.
 
 `scripts/demo.py` runs `accelerate launch scripts/sweep.py --config soup_ready` -> `python -m
-hf_soup.merge` (with out-of-distribution test sets where the merge takes them) -> a local
+hf_soup.merge` (with an out-of-distribution test set) -> a local
 Hub-compatible server -> `python -m hf_soup.publish` -> `from_pretrained(repo_id)` + `pipeline(...)`
 in a fresh cache. Here with two points of the soup-ready design, two steps each and no warm start,
 so CI runs every stage for real in about a minute.
@@ -23,12 +23,6 @@ from hf_soup.merge import DEFAULT_RECIPE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_HUB_TOKEN = re.compile(rb"hf_local_[0-9a-f]{32}")  # what tests/hub_server hands out
-
-
-def merge_takes_extra_tests(env: dict[str, str]) -> bool:
-    """The merge of this checkout, asked independently of the demo's own check."""
-    result = subprocess.run([sys.executable, "-m", "hf_soup.merge", "--help"], capture_output=True, text=True, env=env)
-    return "--extra_test_files" in result.stdout
 
 
 def test_demo_runs_sweep_merge_publish_and_from_pretrained(glue_dir, minilm_dir, tmp_path, cli_env):
@@ -62,14 +56,9 @@ def test_demo_runs_sweep_merge_publish_and_from_pretrained(glue_dir, minilm_dir,
         r"soup vs the best single ingredient, test accuracy: [+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]",
         result.stdout,
     )
-    if merge_takes_extra_tests(cli_env):  # the out-of-distribution line, from soup.json
-        assert f"--extra_test_files amazon={ood}" in result.stdout
-        assert re.search(r"out of distribution, amazon.*\n  \S[^:\n]*: [+-]\d\.\d{4} \[", result.stdout), log[-4000:]
-        assert re.search(rf"\n  {DEFAULT_RECIPE} soup: [+-]\d\.\d{{4}} \[", result.stdout), log[
-            -4000:
-        ]  # the one written
-    else:
-        assert "has no --extra_test_files: no out-of-distribution line" in result.stdout
+    assert f"--extra_test_files amazon={ood}" in result.stdout
+    assert re.search(r"out of distribution, amazon.*\n  \S[^:\n]*: [+-]\d\.\d{4} \[", result.stdout), log[-4000:]
+    assert re.search(rf"\n  {DEFAULT_RECIPE} soup: [+-]\d\.\d{{4}} \[", result.stdout), log[-4000:]  # the one written
     assert "weights identical to" in result.stdout
     predictions = re.findall(r"-> (negative|positive) \((0\.\d\d|1\.00)\)", result.stdout)
     assert len(predictions) == 2  # two example sentences classified by pipeline() through the server

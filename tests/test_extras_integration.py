@@ -19,7 +19,7 @@ from trainer_ingredients import train_callback_ingredients  # isort: skip
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MAX_LENGTH = 64
-ROWS = 200  # of each extra set: enough rows to disagree, few enough for a loaded CPU
+ROWS = 120  # of each extra set: enough rows to disagree, few enough for a loaded CPU
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def domains(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sst2_sweep(tmp_path_factory, minilm_dir, glue_dir):
     data = DataArguments(
-        task="sst2", glue_dir=str(glue_dir), heldout_size=128, max_train_samples=256, max_test_samples=128
+        task="sst2", glue_dir=str(glue_dir), heldout_size=96, max_train_samples=160, max_test_samples=96
     )
     return train_callback_ingredients(tmp_path_factory.mktemp("sst2-sweep"), minilm_dir, load_splits(data), MAX_LENGTH)
 
