@@ -26,7 +26,8 @@ Methods, each a fresh child process (so import costs count for all three), same 
   * naive    — the usual checkpoint-averaging snippet: `from_pretrained` every ingredient, then
                average the state dicts (skipped, and reported with its estimated need, above
                --naive_limit_gb: the machine is shared);
-  * scored   — `python -m hf_soup.merge --recipe uniform --task rte` (what issue 15 item 14 measured):
+  * scored   — `python -m hf_soup.merge --recipe uniform --task rte --anchor START`, START being the
+               un-noised weights, so the ingredients' geometry is computed as in a real merge:
                the ingredients scored on held-out and test, the uniform and greedy baselines, the
                ensemble; real RTE rows from --glue_dir, --heldout_size / --max_test_samples rows
                (the peak is set by the longest batch, 128 tokens, not by the row count); with
