@@ -26,7 +26,9 @@ def test_merge_records_and_says_the_cost(sweep, tmp_path, capsys):  # noqa: F811
     assert code == 0, err
     soup = json.loads((tmp_path / "s" / "soup.json").read_text())
     block = soup["inference_speed"]
-    assert block["rows"] == soup["split"]["test_size"] and block["members"] == 3 and block["soup_passes"] >= 2
+    assert block["rows"] == soup["split"]["test_size"] and block["members"] == 3
+    # the soups' own test passes: the uniform soup's, and the greedy soup's unless it is one ingredient
+    assert block["soup_passes"] == 1 + (len(soup["results"]["greedy"]["kept"]) > 1)
     assert block["ensemble_cost"] == pytest.approx(block["soup_rows_per_second"] / block["ensemble_rows_per_second"])
     results = soup["results"]
     expected = 100 * (results["ensemble"]["test"]["primary"] - results["soup"]["test"]["primary"])

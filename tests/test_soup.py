@@ -276,3 +276,37 @@ def test_lazy_soups_write_into_a_buffer_exactly_what_they_read(dtype):
             assert torch.equal(out, lazy[name].to(out.dtype)), name
     with pytest.raises(ValueError, match="shape"):
         view.read_into("w", torch.empty(3, 4))
+
+
+def test_greedy_evaluates_no_candidate_it_is_told_the_score_of():
+    states = [_state(seed) for seed in range(4)]
+    seen = []
+
+    def evaluate(state):
+        seen.append(state["w"].clone())
+        return float(state["w"].sum())
+
+    plain = greedy_soup(states, [4, 3, 2, 1], evaluate=evaluate)
+    evaluated = list(seen)
+    seen.clear()
+    # the first two candidate soups (additions 0+1, then 0+1+2 or 0+2) are known: only the last is run
+    known = {(0, 1): plain.trace[1].evaluation}
+    second = (0, 1, 2) if plain.trace[1].accepted else (0, 2)
+    known[second] = plain.trace[2].evaluation
+    told = greedy_soup(states, [4, 3, 2, 1], evaluate=evaluate, known=known.get)
+    assert len(evaluated) == 3 and len(seen) == 1
+    assert torch.equal(seen[0], evaluated[2])  # the candidate no one knew, the very same weights
+    assert told.kept == plain.kept and [s.evaluation for s in told.trace] == [s.evaluation for s in plain.trace]
+    for name in plain.state:
+        assert torch.equal(told.state[name], plain.state[name])
+
+
+def test_a_greedy_soup_of_one_ingredient_is_bitwise_that_ingredient():
+    states = [_state(seed) for seed in range(3)]
+    states[0]["w"] = states[0]["w"].to(torch.bfloat16)
+    states[1]["w"] = states[1]["w"].to(torch.bfloat16)
+    states[2]["w"] = states[2]["w"].to(torch.bfloat16)
+    result = greedy_soup(states, [1.0, 3.0, 2.0], evaluate=lambda state: 0.0)  # every candidate worse
+    assert result.kept == [1]
+    for name in states[1]:
+        assert torch.equal(result.state[name], states[1][name]) and result.state[name].dtype == states[1][name].dtype

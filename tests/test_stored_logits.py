@@ -225,3 +225,19 @@ def test_geometry_of_a_plain_sweep_measures_from_the_rebuilt_base_and_head(sweep
     da = np.concatenate([a[n].astype(np.float64).ravel() - start[n].double().numpy().ravel() for n in names])
     db = np.concatenate([b[n].astype(np.float64).ravel() - start[n].double().numpy().ravel() for n in names])
     assert block["cosines"][1][3] == pytest.approx(float(da @ db / np.linalg.norm(da) / np.linalg.norm(db)), abs=1e-9)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_greedy_soup_is_scored_on_test_only_when_it_is_not_one_ingredient(
+    sweep, tmp_path, capsys, forward_passes, strict
+):
+    soup, _, _ = _merge(sweep, tmp_path / "soup", capsys, *(["--strict"] if strict else []))
+    n, results = len(soup["ingredients"]), soup["results"]
+    kept = results["greedy"]["kept"]
+    # held-out: the uniform soup and every greedy candidate; test: the uniform soup, and the greedy
+    # soup unless it kept one ingredient, which then is that ingredient, scored (here: stored) already
+    assert forward_passes["heldout"] == 1 + (n - 1)
+    assert forward_passes["test"] == 1 + (len(kept) > 1)
+    if len(kept) == 1:
+        single = next(row for row in soup["ingredients"] if row["name"] == kept[0])
+        assert results["greedy"]["test"] == single["test"] and results["greedy"]["heldout"] == single["heldout"]

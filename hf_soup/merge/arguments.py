@@ -125,7 +125,7 @@ class MergeArguments:
         },
     )
     inference_timing_rows: int = field(
-        default=64,
+        default=32,
         metadata={
             "help": "when stored logits were reused, time the ensemble's and the soup's real forward passes on "
             "this many test rows (soup.json inference_speed); 0: do not measure"

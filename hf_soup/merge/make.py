@@ -119,6 +119,7 @@ def make_soup(
             context.scorer, checkpoints, args.criterion, context.splits, split["max_length"], reuse=args.reuse_logits
         )
         rows = baseline_rows(task, checkpoints, context.ingredients, context.scorer)
+        context.remember_ingredients()
     release_memory()  # what building the scorer and scoring left behind
     chosen: RecipeOutcome | None = None
     extra: dict[str, Any] = {} if args.skip_scoring else {STORED_LOGITS_KEY: reuse.to_json()}

@@ -87,6 +87,15 @@ class RecipeContext:
     # Scores of equal-weight averages by the ingredients they average (input order): the very same
     # computation gives the very same tensors, so a filtered soup that keeps everything is not scored twice.
     averages: dict[tuple[int, ...], Scored] = field(default_factory=dict)
+    # Scores of greedy running sums by the ingredients added, in the order added: the same additions
+    # give bitwise the same soup, so the greedy soup on the other criterion re-scores no shared prefix.
+    sequences: dict[tuple[int, ...], Scored] = field(default_factory=dict)
+
+    def remember_ingredients(self) -> None:
+        """A greedy soup that keeps one ingredient is bitwise that ingredient (its running sum is θ₀ + 0):
+        the ingredient's scores, stored or computed once, stand for that soup's."""
+        for index, scored in enumerate(self.ingredients.scored if self.ingredients else ()):
+            self.sequences.setdefault((index,), scored)
 
     @property
     def n(self) -> int:

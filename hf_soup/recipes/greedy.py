@@ -52,6 +52,7 @@ def greedy_soup(
     evaluations: Sequence[Any] | None = None,
     accumulate_dtype: torch.dtype = torch.float32,
     progress: Progress = no_progress,
+    known: Callable[[tuple[int, ...]], Any | None] | None = None,
 ) -> GreedyResult:
     """Greedy soup (Wortsman et al. 2022, Recipe 1).
 
@@ -60,6 +61,8 @@ def greedy_soup(
     with score `scores[first]` (no re-evaluation). Each later candidate is kept when
     `key(evaluate(soup with it)) >= current` (`>` with `strict`). `evaluate` receives a lazy
     mapping in the ingredients' dtype; `evaluations[i]` (optional) is recorded for step 1.
+    `known(additions)` (optional) returns an evaluation already made of the soup of exactly these
+    additions, in this order (bitwise the same weights), or None: that candidate is not evaluated.
     """
     if len(scores) != len(sources):
         raise ValueError(f"{len(scores)} scores for {len(sources)} ingredients")
@@ -72,7 +75,9 @@ def greedy_soup(
     trace = [GreedyStep(1, first, current, current_evaluation, True, 1)]
     kept = [first]
     for step, index in enumerate(progress(order[1:]), start=2):
-        evaluation = evaluate(running.mean_with(sources[index]))
+        evaluation = known((*kept, index)) if known is not None else None
+        if evaluation is None:
+            evaluation = evaluate(running.mean_with(sources[index]))
         score = float(key(evaluation))
         accepted = score > current if strict else score >= current
         if accepted:
@@ -93,9 +98,17 @@ def run(context: RecipeContext) -> RecipeOutcome:
         strict=context.args.strict,
         evaluations=ingredients.split("heldout"),
         progress=context.progress("greedy soup candidates"),
+        known=lambda additions: context.sequences.get(additions, {}).get("heldout"),
     )
-    # held-out: the trace already scored exactly these weights (the lazy view is bitwise the soup)
-    scores = context.score(greedy.state, known={"heldout": greedy.evaluation})
+    for step in greedy.trace[1:]:  # every candidate soup, by the additions that made it
+        additions = (*[s.index for s in greedy.trace[: step.step - 1] if s.accepted], step.index)
+        context.sequences.setdefault(additions, {"heldout": step.evaluation})
+    # held-out: the trace already scored exactly these weights (the lazy view is bitwise the soup);
+    # a soup of the same additions scored before (one ingredient: the ingredient itself) is not scored again
+    additions = tuple(greedy.kept)
+    scores = context.score(greedy.state, known={"heldout": greedy.evaluation, **context.sequences.get(additions, {})})
+    if scores is not None:
+        context.sequences[additions] = scores
     trace = [
         {
             "step": step.step,
