@@ -27,6 +27,13 @@ When they are all present the sweep is not even invoked, so later versions of th
 or identify runs differently still reuse them. Merges are rerun when asked (`--remerge`), else
 reused when their soup.json covers the same ingredients.
 
+Evidence kept in the repository: the run folders are hours of CPU and live outside it (a fresh
+checkout does not have them), so each merged replicate's evidence, everything the report reads
+(soup.json files, per-row test logits, ingredient records, merge time), is also copied into
+`benchmarks/results/replicates/<task>-r<k>-<hash of the settings, machine paths left out>/`,
+paths made relative. A replicate found there is neither trained nor merged again, and the report
+reads it as if its run folder were there: a later session adds tasks and replicates to the same run.
+
 Results: every run is appended to `benchmarks/results/soup_quality.json` (earlier runs are kept),
 and the whole "Soup quality" section of BENCHMARKS.md is rendered from that file (`--write`).
 """
@@ -53,6 +60,7 @@ from bench_common import ROOT, machine, minilm_dir, replace_section
 SECTION = "## Soup quality (Model Soups Table 5 style)"
 RESULTS_FILE = ROOT / "benchmarks" / "results" / "soup_quality.json"
 PLOT_FILE = ROOT / "benchmarks" / "results" / "soup_quality_gains.png"
+EVIDENCE_DIR = ROOT / "benchmarks" / "results" / "replicates"
 # (soup.json results key, label): every recipe the merge scores with --compare all, then the ceiling.
 RECIPES = (
     ("best_single", "best single (chosen on held-out)"),
@@ -268,6 +276,9 @@ def stage_sweep(args: argparse.Namespace, log: Path) -> None:
     model = Path(args.model) if args.model else minilm_dir()
     for task, replicate in jobs(args):
         folder = sweep_folder(task, replicate, args)
+        if (kept := evidence_folder(task, replicate, args)).is_dir():
+            print(f"{folder.name}: merged evidence kept ({kept.name}), sweep skipped", flush=True)
+            continue
         missing = len(expected_points(task, replicate, args)) - len(found_ingredients(folder, task, replicate, args))
         if missing == 0:
             print(f"{folder.name}: every expected ingredient is there, sweep skipped", flush=True)
@@ -443,7 +454,10 @@ def stage_merge(args: argparse.Namespace, log: Path) -> None:
         folder = sweep_folder(task, replicate, args)
         found = found_ingredients(folder, task, replicate, args)
         if len(found) < len(expected_points(task, replicate, args)):
-            print(f"{folder.name}: sweep not complete ({len(found)} ingredients), not merged", flush=True)
+            kept = evidence_folder(task, replicate, args).is_dir()
+            print(
+                f"{folder.name}: " + ("merged evidence kept" if kept else "sweep not complete, not merged"), flush=True
+            )
             continue
         ingredients = [found[key] for key in sorted(found)]
         if not merged(folder, ingredients, args) or args.remerge:
@@ -453,6 +467,63 @@ def stage_merge(args: argparse.Namespace, log: Path) -> None:
             timing.write_text(json.dumps({"seconds": round(seconds, 1), "date": dt.date.today().isoformat()}))
         if args.design == "run5":
             stage_trajectory_merges(folder, ingredients, args, log)
+        keep_evidence(folder, task, replicate, ingredients, args)
+
+
+# ----------------------------------------------------------------------------- evidence kept in the repository
+
+
+def evidence_folder(task: BenchTask, replicate: int, args: argparse.Namespace) -> Path:
+    """Where one replicate's evidence is kept: named like its run folder, by a hash of its settings with
+    this machine's paths to the shared data left out (the same replicate on another checkout)."""
+    identity = json.dumps(settings(task, replicate, args), sort_keys=True)
+    portable_names = (
+        (Path(args.glue_dir).resolve(), "<glue_dir>"),
+        (Path(args.ag_news_csv).resolve(), "<ag_news_csv>"),
+        (SHARED.resolve(), "../shared"),
+    )
+    for local, portable in portable_names:
+        identity = identity.replace(str(local), portable)
+    return EVIDENCE_DIR / f"{task.name}-r{replicate}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+
+
+def evidence_files(folder: Path) -> dict[str, Path]:
+    """{name kept: file in the run folders} of everything the report reads of one replicate's merges."""
+    soup_dir, predictions, timing = soup_paths(folder)
+    files = {"soup.json": soup_dir / "soup.json", "predictions.npz": predictions, "merge.json": timing}
+    for merge in ("final", "checkpoints"):  # run 5's trajectory merges
+        files[f"{merge}-soup.json"] = folder.with_name(f"{folder.name}-{merge}-soup") / "soup.json"
+        files[f"{merge}-predictions.npz"] = folder.with_name(f"{folder.name}-{merge}-predictions.npz")
+    return files
+
+
+def keep_evidence(
+    folder: Path, task: BenchTask, replicate: int, ingredients: list[Path], args: argparse.Namespace
+) -> Path:
+    """Copy one merged replicate's evidence into the repository (written aside, then renamed): JSON
+    with every absolute path made relative to the folder above the project (or cut to its last
+    name), the ingredients' records as one list."""
+    from hf_soup.redact import strip_local_paths
+
+    target = evidence_folder(task, replicate, args)
+    staging = target.with_name(f".tmp-{target.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    records = [json.loads((path / "ingredient.json").read_text()) for path in ingredients]
+    relative = str(ROOT.parent)
+    (staging / "ingredients.json").write_text(json.dumps(strip_local_paths(records, relative), indent=1) + "\n")
+    for name, source in evidence_files(folder).items():
+        if not source.is_file():
+            continue
+        if name.endswith(".json"):
+            record = strip_local_paths(json.loads(source.read_text()), relative)
+            (staging / name).write_text(json.dumps(record, indent=1) + "\n")
+        else:
+            shutil.copyfile(source, staging / name)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -490,6 +561,24 @@ def on_extra_set(replicate: Replicate, name: str, saved) -> Replicate:
     )
 
 
+def replicate_files(task: BenchTask, replicate: int, args: argparse.Namespace) -> dict[str, Path] | None:
+    """{evidence name: file} of one merged replicate: from its run folders when they hold a complete
+    merge, else from the evidence kept in the repository; None when neither has it."""
+    folder = sweep_folder(task, replicate, args)
+    ingredients = found_ingredients(folder, task, replicate, args)
+    if len(ingredients) == len(expected_points(task, replicate, args)) and merged(
+        folder, [ingredients[k] for k in sorted(ingredients)], args
+    ):
+        records = [json.loads((path / "ingredient.json").read_text()) for path in ingredients.values()]
+        listed = folder.with_name(f"{folder.name}-ingredients.json")
+        listed.write_text(json.dumps(records, indent=1) + "\n")
+        return {**evidence_files(folder), "ingredients.json": listed}
+    kept = evidence_folder(task, replicate, args)
+    if not (kept / "soup.json").is_file() or not (kept / "predictions.npz").is_file():
+        return None
+    return {name: kept / name for name in [*evidence_files(folder), "ingredients.json"]}
+
+
 def load_replicates(args: argparse.Namespace) -> list[Replicate]:
     """Every merged replicate, in job order (incomplete ones are left out, and the report says so), then
     each one again on every extra (out-of-distribution) test set its merge scored, as task `<task>@<set>`."""
@@ -498,18 +587,15 @@ def load_replicates(args: argparse.Namespace) -> list[Replicate]:
     found: list[Replicate] = []
     shifted: list[Replicate] = []  # the same merges on their extra test sets, after every in-distribution one
     for task, replicate in jobs(args):
-        folder = sweep_folder(task, replicate, args)
-        soup_dir, predictions, timing = soup_paths(folder)
-        ingredients = found_ingredients(folder, task, replicate, args)
-        if len(ingredients) < len(expected_points(task, replicate, args)):
+        files = replicate_files(task, replicate, args)
+        if files is None:
             continue
-        if not merged(folder, [ingredients[k] for k in sorted(ingredients)], args):
-            continue
-        saved = np.load(predictions)
-        records = [json.loads((path / "ingredient.json").read_text()) for path in ingredients.values()]
+        saved = np.load(files["predictions.npz"])
+        records = json.loads(files["ingredients.json"].read_text())
+        timing = files["merge.json"]
         seconds = json.loads(timing.read_text()).get("seconds") if timing.is_file() else None
         logits = {key: saved[key] for key in saved.files if key != "references" and "@" not in key}  # @: extra sets
-        soup = json.loads((soup_dir / "soup.json").read_text())
+        soup = json.loads(files["soup.json"].read_text())
         found.append(Replicate(task.name, replicate, soup, logits, saved["references"], records, seconds))
         shifted.extend(on_extra_set(found[-1], name, saved) for name in soup.get("extra_tests") or {})
     return found + shifted
@@ -651,24 +737,17 @@ def trajectory_merges(replicate: Replicate, args: argparse.Namespace) -> dict | 
     """{merge: (soup.json, predictions)} of one replicate's three merges, or None until all three exist."""
     import numpy as np
 
-    folder = sweep_folder(task_table(args)[replicate.task], replicate.replicate, args)
+    task = task_table(args)[replicate.task]
+    folder = sweep_folder(task, replicate.replicate, args)
+    files = evidence_files(folder)
+    if not files["soup.json"].is_file():  # the run folders are gone: the evidence kept in the repository
+        files = {name: evidence_folder(task, replicate.replicate, args) / name for name in files}
     found = {}
-    for merge, soup_dir, predictions in (
-        ("main", *soup_paths(folder)[:2]),
-        (
-            "final",
-            folder.with_name(f"{folder.name}-final-soup"),
-            folder.with_name(f"{folder.name}-final-predictions.npz"),
-        ),
-        (
-            "checkpoints",
-            folder.with_name(f"{folder.name}-checkpoints-soup"),
-            folder.with_name(f"{folder.name}-checkpoints-predictions.npz"),
-        ),
-    ):
-        if not (soup_dir / "soup.json").is_file() or not predictions.is_file():
+    for merge, prefix in (("main", ""), ("final", "final-"), ("checkpoints", "checkpoints-")):
+        soup, predictions = files.get(f"{prefix}soup.json"), files.get(f"{prefix}predictions.npz")
+        if soup is None or predictions is None or not soup.is_file() or not predictions.is_file():
             return None
-        found[merge] = (json.loads((soup_dir / "soup.json").read_text()), np.load(predictions))
+        found[merge] = (json.loads(soup.read_text()), np.load(predictions))
     return found
 
 

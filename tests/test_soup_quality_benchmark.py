@@ -359,3 +359,53 @@ def test_the_verdict_names_recipes_that_clear_the_bar_out_of_distribution_withou
     }
     line = next(x for x in bench.verdict(analysis, "greedy") if x.startswith("* Whole interval above 0 in or out"))
     assert "`greedy`" in line and "`uniform`" not in line  # uniform trails in distribution by > 1 SE
+
+
+def test_a_merged_replicate_kept_in_the_repository_is_reported_without_its_run_folders(bench, tmp_path, monkeypatch):
+    import shutil
+
+    import numpy as np
+
+    monkeypatch.setattr(bench, "EVIDENCE_DIR", tmp_path / "kept")
+    runs = tmp_path / "runs"
+    argv = ["--output_dir", str(runs), "--tasks", "rte", "--replicates", "1", "--n_resamples", "200"]
+    args = bench.parse_args(argv)
+    rte = bench.TASKS["rte"]
+    _fake_merged_replicate(bench, args, rte, 0, np.random.default_rng(3), gain_rows=9)
+    before = bench.load_replicates(args)
+    folder = bench.sweep_folder(rte, 0, args)
+    ingredients = sorted(folder.iterdir())
+    kept = bench.keep_evidence(folder, rte, 0, ingredients, args)
+    assert kept == bench.evidence_folder(rte, 0, args) and kept.parent == tmp_path / "kept"
+    assert {"soup.json", "predictions.npz", "ingredients.json"} <= {p.name for p in kept.iterdir()}
+    written = (kept / "soup.json").read_text() + (kept / "ingredients.json").read_text()
+    assert str(tmp_path) not in written  # paths relative to the folder above the project, else only their last name
+    kept_paths = [row["path"] for row in json.loads((kept / "soup.json").read_text())["ingredients"]]
+    assert [Path(path).name for path in kept_paths] == ["lr2e-05", "lr5e-05", "lr0.0001"]
+    assert not any(path.startswith("/") for path in kept_paths)
+    for path in runs.iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    after = bench.load_replicates(args)
+    assert len(before) == len(after) == 1
+    assert set(after[0].logits) == set(before[0].logits)
+    for key, logits in before[0].logits.items():
+        assert np.array_equal(after[0].logits[key], logits)
+    assert after[0].soup["results"] == before[0].soup["results"] and len(after[0].ingredients) == 3
+    # nothing is trained or merged again for it
+    calls = []
+    monkeypatch.setattr(bench, "run", lambda command, log: calls.append(command) or 0.0)
+    monkeypatch.setattr(bench, "minilm_dir", lambda: tmp_path / "model")
+    bench.stage_sweep(args, tmp_path / "log")
+    bench.stage_merge(args, tmp_path / "log")
+    assert calls == []
+
+
+def test_the_evidence_is_named_by_the_settings_not_by_where_the_shared_data_lies(bench, tmp_path):
+    rte = bench.TASKS["rte"]
+    here = bench.parse_args(["--output_dir", str(tmp_path / "a")])
+    elsewhere = bench.parse_args(["--output_dir", str(tmp_path / "b"), "--glue_dir", str(tmp_path / "glue")])
+    other = bench.parse_args(["--output_dir", str(tmp_path / "a"), "--fork_epochs", "3"])
+    assert bench.sweep_folder(rte, 0, here).name != bench.sweep_folder(rte, 0, elsewhere).name  # paths in the key
+    assert bench.evidence_folder(rte, 0, here) == bench.evidence_folder(rte, 0, elsewhere)
+    assert bench.evidence_folder(rte, 0, here) != bench.evidence_folder(rte, 0, other)
+    assert bench.evidence_folder(rte, 0, here) != bench.evidence_folder(rte, 1, here)
