@@ -990,12 +990,23 @@ every choice (best single, greedy, filtering, learned coefficients) is made on h
 from train, and model stock uses no held-out data at all."""
 
 
-def render_section(results: dict) -> str:
-    parts = [SECTION, "", INTRO, ""]
+def series_of(run: dict) -> str:
+    """'Run 5' of 'Run 5: ...' and of 'Run 5, AG News: ...': the parts of one run reported apart."""
+    return run["title"].split(":")[0].split(",")[0].strip()
+
+
+def current_answer(results: dict) -> list[str]:
+    """The verdict of the latest run, of every part of it (a run whose tasks were reported apart)."""
     structured = [run for run in results["runs"] if "analysis" in run]
-    if structured:
-        latest = structured[-1]
-        parts += ["**Current answer** (" + latest["title"] + "):", "", *latest.get("verdict", []), ""]
+    lines: list[str] = []
+    for run in structured:
+        if series_of(run) == series_of(structured[-1]):
+            lines += ["**Current answer** (" + run["title"] + "):", "", *run.get("verdict", []), ""]
+    return lines
+
+
+def render_section(results: dict) -> str:
+    parts = [SECTION, "", INTRO, "", *current_answer(results)]
     for run in results["runs"]:
         parts += [render_run(run) if "analysis" in run else run["markdown"].rstrip(), ""]
     return "\n".join(parts)

@@ -409,3 +409,15 @@ def test_the_evidence_is_named_by_the_settings_not_by_where_the_shared_data_lies
     assert bench.evidence_folder(rte, 0, here) == bench.evidence_folder(rte, 0, elsewhere)
     assert bench.evidence_folder(rte, 0, here) != bench.evidence_folder(rte, 0, other)
     assert bench.evidence_folder(rte, 0, here) != bench.evidence_folder(rte, 1, here)
+
+
+def test_the_current_answer_names_every_part_of_the_latest_run(bench):
+    def run(title, line):
+        return {"title": title, "analysis": {}, "verdict": [line]}
+
+    results = {
+        "runs": [run("Run 4: old", "* four"), run("Run 5: sst2", "* five a"), run("Run 5, AG News: x", "* five b")]
+    }
+    answer = "\n".join(bench.current_answer(results))
+    assert "* five a" in answer and "* five b" in answer and "* four" not in answer
+    assert answer.index("Run 5: sst2") < answer.index("Run 5, AG News: x")
