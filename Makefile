@@ -21,7 +21,7 @@ demo: install
 	$(PY) scripts/demo.py --glue_dir $(GLUE_DIR)
 
 test: install
-	$(PY) -m pytest -q || { rc=$$?; [ $$rc -ne 5 ] || echo 'pytest collected no tests: failing' >&2; exit 1; }
+	$(PY) -m pytest -q -n auto --dist loadfile || { rc=$$?; [ $$rc -ne 5 ] || echo 'pytest collected no tests: failing' >&2; exit 1; }
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

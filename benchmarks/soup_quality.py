@@ -987,7 +987,9 @@ with `hf_soup.stats`, the code behind the gain every merge prints. It writes thi
 `benchmarks/results/soup_quality.json`, one subsection per run, oldest first (`--write BENCHMARKS.md`;
 nothing here is edited by hand). Test = GLUE dev (AG News: rows carved from its CSV), reported only:
 every choice (best single, greedy, filtering, learned coefficients) is made on held-out rows carved
-from train, and model stock uses no held-out data at all."""
+from train, and model stock uses no held-out data at all. Each merged replicate's evidence (soup.json
+files, per-row test logits, ingredient records) is kept in `benchmarks/results/replicates/`, so a
+report can be recomputed, and a run continued, without the run folders (hours of CPU, not in git)."""
 
 
 def series_of(run: dict) -> str:

@@ -25,6 +25,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Under pytest-xdist (`make test` runs one worker per core) each worker, and every subprocess it
+# starts, computes on one thread: two workers with two threads each would fight over two cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if not os.environ.get(name):
+            os.environ[name] = "1"
 # datasets' Arrow cache of the tests' small csv/json files: a throwaway folder, not the user's cache
 # (read when `datasets` is imported, so set here; subprocesses inherit it).
 if "HF_DATASETS_CACHE" not in os.environ:
