@@ -61,6 +61,7 @@ SECTION = "## Soup quality (Model Soups Table 5 style)"
 RESULTS_FILE = ROOT / "benchmarks" / "results" / "soup_quality.json"
 PLOT_FILE = ROOT / "benchmarks" / "results" / "soup_quality_gains.png"
 EVIDENCE_DIR = ROOT / "benchmarks" / "results" / "replicates"
+MIN_REPLICATES = 3  # the goal is judged on at least this many independent sweeps per task
 # (soup.json results key, label): every recipe the merge scores with --compare all, then the ceiling.
 RECIPES = (
     ("best_single", "best single (chosen on held-out)"),
@@ -684,6 +685,7 @@ def analyse(replicates: list[Replicate], n_resamples: int, seed: int, exclude: t
                 if per_task[t]["recipes"][key]["gain"]["estimate"] < -per_task[t]["recipes"][key]["gain"]["se"]
             ]
             gain = interval(estimate, values)
+            too_few = [t for t in which if per_task[t]["replicates"] < MIN_REPLICATES]
             found[key] = {
                 "gain": gain,
                 "pairs": len(pair_gains),
@@ -694,7 +696,7 @@ def analyse(replicates: list[Replicate], n_resamples: int, seed: int, exclude: t
                 "pair_t_interval": [mean - half, mean + half],
                 "ensemble_share": estimate / ensemble_estimate if ensemble_estimate > 0 else None,
                 "trails_by_more_than_one_se": trailing,
-                "goal_met": gain["low"] > 0 and not trailing,
+                "goal_met": gain["low"] > 0 and not trailing and not too_few,
             }
         return found, ensemble_estimate
 
@@ -1018,6 +1020,13 @@ def verdict(analysis: dict, default: str) -> list[str]:
     """The sentences a reader needs, computed from the numbers (whatever they say)."""
     agg = analysis["aggregate"]
     lines = []
+    few = {t: v["replicates"] for t, v in analysis.get("per_task", {}).items() if v["replicates"] < MIN_REPLICATES}
+    if few:
+        lines.append(
+            "* A progress report: "
+            + ", ".join(f"{t} has {n} of {MIN_REPLICATES} replicates" for t, n in few.items())
+            + f"; the goal is judged on at least {MIN_REPLICATES} per task, so no recipe is marked as meeting it."
+        )
     winners = [key for key, value in agg.items() if key != "ensemble" and value["goal_met"]]
     positive = [key for key, value in agg.items() if key != "ensemble" and value["gain"]["low"] > 0]
     losers = [key for key, value in agg.items() if key != "ensemble" and value["gain"]["high"] < 0]
@@ -1081,7 +1090,12 @@ def verdict(analysis: dict, default: str) -> list[str]:
     )
     picked = recommend(analysis)
     pool = ", ".join(analysis["choice_tasks"])
-    if picked == KEEP_BEST_SINGLE:
+    if few:
+        lines.append(
+            f"* No recipe is picked from a progress report (the leader on {pool} so far: `{picked}`); the merge's "
+            f"default recipe is `{default}`."
+        )
+    elif picked == KEEP_BEST_SINGLE:
         lines.append(
             f"* This run's evidence picks no soup: keep the best single ingredient (chosen on held-out). On {pool} "
             "(the demo's task left out: its test split must not choose) no recipe met the goal, and none has an "

@@ -130,7 +130,7 @@ def test_the_report_pools_replicates_keeps_earlier_runs_and_owns_its_section(ben
     page.write_text(
         f"# Benchmarks\n\n## Sweep throughput\n\nkeep me\n\n{bench.SECTION}\n\nhand-written\n\n## Later\n\nme too\n"
     )
-    argv = ["--output_dir", str(tmp_path / "runs"), "--tasks", "rte", "cola", "--replicates", "2", "--stage", "report"]
+    argv = ["--output_dir", str(tmp_path / "runs"), "--tasks", "rte", "cola", "--replicates", "3", "--stage", "report"]
     argv += [
         "--results",
         str(results),
@@ -144,16 +144,16 @@ def test_the_report_pools_replicates_keeps_earlier_runs_and_owns_its_section(ben
     args = bench.parse_args(argv)
     rng = np.random.default_rng(0)
     for task in ("rte", "cola"):
-        for replicate in range(2):
+        for replicate in range(3):
             _fake_merged_replicate(bench, args, bench.TASKS[task], replicate, rng, gain_rows=12)
     bench.main(argv)
     bench.main(argv)  # a rerun replaces its own run, never the earlier ones
     runs = json.loads(results.read_text())["runs"]
     assert runs[0]["key"] == "runs-1-3" and len(runs) == 2
     analysis = runs[1]["analysis"]
-    assert analysis["per_task"]["rte"]["replicates"] == 2
+    assert analysis["per_task"]["rte"]["replicates"] == 3
     uniform = analysis["aggregate"]["uniform"]
-    assert uniform["pairs"] == 4 and uniform["won"] == 4 and uniform["gain"]["low"] > 0
+    assert uniform["pairs"] == 6 and uniform["won"] == 6 and uniform["gain"]["low"] > 0
     assert uniform["gain"]["estimate"] == pytest.approx(
         np.mean([analysis["per_task"][t]["recipes"]["uniform"]["gain"]["estimate"] for t in ("rte", "cola")])
     )
@@ -421,3 +421,18 @@ def test_the_current_answer_names_every_part_of_the_latest_run(bench):
     answer = "\n".join(bench.current_answer(results))
     assert "* five a" in answer and "* five b" in answer and "* four" not in answer
     assert answer.index("Run 5: sst2") < answer.index("Run 5, AG News: x")
+
+
+def test_a_task_with_fewer_than_three_replicates_is_a_progress_report_that_meets_no_goal(bench, tmp_path):
+    import numpy as np
+
+    argv = ["--output_dir", str(tmp_path / "runs"), "--tasks", "rte", "--replicates", "1", "--n_resamples", "300"]
+    args = bench.parse_args(argv)
+    _fake_merged_replicate(bench, args, bench.TASKS["rte"], 0, np.random.default_rng(0), gain_rows=20)
+    analysis = bench.analyse(bench.load_replicates(args), 300, 0)
+    uniform = analysis["aggregate"]["uniform"]
+    assert uniform["gain"]["low"] > 0 and not uniform["trails_by_more_than_one_se"]  # would clear the bar...
+    assert not uniform["goal_met"]  # ...but on one replicate the goal is not judged
+    lines = bench.verdict(analysis, "greedy")
+    assert lines[0].startswith("* A progress report: rte has 1 of 3 replicates")
+    assert "No recipe is picked from a progress report" in lines[-1]
