@@ -902,12 +902,13 @@ def pool_table(pool: dict, default: str | None) -> list[str]:
     for key, value in pool.items():
         share = "n/a (no ensemble gain)" if value["ensemble_share"] is None else f"{value['ensemble_share']:.0%}"
         low, high = value["pair_t_interval"]
+        t_interval = "n/a (one pair)" if math.isnan(low) else f"[{low:+.4f}, {high:+.4f}]"
         trailing = ", ".join(value["trails_by_more_than_one_se"]) or "none"
         goal = "—" if key == "ensemble" else ("**met**" if value["goal_met"] else "not met")
         bold = "**" if key == default else ""
         lines.append(
             f"| {bold}{label_of(key)}{bold} | {fmt_interval(value['gain'])} | {value['won']} / {value['tied']} / "
-            f"{value['lost']} | [{low:+.4f}, {high:+.4f}] | {share} | {trailing} | {goal} |"
+            f"{value['lost']} | {t_interval} | {share} | {trailing} | {goal} |"
         )
     return lines
 
@@ -1086,6 +1087,8 @@ def verdict(analysis: dict, default: str) -> list[str]:
             "."
             if e["gain"]["low"] > 0
             else "; it does not clear the best single either, so there is little for a soup to recover."
+            if e["gain"]["estimate"] <= 0
+            else "; its interval reaches below 0 as well."
         )
     )
     picked = recommend(analysis)
