@@ -310,3 +310,57 @@ def test_a_greedy_soup_of_one_ingredient_is_bitwise_that_ingredient():
     assert result.kept == [1]
     for name in states[1]:
         assert torch.equal(result.state[name], states[1][name]) and result.state[name].dtype == states[1][name].dtype
+
+
+class _CountingScorer:
+    """Scores a state by the sum of its weights (a stand-in for a forward pass), counting passes."""
+
+    def __init__(self):
+        self.passes = {"heldout": 0, "test": 0}
+        self.state = None
+
+    def load_state(self, state):
+        self.state = {name: tensor.clone() for name, tensor in state.items()}
+
+    def score(self, split):
+        import numpy as np
+
+        from hf_soup.scoring import ScoreResult
+
+        self.passes[split] += 1
+        total = float(sum(tensor.double().sum() for tensor in self.state.values() if tensor.is_floating_point()))
+        score = total if split == "heldout" else -total
+        return ScoreResult(np.zeros((1, 2), np.float32), {"primary": score, "loss": -score})
+
+    def score_state(self, state, split):
+        self.load_state(state)
+        return self.score(split)
+
+
+def test_a_second_greedy_run_on_the_same_merge_scores_nothing_it_already_built():
+    from types import SimpleNamespace
+
+    from hf_soup.recipes import greedy
+    from hf_soup.recipes.context import IngredientScores, RecipeContext
+
+    class Named(dict):  # a state dict with the name a Checkpoint carries
+        name = ""
+
+    states = []
+    for i, value in enumerate((4.0, 1.0, 3.0, 2.0)):
+        states.append(Named(w=torch.full((3,), value)))
+        states[-1].name = f"ingredient-{i}"
+    scorer = _CountingScorer()
+    scored = [{split: scorer.score_state(state, split) for split in ("heldout", "test")} for state in states]
+    scorer.passes = {"heldout": 0, "test": 0}
+    ingredients = IngredientScores(scored, [s["heldout"].metrics["primary"] for s in scored])
+    args = SimpleNamespace(criterion="metric", strict=False)
+    context = RecipeContext(args, states, scorer=scorer, ingredients=ingredients)
+    context.remember_ingredients()
+    first = greedy.run(context)
+    assert scorer.passes == {"heldout": 3, "test": 1 if len(first.row["kept"]) > 1 else 0}
+    scorer.passes = {"heldout": 0, "test": 0}
+    again = greedy.run(context)  # e.g. the greedy soup on the other criterion, when it ranks alike
+    assert scorer.passes == {"heldout": 0, "test": 0}
+    assert again.weights == first.weights
+    assert again.scores["test"].metrics == first.scores["test"].metrics

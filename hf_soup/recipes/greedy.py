@@ -100,9 +100,11 @@ def run(context: RecipeContext) -> RecipeOutcome:
         progress=context.progress("greedy soup candidates"),
         known=lambda additions: context.sequences.get(additions, {}).get("heldout"),
     )
+    added = [greedy.trace[0].index]
     for step in greedy.trace[1:]:  # every candidate soup, by the additions that made it
-        additions = (*[s.index for s in greedy.trace[: step.step - 1] if s.accepted], step.index)
-        context.sequences.setdefault(additions, {"heldout": step.evaluation})
+        context.sequences.setdefault((*added, step.index), {"heldout": step.evaluation})
+        if step.accepted:
+            added.append(step.index)
     # held-out: the trace already scored exactly these weights (the lazy view is bitwise the soup);
     # a soup of the same additions scored before (one ingredient: the ingredient itself) is not scored again
     additions = tuple(greedy.kept)
