@@ -562,22 +562,23 @@ def on_extra_set(replicate: Replicate, name: str, saved) -> Replicate:
     )
 
 
-def replicate_files(task: BenchTask, replicate: int, args: argparse.Namespace) -> dict[str, Path] | None:
-    """{evidence name: file} of one merged replicate: from its run folders when they hold a complete
-    merge, else from the evidence kept in the repository; None when neither has it."""
+def replicate_files(
+    task: BenchTask, replicate: int, args: argparse.Namespace
+) -> tuple[dict[str, Path], list[dict]] | None:
+    """({evidence name: file}, the ingredients' records) of one merged replicate: from its run folders
+    when they hold a complete merge, else from the evidence kept in the repository; None when neither has it."""
     folder = sweep_folder(task, replicate, args)
     ingredients = found_ingredients(folder, task, replicate, args)
     if len(ingredients) == len(expected_points(task, replicate, args)) and merged(
         folder, [ingredients[k] for k in sorted(ingredients)], args
     ):
         records = [json.loads((path / "ingredient.json").read_text()) for path in ingredients.values()]
-        listed = folder.with_name(f"{folder.name}-ingredients.json")
-        listed.write_text(json.dumps(records, indent=1) + "\n")
-        return {**evidence_files(folder), "ingredients.json": listed}
+        return evidence_files(folder), records
     kept = evidence_folder(task, replicate, args)
     if not (kept / "soup.json").is_file() or not (kept / "predictions.npz").is_file():
         return None
-    return {name: kept / name for name in [*evidence_files(folder), "ingredients.json"]}
+    files = {name: kept / name for name in evidence_files(folder)}
+    return files, json.loads((kept / "ingredients.json").read_text())
 
 
 def load_replicates(args: argparse.Namespace) -> list[Replicate]:
@@ -588,11 +589,11 @@ def load_replicates(args: argparse.Namespace) -> list[Replicate]:
     found: list[Replicate] = []
     shifted: list[Replicate] = []  # the same merges on their extra test sets, after every in-distribution one
     for task, replicate in jobs(args):
-        files = replicate_files(task, replicate, args)
-        if files is None:
+        found_files = replicate_files(task, replicate, args)
+        if found_files is None:
             continue
+        files, records = found_files
         saved = np.load(files["predictions.npz"])
-        records = json.loads(files["ingredients.json"].read_text())
         timing = files["merge.json"]
         seconds = json.loads(timing.read_text()).get("seconds") if timing.is_file() else None
         logits = {key: saved[key] for key in saved.files if key != "references" and "@" not in key}  # @: extra sets
