@@ -436,3 +436,22 @@ def test_a_task_with_fewer_than_three_replicates_is_a_progress_report_that_meets
     lines = bench.verdict(analysis, "greedy")
     assert lines[0].startswith("* A progress report: rte has 1 of 3 replicates")
     assert "No recipe is picked from a progress report" in lines[-1]
+
+
+def test_the_demos_task_never_chooses_the_defaults(bench, tmp_path):
+    """The demo shows its soup on its own test split, so that split must not pick the default recipe."""
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("demo_script", ROOT / "scripts" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = demo  # dataclasses look their module up there
+    spec.loader.exec_module(demo)
+    argv = ["--output_dir", str(tmp_path / "runs"), "--tasks", "sst2", "mrpc", "--replicates", "1", "--stage", "report"]
+    args = bench.parse_args(argv)
+    assert args.choose_excluding == [demo.DEFAULT_TASK]
+    rng = np.random.default_rng(2)
+    for name in ("sst2", "mrpc"):
+        _fake_merged_replicate(bench, args, bench.TASKS[name], 0, rng, gain_rows=10)
+    analysis = bench.analyse(bench.load_replicates(args), 100, 0, tuple(args.choose_excluding))
+    assert set(analysis["in_distribution"]) == {"mrpc", "sst2"}
+    assert analysis["choice_tasks"] == ["mrpc"]
