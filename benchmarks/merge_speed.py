@@ -41,8 +41,8 @@ Methods, each a fresh child process (so import costs count for all three), same 
                  benchmarks/.venv-mergekit/bin/pip install mergekit
 `--stored_logits` (a section of its own): real MiniLM ingredients fine-tuned by the sweep on real
 RTE (`scripts/sweep.py`, max(--ns) grid points of --sweep_steps steps, kept in --sweep_dir and reused
-by later runs), each with the `logits.safetensors` the sweep stores, merged with the default recipe
-(greedy) three ways, interleaved in one run:
+by later runs), each with the `logits.safetensors` the sweep stores, merged with the greedy recipe
+(the most held-out passes of the soups) three ways, interleaved in one run:
   * rescored — `--no_reuse_logits --no_geometry`: every ingredient scored again, as before stored
                logits (and the geometry) existed;
   * reused   — the default merge: stored logits reused, the geometry computed, the ensemble's cost
@@ -455,7 +455,7 @@ def stored_logits_section(args: argparse.Namespace) -> None:
                 for method in order:
                     out = workdir / method
                     command = [sys.executable, "-m", "hf_soup.merge", "--ingredients", str(linked), "--output",
-                               str(out), "--overwrite", *STORED_METHODS[method]]  # fmt: skip
+                               str(out), "--overwrite", "--recipe", "greedy", *STORED_METHODS[method]]  # fmt: skip
                     warm_page_cache(runs)
                     result = measure(command, run_env)
                     if repeat:
@@ -509,7 +509,7 @@ def stored_block(
         f"{after[2]:.1f} after (the machine is shared: compare rows of one run only). `{command_line}`.",
         "",
         "Real MiniLM ingredients of one sweep on real RTE (each with the sweep's `logits.safetensors`), merged "
-        "with the default recipe (greedy, with the uniform baseline and the ensemble); the methods alternate, "
+        "with the greedy recipe (with the uniform baseline and the ensemble); the methods alternate, "
         f"the median of {args.repeats} runs each (after one uncounted warm-up round).",
         "",
         "| N | held-out / test rows | method | wall (s) | runs (s) | wall / rescored | peak RssAnon (MB) | reused |",

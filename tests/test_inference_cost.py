@@ -22,7 +22,7 @@ def test_measure_uses_ingredient_passes_for_the_ensemble_and_the_median_soup_pas
 
 
 def test_merge_records_and_says_the_cost(sweep, tmp_path, capsys):  # noqa: F811
-    code, out, err = run_merge(["--ingredients", sweep[0], "--output", tmp_path / "s"], capsys)
+    code, out, err = run_merge(["--ingredients", sweep[0], "--recipe", "greedy", "--output", tmp_path / "s"], capsys)
     assert code == 0, err
     soup = json.loads((tmp_path / "s" / "soup.json").read_text())
     block = soup["inference_speed"]

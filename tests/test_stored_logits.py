@@ -231,7 +231,7 @@ def test_geometry_of_a_plain_sweep_measures_from_the_rebuilt_base_and_head(sweep
 def test_a_greedy_soup_is_scored_on_test_only_when_it_is_not_one_ingredient(
     sweep, tmp_path, capsys, forward_passes, strict
 ):
-    soup, _, _ = _merge(sweep, tmp_path / "soup", capsys, *(["--strict"] if strict else []))
+    soup, _, _ = _merge(sweep, tmp_path / "soup", capsys, "--recipe", "greedy", *(["--strict"] if strict else []))
     n, results = len(soup["ingredients"]), soup["results"]
     kept = results["greedy"]["kept"]
     # held-out: the uniform soup and every greedy candidate; test: the uniform soup, and the greedy

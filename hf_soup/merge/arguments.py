@@ -29,7 +29,7 @@ DEFAULT_MAX_SEQ_LENGTH = 128
 CPU_MAX_BATCH_TOKENS = 1024
 # The recipe a merge writes unless told otherwise: the one whose gain over the best single the
 # replicated benchmark supports (BENCHMARKS.md, "Soup quality"; benchmarks/soup_quality.py).
-DEFAULT_RECIPE = "greedy"
+DEFAULT_RECIPE = "learned"
 # Keys of the requested recipe's results row that `results.soup` repeats (they qualify its scores).
 
 
@@ -64,7 +64,7 @@ class MergeArguments:
     )
     device: str | None = field(default=None, metadata={"help": "scoring device (default: cuda when available)"})
     learned_granularity: str = field(default="model", metadata={"help": "learned: 'model' or 'layer' coefficients"})
-    learned_epochs: int = field(default=5, metadata={"help": "learned: passes over the held-out split"})
+    learned_epochs: int = field(default=2, metadata={"help": "learned: passes over the held-out split"})
     learned_lr: float = field(default=0.05, metadata={"help": "learned: Adam learning rate on the coefficients"})
     anchor: str | None = field(
         default=None,
