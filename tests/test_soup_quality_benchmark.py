@@ -15,13 +15,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("soup_quality", ROOT / "benchmarks" / "soup_quality.py")
+def _load_script(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load_script("soup_quality", ROOT / "benchmarks" / "soup_quality.py")
 
 
 def _ingredient(folder: Path, lr: float, seed: int, head: int) -> None:
@@ -442,10 +446,7 @@ def test_the_demos_task_never_chooses_the_defaults(bench, tmp_path):
     """The demo shows its soup on its own test split, so that split must not pick the default recipe."""
     import numpy as np
 
-    spec = importlib.util.spec_from_file_location("demo_script", ROOT / "scripts" / "demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = demo  # dataclasses look their module up there
-    spec.loader.exec_module(demo)
+    demo = _load_script("demo_script", ROOT / "scripts" / "demo.py")
     argv = ["--output_dir", str(tmp_path / "runs"), "--tasks", "sst2", "mrpc", "--replicates", "1", "--stage", "report"]
     args = bench.parse_args(argv)
     assert args.choose_excluding == [demo.DEFAULT_TASK]
